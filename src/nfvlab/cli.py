@@ -1,0 +1,140 @@
+"""The `nfvlab` command line.
+
+    nfvlab list                      the experiment specs in experiments/
+    nfvlab validate SPEC...          check specs without running anything (exit 2 if invalid)
+    nfvlab run SPEC [--scale quick|paper] [--testbed local] [--repetitions N]
+    nfvlab report                    figures + results/report/index.html from whatever results exist
+    nfvlab clean                     remove everything the harness created on this machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+from pathlib import Path
+
+from rich.console import Console
+
+from nfvlab import __version__
+
+REPO = Path(__file__).resolve().parents[2]
+EXPERIMENTS = REPO / "experiments"
+# Subsystems that add their own subcommands: module with register(subparsers).
+PLUGINS = ("nfvlab.iron.cli", "nfvlab.statealyzr.cli")
+
+err = Console(stderr=True)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from nfvlab.spec import SpecError, load_spec
+
+    for path in sorted(EXPERIMENTS.glob("*.yaml")):
+        try:
+            spec = load_spec(path)
+            print(f"{spec.name:28s} Fig/Table {', '.join(spec.paper.figures):14s} {spec.description.splitlines()[0]}")
+        except SpecError as e:
+            print(f"{path.name:28s} INVALID: {e.problems[0]}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from nfvlab.plan import expand
+    from nfvlab.spec import SpecError, load_spec
+
+    status = 0
+    for path in args.specs:
+        try:
+            spec = load_spec(path)
+        except SpecError as e:
+            err.print(f"[red]{e}[/]", highlight=False)
+            status = 2
+            continue
+        counts = {s: expand(spec, s).total_runs for s in spec.scales} or {"default": expand(spec).total_runs}
+        runs = ", ".join(f"{s}: {n} runs" for s, n in counts.items())
+        print(f"{path}: ok ({spec.name}, kind {spec.kind}; {runs})")
+    return status
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from nfvlab.runner import RunError, run
+    from nfvlab.spec import SpecError
+
+    try:
+        summary = run(Path(args.spec), args.scale, args.repetitions)
+    except SpecError as e:
+        err.print(f"[red]{e}[/]", highlight=False)
+        return 2
+    except RunError as e:
+        err.print(f"[red]error:[/] {e}")
+        return 1
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted: finished repetitions are kept; run again to resume[/]")
+        return 130
+    err.print(f"{summary.spec}: {summary.done} run, {summary.skipped} skipped, "
+              f"{summary.seconds:.0f} s; results in results/{summary.spec}/")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from nfvlab.analysis.report import build_report
+
+    path = build_report()
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from nfvlab.clean import clean
+
+    removed = clean()
+    for item in removed:
+        print(f"removed {item}")
+    print(f"clean: {len(removed)} objects removed")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nfvlab", description="Reproduce 'Paving the Way for NFV' experiments.")
+    p.add_argument("--version", action="version", version=f"nfvlab {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("list", help="list the experiment specs")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("validate", help="validate specs without running them")
+    s.add_argument("specs", nargs="+", type=Path)
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("run", help="run an experiment spec (resumes: finished repetitions are skipped)")
+    s.add_argument("spec")
+    s.add_argument("--scale", choices=["quick", "paper"], default="quick")
+    s.add_argument("--testbed", choices=["local"], default="local",
+                   help="where to run (only the local testbed exists so far)")
+    s.add_argument("--repetitions", type=int, default=None, help="override the spec's repetitions")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("report", help="rebuild figures and results/report/index.html")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("clean", help="remove every namespace, cgroup, qdisc, BPF program and process nfvlab made")
+    s.set_defaults(func=cmd_clean)
+
+    for module in PLUGINS:
+        try:
+            plugin = import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue  # subsystem not in this checkout
+        plugin.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""The Iron interference experiments (dissertation §2.1.3, §2.3): one sysbench victim shares a core
+with n-1 interferers; the victim's completion time with network interferers over its time with
+sysbench interferers, measured back to back in the same repetition, is the penalty factor.
+
+Senders (Fig 2.1-2.3, 2.9-2.10): interferers flood UDP/TCP to the peer, through the per-core HTB.
+Receivers (Fig 2.4-2.5, 2.11-2.12, 2.16): i interferers receive from the peer, the rest run sysbench.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from nfvlab.experiments.registry import ExperimentKind
+from nfvlab.testbeds import network
+from nfvlab.testbeds import processes as procs
+from nfvlab.testbeds.local import LocalTestbed
+from nfvlab.testbeds.model import Container, Topology
+from nfvlab.workloads import hostcounters, sysbench, traffic
+
+PORT = 5001
+VICTIM_TIMEOUT_S = 600.0
+
+Interferer = Literal["udp_sender", "tcp_sender", "udp_receiver", "tcp_receiver"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TopologyParams(Strict):
+    containers_per_core: int = Field(ge=2, le=32, description="n: the victim plus n-1 interferers")
+    interferer: Interferer
+    receivers: int | None = Field(
+        None, ge=1, description="receiver experiments: how many interferers receive (rest run sysbench)"
+    )
+
+
+class WorkloadParams(Strict):
+    victim_events: int = Field(ge=50, description="sysbench cpu events the victim runs")
+    sysbench_prime: int = Field(10000, ge=100)
+    payload_bytes: int = Field(1400, ge=64, le=65000)
+    flows: int = Field(1, ge=1, description="senders: flows per core; receivers: flows from the peer")
+    core_rate_mbps: float = Field(math.inf, gt=0, description="per-core HTB rate (senders); inf = none")
+    send_rate_mbps: float = Field(math.inf, gt=0, description="peer's sending rate (receivers); inf = max")
+    warmup_s: float = Field(0.5, ge=0)
+
+
+class IronParams(Strict):
+    mode: Literal["off", "ebpf"] = "off"
+    drop: Literal["xdp", "tc", "none"] = "xdp"
+    pre_throttle_pct: float = Field(0.0, ge=0, le=100)
+    attribution: Literal["iron", "naive"] = "iron"
+
+
+class Params(Strict):
+    topology: TopologyParams
+    workload: WorkloadParams
+    iron: IronParams = IronParams()
+
+    @model_validator(mode="after")
+    def _receivers_fit(self) -> Params:
+        t = self.topology
+        if t.interferer.endswith("_receiver"):
+            if t.receivers is None:
+                raise ValueError("topology.receivers: required for receiver interferers")
+            if t.receivers > t.containers_per_core - 1:
+                raise ValueError(
+                    f"topology.receivers: {t.receivers} receivers do not fit beside the victim in "
+                    f"{t.containers_per_core} containers"
+                )
+        elif t.receivers is not None:
+            raise ValueError("topology.receivers: only for receiver interferers")
+        return self
+
+
+METRICS = (
+    "victim_time_base_s",
+    "victim_time_net_s",
+    "penalty_factor",
+    "offered_mbps",
+    "achieved_mbps",
+    "sent_packets",
+    "received_packets",
+    "drops",
+    "drop_pct",
+    "ksoftirqd_cpu_pct",
+    "softirq_cpu_pct",
+    "net_rx_softirqs",
+    "net_tx_softirqs",
+    "qdisc_drops",
+    "iron_charged_ms",
+    "iron_gained_ms",
+)
+
+
+def roles(p: Params) -> list[str]:
+    t = p.topology
+    n_int = t.containers_per_core - 1
+    if t.receivers is None:
+        return ["victim"] + [t.interferer] * n_int
+    return ["victim"] + [t.interferer] * t.receivers + ["sysbench"] * (n_int - t.receivers)
+
+
+def topology_key(p: Params) -> tuple:
+    return (tuple(roles(p)), p.workload.core_rate_mbps)
+
+
+class Driver:
+    """Runs points on the local testbed. One `setup` per topology; `measure` per repetition."""
+
+    def __init__(self, build_dir: Path):
+        self.flood = traffic.build_nfvflood(build_dir)
+        self.sysbench = sysbench.find_sysbench()
+
+    @contextlib.contextmanager
+    def setup(self, p: Params) -> Iterator[Topology]:
+        with LocalTestbed() as tb:
+            yield tb.up(roles(p), p.workload.core_rate_mbps)
+
+    def measure(self, topo: Topology, p: Params, raw: Path) -> dict[str, Any]:
+        with self._iron(topo, p) as iron:
+            base = self._victim_run(topo, p, raw / "baseline", network=False)
+            net = self._victim_run(topo, p, raw / "network", network=True)
+            iron_stats = iron.stats() if iron is not None else {}
+        row = {
+            "victim_time_base_s": base["victim_time_s"],
+            "victim_time_net_s": net["victim_time_s"],
+            "penalty_factor": net["victim_time_s"] / base["victim_time_s"],
+            **{k: v for k, v in net.items() if k != "victim_time_s"},
+            "iron_charged_ms": iron_stats.get("charged_ns_total", math.nan) / 1e6,
+            "iron_gained_ms": iron_stats.get("gained_ns_total", math.nan) / 1e6,
+        }
+        return row
+
+    @contextlib.contextmanager
+    def _iron(self, topo: Topology, p: Params) -> Iterator[Any]:
+        if p.iron.mode == "off":
+            yield None
+            return
+        from nfvlab.iron import IronRuntime  # the eBPF machinery loads only when asked for
+
+        with IronRuntime(topo, drop=p.iron.drop, pre_throttle_pct=p.iron.pre_throttle_pct,
+                         attribution=p.iron.attribution) as iron:
+            yield iron
+
+    # --- one victim run with its interferers -------------------------------------------------
+    def _victim_run(self, topo: Topology, p: Params, raw: Path, network: bool) -> dict[str, Any]:
+        w = p.workload
+        started: list[procs.Proc] = []
+        traffic_procs: dict[str, list[procs.Proc]] = {"send": [], "recv": []}
+        try:
+            for c in topo.interferers:
+                if c.role == "sysbench" or not network:
+                    argv = sysbench.sysbench_forever_argv(int(VICTIM_TIMEOUT_S) * 2, prime=w.sysbench_prime,
+                                                          binary=self.sysbench)
+                    started.append(procs.start_in_container(c, f"{c.name}-sysbench", argv, raw))
+            if network:
+                self._start_traffic(topo, p, raw, started, traffic_procs)
+            time.sleep(w.warmup_s)
+            before = hostcounters.HostCounters().snapshot(topo.victim_cpu)
+            qd_before = _qdisc_drops(topo)
+            victim = procs.start_in_container(
+                topo.victim, "victim",
+                sysbench.sysbench_cpu_argv(w.victim_events, prime=w.sysbench_prime, binary=self.sysbench), raw,
+            )
+            started.append(victim)
+            try:
+                rc = victim.wait(VICTIM_TIMEOUT_S)
+            except Exception as e:
+                raise RuntimeError(f"victim did not finish within {VICTIM_TIMEOUT_S:.0f} s (logs: {raw})") from e
+            after = hostcounters.HostCounters().snapshot(topo.victim_cpu)
+            if rc != 0:
+                raise sysbench.SysbenchError(f"victim sysbench exited {rc}: {victim.stderr()[-500:]}")
+            result = sysbench.parse_sysbench_cpu(victim.stdout())
+        finally:
+            procs.stop_all(started)
+        counters = hostcounters.delta(before, after)
+        t = result.total_time_s
+        row: dict[str, Any] = {
+            "victim_time_s": t,
+            "ksoftirqd_cpu_pct": 100 * counters["ksoftirqd_cpu_s"] / t,
+            "softirq_cpu_pct": 100 * counters["stat_softirq_s"] / t,
+            "net_rx_softirqs": counters["net_rx_softirqs"],
+            "net_tx_softirqs": counters["net_tx_softirqs"],
+            "qdisc_drops": _qdisc_drops(topo) - qd_before,
+        }
+        if network:
+            row |= _traffic_summary(traffic_procs)
+        return row
+
+    def _start_traffic(self, topo: Topology, p: Params, raw: Path, started: list[procs.Proc],
+                       out: dict[str, list[procs.Proc]]) -> None:
+        w, t = p.workload, p.topology
+        proto = t.interferer.split("_")[0]
+        active = [c for c in topo.interferers if c.role == t.interferer]
+        if t.interferer.endswith("_sender"):
+            sink = procs.start_on_peer(topo.peer, "peer-recv", traffic.FloodReceiver(self.flood, proto, PORT).argv(), raw)
+            started.append(sink)
+            out["recv"].append(sink)
+            time.sleep(0.2)  # the sink must listen before TCP senders connect
+            per_container = max(1, w.flows // len(active))
+            for c in active:
+                argv = traffic.FloodSender(self.flood, proto, [topo.peer.ip], PORT, flows=per_container,
+                                           size=w.payload_bytes).argv()
+                s = procs.start_in_container(c, f"{c.name}-send", argv, raw)
+                started.append(s)
+                out["send"].append(s)
+        else:
+            for c in active:
+                r = procs.start_in_container(c, f"{c.name}-recv", traffic.FloodReceiver(self.flood, proto, PORT).argv(), raw)
+                started.append(r)
+                out["recv"].append(r)
+            time.sleep(0.2)
+            rate = None if math.isinf(w.send_rate_mbps) else w.send_rate_mbps
+            argv = traffic.FloodSender(self.flood, proto, [c.ip for c in active], PORT,
+                                       flows=max(w.flows, len(active)), size=w.payload_bytes,
+                                       rate_mbps=rate).argv()
+            s = procs.start_on_peer(topo.peer, "peer-send", argv, raw)
+            started.append(s)
+            out["send"].append(s)
+
+
+def _qdisc_drops(topo: Topology) -> int:
+    return network.qdisc_stats(topo.peer.host_ifname).get("qdisc_drops", 0)
+
+
+def _traffic_summary(tp: dict[str, list[procs.Proc]]) -> dict[str, Any]:
+    """Sum the senders' and receivers' own counts (they print JSON when stopped)."""
+
+    def total(ps: list[procs.Proc]) -> tuple[int, float]:
+        stats = [traffic.parse_flood_stats(p.stdout()) for p in ps]
+        return sum(s.packets for s in stats), sum(s.rate_mbps for s in stats)
+
+    sent, offered = total(tp["send"])
+    received, achieved = total(tp["recv"])
+    drops = max(0, sent - received)
+    return {
+        "offered_mbps": offered,
+        "achieved_mbps": achieved,
+        "sent_packets": sent,
+        "received_packets": received,
+        "drops": drops,
+        "drop_pct": 100 * drops / sent if sent else 0.0,
+    }
+
+
+def _driver_factory(build_dir: Path) -> Driver:
+    return Driver(build_dir)
+
+
+KIND = ExperimentKind(
+    name="iron-interference",
+    params_model=Params,
+    metrics=METRICS,
+    driver_factory=_driver_factory,
+    topology_key=topology_key,
+)
+
+__all__ = ["KIND", "Params", "Container"]

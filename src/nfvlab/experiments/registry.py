@@ -1,0 +1,49 @@
+"""Experiment kinds: each kind is a typed parameter model plus a driver that runs one point.
+
+Specs name a kind; the spec loader validates parameters, sweep axes and metrics against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any
+
+from pydantic import BaseModel
+
+# kind name -> "module:attribute" of its ExperimentKind, imported on first use.
+_KINDS: dict[str, str] = {
+    "iron-interference": "nfvlab.experiments.iron_interference:KIND",
+}
+
+
+@dataclass(frozen=True)
+class ExperimentKind:
+    name: str
+    params_model: type[BaseModel]
+    metrics: tuple[str, ...]
+    # Builds the driver that sets up a testbed for a group of points and measures repetitions.
+    driver_factory: Callable[..., Any]
+    # Points with equal topology keys share one testbed setup (the runner orders them together).
+    topology_key: Callable[[BaseModel], tuple]
+
+    def parameter_names(self) -> list[str]:
+        """Dotted names of every leaf parameter, e.g. 'topology.containers_per_core'."""
+        names = []
+        for section, info in self.params_model.model_fields.items():
+            sub = info.annotation
+            if isinstance(sub, type) and issubclass(sub, BaseModel):
+                names += [f"{section}.{leaf}" for leaf in sub.model_fields]
+            else:
+                names.append(section)
+        return names
+
+
+def known_kinds() -> list[str]:
+    return list(_KINDS)
+
+
+def get_kind(name: str) -> ExperimentKind:
+    module, attr = _KINDS[name].split(":")
+    return getattr(import_module(module), attr)

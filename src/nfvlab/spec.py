@@ -1,0 +1,191 @@
+"""Experiment specs: YAML files validated by typed models before anything is set up.
+
+A spec names an experiment *kind* (the driver that knows how to run one point), its base
+parameters, the sweep axes over those parameters, repetitions, scale presets, the metrics it
+records, the figures it draws and the paper's claims it checks. Every error names the file and the
+field, and says what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from nfvlab.experiments.registry import get_kind, known_kinds
+
+ScaleName = Literal["quick", "paper"]
+SLUG = r"^[a-z0-9][a-z0-9-]*$"
+
+
+class SpecError(Exception):
+    """A spec is invalid. The message names the file and the field."""
+
+    def __init__(self, path: Path | str, problems: list[str]):
+        self.path = str(path)
+        self.problems = problems
+        super().__init__(f"{path}: invalid spec\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PaperRef(Strict):
+    figures: list[str] = Field(default_factory=list, description="figure/table ids, e.g. ['2.1', '2.2']")
+    section: str | None = None
+
+
+class Claim(Strict):
+    """A statement from the paper checked against our measurements.
+
+    measured = across_points( point_stat(metric over the repetitions of each point) ) over the rows
+    matching ``where``; the claim holds when ``measured op value`` (with ``tolerance`` of slack).
+    """
+
+    id: Annotated[str, Field(pattern=SLUG)]
+    statement: str
+    paper_value: float | str | None = None
+    reference: str | None = Field(None, description="key into analysis/reference/*.yaml")
+    metric: str
+    where: dict[str, Any] = Field(default_factory=dict)
+    point_stat: Literal["median", "mean", "p5", "p95", "min", "max"] = "median"
+    across_points: Literal["max", "min", "median", "mean"] = "max"
+    op: Literal[">=", "<=", ">", "<"]
+    value: float
+    tolerance: float = 0.0
+
+
+class Figure(Strict):
+    """One figure mirroring a paper figure: which metric on which axes, split by which parameter."""
+
+    id: Annotated[str, Field(pattern=SLUG)]
+    paper_figure: str | None = None
+    title: str
+    kind: Literal["line", "scatter", "box"] = "line"
+    x: str
+    y: str
+    hue: str | None = None
+    col: str | None = None
+    where: dict[str, Any] = Field(default_factory=dict)
+    x_label: str | None = None
+    y_label: str | None = None
+    bucket: float | None = Field(None, description="scatter only: average y in x-buckets of this width")
+    reference_line: float | None = None
+
+
+class Scale(Strict):
+    """A preset that overrides parameters, sweep axes and repetitions."""
+
+    description: str = ""
+    repetitions: Annotated[int, Field(ge=1)] | None = None
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    sweep: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+class Spec(Strict):
+    name: Annotated[str, Field(pattern=SLUG)]
+    description: str
+    paper: PaperRef
+    testbed: Literal["local"] = "local"
+    kind: str
+    params: dict[str, dict[str, Any]] = Field(
+        description="parameter sections of the kind's model, e.g. topology:, workload:, iron:"
+    )
+    sweep: dict[str, list[Any]] = Field(default_factory=dict)
+    repetitions: Annotated[int, Field(ge=1)] = 3
+    scales: dict[ScaleName, Scale] = Field(default_factory=dict)
+    metrics: list[str]
+    figures: list[Figure] = Field(default_factory=list)
+    claims: list[Claim] = Field(default_factory=list)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        if v not in known_kinds():
+            raise ValueError(f"unknown experiment kind {v!r}; expected one of {sorted(known_kinds())}")
+        return v
+
+    @field_validator("sweep")
+    @classmethod
+    def _nonempty_axes(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for axis, values in v.items():
+            if not values:
+                raise ValueError(f"sweep axis {axis!r} has no values")
+        return v
+
+    @model_validator(mode="after")
+    def _check_against_kind(self) -> Spec:
+        kind = get_kind(self.kind)
+        fields = kind.parameter_names()
+        for source, sweep in [("sweep", self.sweep)] + [
+            (f"scales.{s}.sweep", sc.sweep) for s, sc in self.scales.items()
+        ]:
+            for axis in sweep:
+                if axis not in fields:
+                    raise ValueError(f"{source}: axis {axis!r} is not a parameter; expected one of {fields}")
+        unknown = [m for m in self.metrics if m not in kind.metrics]
+        if unknown:
+            raise ValueError(f"metrics: {unknown} not recorded by kind {self.kind!r}; known: {kind.metrics}")
+        columns = set(self.metrics) | {f.split(".")[-1] for f in fields} | {"repetition"}
+        for claim in self.claims:
+            if claim.metric not in self.metrics:
+                raise ValueError(f"claims.{claim.id}.metric: {claim.metric!r} is not in metrics")
+            bad = [k for k in claim.where if k not in columns]
+            if bad:
+                raise ValueError(f"claims.{claim.id}.where: unknown columns {bad}")
+        for fig in self.figures:
+            for attr in ("x", "y", "hue", "col"):
+                col = getattr(fig, attr)
+                if col is not None and col not in columns:
+                    raise ValueError(f"figures.{fig.id}.{attr}: unknown column {col!r}")
+        return self
+
+
+def _format_pydantic(err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        got = e.get("input")
+        got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+        msg = e["msg"].removeprefix("Value error, ")
+        problems.append(f"{loc}: {msg}{got_text}")
+    return problems
+
+
+def load_spec(path: Path | str) -> Spec:
+    """Read and validate a spec file. Raises SpecError naming file and field."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SpecError(path, [f"cannot read: {e.strerror}"]) from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SpecError(path, [f"not valid YAML: {e}"]) from e
+    if not isinstance(data, dict):
+        raise SpecError(path, ["(top level): expected a mapping of spec fields"])
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(path, _format_pydantic(e)) from e
+    # Every point of every scale must be a valid parameter set: expanding fails here, not mid-run.
+    from nfvlab.plan import expand
+
+    for scale in [None, *spec.scales]:
+        try:
+            expand(spec, scale)
+        except ValidationError as e:
+            where = f"scales.{scale}" if scale else "params/sweep"
+            raise SpecError(path, [f"{where}: {p}" for p in _format_pydantic(e)]) from e
+        except ValueError as e:
+            raise SpecError(path, [str(e)]) from e
+    return spec
+
+
+def spec_hash(path: Path | str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]

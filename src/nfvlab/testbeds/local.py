@@ -1,0 +1,149 @@
+"""The local testbed: n CPU-limited containers pinned to one core of this machine, each in its own
+network namespace on a bridge, and the traffic peer on the other core.
+
+    peer (nfvlab-peer, CPU 0) --veth-- [nfvlab-br0] --veth-- nfvlab-c0 (victim), nfvlab-c1, ...  (CPU 1)
+
+Receive softirq work for a container's packets is steered to the container's core with RPS on its
+veth (the testbed's stand-in for the paper's per-core NIC queues). The paper's per-core HTB limiter
+sits on the egress of the peer's bridge port, with one class per container at 1/n of the core rate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import math
+import re
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from nfvlab import state
+from nfvlab.testbeds import cgroups, network
+from nfvlab.testbeds.model import Container, Peer, Topology
+
+REPO = Path(__file__).resolve().parents[3]
+DEFAULT_CONFIG = REPO / "testbed" / "local.yaml"
+RUN = "local"
+
+
+class LocalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = "local"
+    victim_cpu: int = Field(1, ge=0)
+    peer_cpu: int = Field(0, ge=0)
+    subnet: str = "198.18.0.0/24"
+    peer_host: int = 1
+    first_container_host: int = 10
+    bridge: str = "nfvlab-br0"
+    cfs_period_us: int = Field(100_000, ge=1000, le=1_000_000)
+
+    def address(self, host: int) -> str:
+        net = ipaddress.ip_network(self.subnet)
+        if not ipaddress.ip_network("198.18.0.0/15").supernet_of(net):
+            raise ValueError(f"testbed subnet {self.subnet} is outside the benchmarking range 198.18.0.0/15")
+        return str(net.network_address + host)
+
+    @property
+    def prefixlen(self) -> int:
+        return ipaddress.ip_network(self.subnet).prefixlen
+
+
+def load_config(path: Path = DEFAULT_CONFIG) -> LocalConfig:
+    return LocalConfig.model_validate(yaml.safe_load(path.read_text()) or {})
+
+
+OWNED_NETNS = re.compile(r"^nfvlab-(c\d+|peer)$")
+OWNED_LINK = re.compile(r"^nfvlab-(c\d+|peer)-h$")
+
+
+def owned_netns() -> list[str]:
+    """The local testbed's namespaces (and no one else's, e.g. a test's nfvlab-t* fixtures)."""
+    return [n for n in network.netns.listnetns() if OWNED_NETNS.match(n)]
+
+
+def owned_links(config: LocalConfig) -> list[str]:
+    return [n for n in network.list_links("nfvlab-") if OWNED_LINK.match(n) or n == config.bridge]
+
+
+class TestbedBusy(RuntimeError):
+    pass
+
+
+class LocalTestbed:
+    """Build with `up(roles, ...)`, always `down()` (also a context manager)."""
+
+    def __init__(self, config: LocalConfig | None = None):
+        self.config = config or load_config()
+        self.topology: Topology | None = None
+        self._lock_file = None
+
+    def __enter__(self) -> LocalTestbed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    def _lock(self) -> None:
+        state.STATE_DIR.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(state.STATE_DIR / "local.lock", "w")  # noqa: SIM115 - held until down()
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            self._lock_file.close()
+            self._lock_file = None
+            raise TestbedBusy("the local testbed is in use by another nfvlab run") from e
+
+    def up(self, roles: list[str], core_rate_mbps: float = math.inf) -> Topology:
+        """Create len(roles) containers at quota = period/n on the victim core; roles[0] is the victim."""
+        cfg = self.config
+        self._lock()
+        n = len(roles)
+        period = cfg.cfs_period_us
+        quota = period // n
+        try:
+            network.create_bridge(cfg.bridge)
+            peer = Peer("nfvlab-peer", "nfvlab-peer-h", "eth0", cfg.address(cfg.peer_host), cfg.peer_cpu)
+            network.create_netns(peer.netns)
+            network.plug(peer.netns, peer.host_ifname, peer.ns_ifname, cfg.bridge, peer.ip, cfg.prefixlen)
+            network.set_rps(peer.netns, peer.ns_ifname, [peer.cpu])
+            containers = []
+            for i, role in enumerate(roles):
+                name = f"nfvlab-c{i}"
+                c = Container(
+                    name=name, index=i, role=role, netns=name, host_ifname=f"{name}-h", ns_ifname="eth0",
+                    ip=cfg.address(cfg.first_container_host + i), cpu=cfg.victim_cpu,
+                    period_us=period, quota_us=quota,
+                    cgroup=cgroups.create(RUN, name, cfg.victim_cpu, quota, period),
+                )
+                network.create_netns(c.netns)
+                network.plug(c.netns, c.host_ifname, c.ns_ifname, cfg.bridge, c.ip, cfg.prefixlen)
+                network.set_rps(c.netns, c.ns_ifname, [c.cpu])
+                containers.append(c)
+            if math.isfinite(core_rate_mbps):
+                network.add_htb(peer.host_ifname, core_rate_mbps,
+                                {c.ip: core_rate_mbps / n for c in containers})
+            self.topology = Topology(containers, peer, cfg.bridge, cfg.victim_cpu)
+            return self.topology
+        except BaseException:
+            self.down()
+            raise
+
+    def down(self) -> None:
+        """Remove what up() created: links (and with them qdiscs), namespaces, cgroups."""
+        for name in owned_links(self.config):
+            with contextlib.suppress(Exception):
+                network.delete_link(name)
+        for ns in owned_netns():
+            with contextlib.suppress(Exception):
+                network.delete_netns(ns)
+        for root in cgroups.harness_roots():
+            cgroups.remove_tree(root / RUN)
+            with contextlib.suppress(OSError):
+                root.rmdir()  # the shared nfvlab/ level, unless another user still has cgroups in it
+        self.topology = None
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
