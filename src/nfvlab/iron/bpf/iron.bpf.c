@@ -1,0 +1,561 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Iron on a stock kernel: per-packet softirq accounting and early drop (dissertation §2.2).
+ *
+ * Accounting (tp_btf programs, only on the CPUs in cfg.cpu_mask, i.e. the containers' cores):
+ *   - NET_RX: inside a softirq_entry/exit bracket (vec NET_RX) consecutive netif_receive_skb events
+ *     bound each packet's cost; the last packet ends at softirq_exit. Hard-IRQ time nested inside the
+ *     bracket is subtracted from the packet it interrupted.
+ *   - Fixed overhead: the time from softirq_entry to the first packet is split evenly over the
+ *     softirq's packets; the hard-IRQ time H that opened a window (irq_handler_entry/exit and the x86
+ *     vectors local_timer, call_function[_single] (RPS IPI), reschedule, irq_work) is split as
+ *     O_RX = H * S_RX / sum(S_i), evenly per packet of the window (a window runs from one hard-IRQ to
+ *     the next; in §2.2.1's notation H_paper = H + sum(S_i), so O = H_paper - sum(S_i) = H).
+ *   - NET_TX: the whole net_tx_action batch (softirq bracket, vec NET_TX) is split evenly over the
+ *     packets handed to drivers in it (net_dev_start_xmit), by sending container.
+ *   - Owner of a packet: the container whose network namespace holds skb->dev (netns inode); if the
+ *     device is in no container's namespace (root-namespace bridge/NIC), the IPv4 destination
+ *     (receive) / source (transmit) address table, then the other address.
+ *   - Context: the container whose task was interrupted (cached at sched_switch). A packet processed
+ *     in its owner's own context is already charged by CFS (no IRQ_TIME_ACCOUNTING) -> own_ns only.
+ *     Otherwise it is charged to the owner and, if the interrupted task belongs to another container,
+ *     credited to that one (gained). ksoftirqd / idle / host tasks are no container: no credit.
+ *   - naive_ns: whole softirq duration charged to the interrupted container (baseline).
+ * Enforcement (xdp / tc programs): a packet whose IPv4 destination is a container that has used
+ *   its allocation for the current CFS period (CFS run time from sched_switch + Iron charges,
+ *   compared with thresh = alloc * (1 - T%)), or that the controller forced, is dropped.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+#define MAX_SLOTS 32
+#define UNOWNED MAX_SLOTS /* stats index for packets of no container */
+#define NSLOTS (MAX_SLOTS + 1)
+#define NO_CTX 0xffffffffu
+#define VEC_NET_TX 2
+#define VEC_NET_RX 3
+#define ETH_P_IP_BE 0x0008 /* htons(0x0800) */
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct iron_cfg {
+	__u64 cpu_mask;  /* CPUs whose softirqs are accounted */
+	__u32 naive;     /* 1: the drop budget uses naive attribution */
+	__u32 pad;
+};
+
+struct ct_stats {
+	__u64 charged_ns; /* cost of own packets processed outside own context (to charge) */
+	__u64 gained_ns;  /* cost of others' packets processed in own context (to credit) */
+	__u64 own_ns;     /* cost of own packets in own context (CFS already charged it) */
+	__u64 rx_pkts;
+	__u64 tx_pkts;
+	__u64 rx_cost_ns; /* all receive cost of own packets (bracket + overhead share) */
+	__u64 tx_cost_ns;
+	__u64 ovh_ns;     /* part of rx/tx cost that is fixed overhead (entry gap, hard-IRQ share) */
+	__u64 drops;
+	__u64 naive_ns;   /* softirq time in own context, whoever the packets belonged to */
+};
+
+struct budget_cfg { /* written by the controller */
+	__s64 thresh_ns;  /* drop when used >= thresh (alloc * (1 - T%)); <= 0: never */
+	__u64 period_ns;
+	__u32 force;      /* drop everything (debt exceeds a whole allocation) */
+	__u32 active;
+};
+
+struct budget_use { /* written by BPF only */
+	__u64 period_idx;
+	__s64 used_ns;
+};
+
+struct cpu_state {
+	__u64 s_start;
+	__u64 last_ts;
+	__u64 first_gap;
+	__u64 nested;       /* hard-IRQ ns since the last packet event */
+	__u64 nested_total; /* hard-IRQ ns inside the current softirq */
+	__u64 h_start;
+	__u64 run_start;    /* when the current task was switched in */
+	__u64 win_h, win_s, win_s_rx, win_s_tx;
+	__u32 in_sirq, vec, ctx, npk, last_owner, h_depth, cur_slot, cur_valid;
+	__u32 win_ctx, win_nrx, win_ntx, pad;
+	__u32 cur_cnt[NSLOTS];
+	__u32 win_rx[NSLOTS];
+	__u32 win_tx[NSLOTS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct iron_cfg);
+} iron_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32); /* netns inode */
+	__type(value, __u32);
+} netns_slot SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32); /* IPv4 address, network order */
+	__type(value, __u32);
+} ip_slot SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u64); /* kernfs id of the task's cpu-controller cgroup (= inode of the dir) */
+	__type(value, __u32);
+} cg_slot SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NSLOTS);
+	__type(key, __u32);
+	__type(value, struct ct_stats);
+} ct_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SLOTS);
+	__type(key, __u32);
+	__type(value, struct budget_cfg);
+} budget_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SLOTS);
+	__type(key, __u32);
+	__type(value, struct budget_use);
+} budget_use SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cpu_state);
+} cpu_state SEC(".maps");
+
+static __always_inline struct cpu_state *accounted_cpu(void)
+{
+	__u32 zero = 0;
+	struct iron_cfg *cfg = bpf_map_lookup_elem(&iron_cfg, &zero);
+	__u32 cpu = bpf_get_smp_processor_id();
+
+	if (!cfg || cpu >= 64 || !(cfg->cpu_mask & (1ULL << cpu)))
+		return 0;
+	return bpf_map_lookup_elem(&cpu_state, &zero);
+}
+
+static __always_inline __u32 task_slot(struct task_struct *t)
+{
+	struct css_set *cs = BPF_CORE_READ(t, cgroups);
+	struct cgroup_subsys_state *css = 0;
+	int idx = bpf_core_enum_value(enum cgroup_subsys_id, cpu_cgrp_id);
+	__u64 id;
+	__u32 *slot;
+
+	if (!cs)
+		return NO_CTX;
+	bpf_core_read(&css, sizeof(css), &cs->subsys[idx]);
+	if (!css)
+		return NO_CTX;
+	id = BPF_CORE_READ(css, cgroup, kn, id);
+	slot = bpf_map_lookup_elem(&cg_slot, &id);
+	return slot ? *slot : NO_CTX;
+}
+
+static __always_inline void budget_add(__u32 slot, __s64 ns, __u64 now)
+{
+	struct budget_cfg *bc;
+	struct budget_use *bu;
+	__u64 idx;
+
+	if (slot >= MAX_SLOTS)
+		return;
+	bc = bpf_map_lookup_elem(&budget_cfg, &slot);
+	bu = bpf_map_lookup_elem(&budget_use, &slot);
+	if (!bc || !bu || !bc->active || !bc->period_ns)
+		return;
+	idx = now / bc->period_ns;
+	if (bu->period_idx != idx) {
+		bu->period_idx = idx;
+		bu->used_ns = 0;
+	}
+	__sync_fetch_and_add(&bu->used_ns, ns);
+}
+
+/* one packet's (or share's) cost: charge the owner, credit the interrupted container */
+static __always_inline void account(__u32 owner, __u32 ctx, __u64 cost, int rx, int ovh, __u64 now)
+{
+	struct ct_stats *st;
+	__u32 naive = 0, zero = 0;
+	struct iron_cfg *cfg;
+
+	if (owner > UNOWNED)
+		owner = UNOWNED;
+	st = bpf_map_lookup_elem(&ct_stats, &owner);
+	if (!st)
+		return;
+	if (rx)
+		st->rx_cost_ns += cost;
+	else
+		st->tx_cost_ns += cost;
+	if (ovh)
+		st->ovh_ns += cost;
+	if (owner == UNOWNED)
+		return;
+	if (ctx == owner) {
+		st->own_ns += cost;
+		return;
+	}
+	st->charged_ns += cost;
+	cfg = bpf_map_lookup_elem(&iron_cfg, &zero);
+	if (cfg && !cfg->naive)
+		budget_add(owner, cost, now);
+	if (ctx < MAX_SLOTS) {
+		struct ct_stats *cst = bpf_map_lookup_elem(&ct_stats, &ctx);
+
+		if (cst)
+			cst->gained_ns += cost;
+	}
+}
+
+static __always_inline __u32 skb_owner(struct sk_buff *skb, int rx)
+{
+	struct iphdr iph;
+	unsigned char *head;
+	__u16 nh;
+	__u32 inum, a, b, *slot;
+
+	inum = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	slot = bpf_map_lookup_elem(&netns_slot, &inum);
+	if (slot)
+		return *slot;
+	if (BPF_CORE_READ(skb, protocol) != ETH_P_IP_BE)
+		return UNOWNED;
+	head = BPF_CORE_READ(skb, head);
+	nh = BPF_CORE_READ(skb, network_header);
+	if (bpf_probe_read_kernel(&iph, sizeof(iph), head + nh))
+		return UNOWNED;
+	a = rx ? iph.daddr : iph.saddr;
+	b = rx ? iph.saddr : iph.daddr;
+	slot = bpf_map_lookup_elem(&ip_slot, &a);
+	if (slot)
+		return *slot;
+	slot = bpf_map_lookup_elem(&ip_slot, &b);
+	return slot ? *slot : UNOWNED;
+}
+
+/* split `total` over the counts in cnt[] (n packets in all) */
+static __always_inline void split(__u32 *cnt, __u32 n, __u64 total, __u32 ctx, int rx, __u64 now)
+{
+	for (int s = 0; s < NSLOTS; s++) {
+		__u32 c = cnt[s];
+
+		if (!c)
+			continue;
+		account(s, ctx, total * c / n, rx, 1, now);
+	}
+}
+
+static __always_inline void close_window(struct cpu_state *cs, __u64 now)
+{
+	if (cs->win_h && cs->win_s) {
+		if (cs->win_nrx)
+			split(cs->win_rx, cs->win_nrx, cs->win_h * cs->win_s_rx / cs->win_s, cs->win_ctx, 1, now);
+		if (cs->win_ntx)
+			split(cs->win_tx, cs->win_ntx, cs->win_h * cs->win_s_tx / cs->win_s, cs->win_ctx, 0, now);
+	}
+	if (cs->win_nrx || cs->win_ntx) {
+		for (int s = 0; s < NSLOTS; s++) {
+			cs->win_rx[s] = 0;
+			cs->win_tx[s] = 0;
+		}
+	}
+	cs->win_h = cs->win_s = cs->win_s_rx = cs->win_s_tx = 0;
+	cs->win_nrx = cs->win_ntx = 0;
+}
+
+static __always_inline void hardirq_enter(void)
+{
+	struct cpu_state *cs = accounted_cpu();
+	__u64 now;
+
+	if (!cs)
+		return;
+	now = bpf_ktime_get_ns();
+	if (cs->h_depth == 0 || cs->h_depth > 4) {
+		cs->h_depth = 0;
+		cs->h_start = now;
+		close_window(cs, now);
+	}
+	cs->h_depth++;
+}
+
+static __always_inline void hardirq_exit(void)
+{
+	struct cpu_state *cs = accounted_cpu();
+	__u64 d;
+
+	if (!cs || cs->h_depth == 0)
+		return;
+	if (--cs->h_depth)
+		return;
+	d = bpf_ktime_get_ns() - cs->h_start;
+	cs->win_h += d;
+	if (cs->in_sirq) {
+		cs->nested += d;
+		cs->nested_total += d;
+	}
+}
+
+SEC("tp_btf/irq_handler_entry")
+int BPF_PROG(iron_irq_entry, int irq, struct irqaction *action) { hardirq_enter(); return 0; }
+SEC("tp_btf/irq_handler_exit")
+int BPF_PROG(iron_irq_exit, int irq, struct irqaction *action, int ret) { hardirq_exit(); return 0; }
+SEC("tp_btf/local_timer_entry")
+int BPF_PROG(iron_timer_entry, int vector) { hardirq_enter(); return 0; }
+SEC("tp_btf/local_timer_exit")
+int BPF_PROG(iron_timer_exit, int vector) { hardirq_exit(); return 0; }
+SEC("tp_btf/call_function_single_entry")
+int BPF_PROG(iron_cfs_entry, int vector) { hardirq_enter(); return 0; }
+SEC("tp_btf/call_function_single_exit")
+int BPF_PROG(iron_cfs_exit, int vector) { hardirq_exit(); return 0; }
+SEC("tp_btf/call_function_entry")
+int BPF_PROG(iron_cf_entry, int vector) { hardirq_enter(); return 0; }
+SEC("tp_btf/call_function_exit")
+int BPF_PROG(iron_cf_exit, int vector) { hardirq_exit(); return 0; }
+SEC("tp_btf/reschedule_entry")
+int BPF_PROG(iron_resched_entry, int vector) { hardirq_enter(); return 0; }
+SEC("tp_btf/reschedule_exit")
+int BPF_PROG(iron_resched_exit, int vector) { hardirq_exit(); return 0; }
+SEC("tp_btf/irq_work_entry")
+int BPF_PROG(iron_irqwork_entry, int vector) { hardirq_enter(); return 0; }
+SEC("tp_btf/irq_work_exit")
+int BPF_PROG(iron_irqwork_exit, int vector) { hardirq_exit(); return 0; }
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(iron_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
+{
+	struct cpu_state *cs = accounted_cpu();
+	__u64 now;
+	__u32 ps;
+
+	if (!cs)
+		return 0;
+	now = bpf_ktime_get_ns();
+	ps = cs->cur_valid ? cs->cur_slot : task_slot(prev);
+	if (ps < MAX_SLOTS && cs->run_start && now > cs->run_start)
+		budget_add(ps, now - cs->run_start, now);
+	cs->run_start = now;
+	cs->cur_slot = task_slot(next);
+	cs->cur_valid = 1;
+	return 0;
+}
+
+SEC("tp_btf/softirq_entry")
+int BPF_PROG(iron_softirq_entry, unsigned int vec)
+{
+	struct cpu_state *cs = accounted_cpu();
+
+	if (!cs)
+		return 0;
+	cs->in_sirq = 1;
+	cs->vec = vec;
+	cs->s_start = bpf_ktime_get_ns();
+	cs->nested = cs->nested_total = 0;
+	cs->npk = 0;
+	cs->last_ts = 0;
+	if (vec == VEC_NET_RX || vec == VEC_NET_TX) {
+		if (!cs->cur_valid) {
+			cs->cur_slot = task_slot((struct task_struct *)bpf_get_current_task_btf());
+			cs->cur_valid = 1;
+		}
+		cs->ctx = cs->cur_slot;
+	}
+	return 0;
+}
+
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(iron_rx_skb, struct sk_buff *skb)
+{
+	struct cpu_state *cs = accounted_cpu();
+	__u64 now;
+	__u32 owner;
+
+	if (!cs || !cs->in_sirq || cs->vec != VEC_NET_RX)
+		return 0;
+	now = bpf_ktime_get_ns();
+	owner = skb_owner(skb, 1);
+	if (cs->npk == 0)
+		cs->first_gap = now - cs->s_start - cs->nested;
+	else
+		account(cs->last_owner, cs->ctx, now - cs->last_ts - cs->nested, 1, 0, now);
+	cs->nested = 0;
+	cs->last_ts = now;
+	cs->last_owner = owner;
+	cs->npk++;
+	if (owner < NSLOTS)
+		cs->cur_cnt[owner]++;
+	if (owner < MAX_SLOTS) {
+		struct ct_stats *st = bpf_map_lookup_elem(&ct_stats, &owner);
+
+		if (st)
+			st->rx_pkts++;
+	}
+	return 0;
+}
+
+SEC("tp_btf/net_dev_start_xmit")
+int BPF_PROG(iron_tx_skb, struct sk_buff *skb, struct net_device *dev)
+{
+	struct cpu_state *cs = accounted_cpu();
+	__u32 owner;
+
+	if (!cs || !cs->in_sirq || cs->vec != VEC_NET_TX)
+		return 0;
+	owner = skb_owner(skb, 0);
+	cs->npk++;
+	if (owner < NSLOTS)
+		cs->cur_cnt[owner]++;
+	if (owner < MAX_SLOTS) {
+		struct ct_stats *st = bpf_map_lookup_elem(&ct_stats, &owner);
+
+		if (st)
+			st->tx_pkts++;
+	}
+	return 0;
+}
+
+SEC("tp_btf/softirq_exit")
+int BPF_PROG(iron_softirq_exit, unsigned int vec)
+{
+	struct cpu_state *cs = accounted_cpu();
+	struct iron_cfg *cfg;
+	__u64 now, dur;
+	__u32 zero = 0, n;
+
+	if (!cs || !cs->in_sirq || cs->vec != vec)
+		return 0;
+	cs->in_sirq = 0;
+	now = bpf_ktime_get_ns();
+	dur = now - cs->s_start;
+	dur = dur > cs->nested_total ? dur - cs->nested_total : 0;
+	cs->win_s += dur;
+	if (vec != VEC_NET_RX && vec != VEC_NET_TX)
+		return 0;
+
+	if (cs->ctx < MAX_SLOTS) {
+		__u32 c = cs->ctx;
+		struct ct_stats *st = bpf_map_lookup_elem(&ct_stats, &c);
+
+		if (st)
+			st->naive_ns += dur;
+		cfg = bpf_map_lookup_elem(&iron_cfg, &zero);
+		if (cfg && cfg->naive)
+			budget_add(c, dur, now);
+	}
+	n = cs->npk;
+	if (vec == VEC_NET_RX) {
+		cs->win_s_rx += dur;
+		if (n) {
+			account(cs->last_owner, cs->ctx, now - cs->last_ts - cs->nested, 1, 0, now);
+			split(cs->cur_cnt, n, cs->first_gap, cs->ctx, 1, now);
+		} else {
+			account(UNOWNED, cs->ctx, dur, 1, 1, now);
+		}
+	} else {
+		cs->win_s_tx += dur;
+		if (n)
+			split(cs->cur_cnt, n, dur, cs->ctx, 0, now);
+		else
+			account(UNOWNED, cs->ctx, dur, 0, 1, now);
+	}
+	if (n) {
+		for (int s = 0; s < NSLOTS; s++) {
+			__u32 c = cs->cur_cnt[s];
+
+			if (!c)
+				continue;
+			if (vec == VEC_NET_RX)
+				cs->win_rx[s] += c;
+			else
+				cs->win_tx[s] += c;
+			cs->cur_cnt[s] = 0;
+		}
+		if (vec == VEC_NET_RX)
+			cs->win_nrx += n;
+		else
+			cs->win_ntx += n;
+	}
+	cs->win_ctx = cs->ctx;
+	cs->npk = 0;
+	return 0;
+}
+
+/* ---- enforcement ---- */
+
+static __always_inline int should_drop(__u32 daddr)
+{
+	__u32 *slot = bpf_map_lookup_elem(&ip_slot, &daddr);
+	struct budget_cfg *bc;
+	struct budget_use *bu;
+	__u32 s;
+	int drop = 0;
+
+	if (!slot)
+		return 0;
+	s = *slot;
+	bc = bpf_map_lookup_elem(&budget_cfg, &s);
+	bu = bpf_map_lookup_elem(&budget_use, &s);
+	if (!bc || !bu || !bc->active)
+		return 0;
+	if (bc->force)
+		drop = 1;
+	else if (bc->thresh_ns > 0 && bc->period_ns &&
+		 bu->period_idx == bpf_ktime_get_ns() / bc->period_ns && bu->used_ns >= bc->thresh_ns)
+		drop = 1;
+	if (drop) {
+		struct ct_stats *st = bpf_map_lookup_elem(&ct_stats, &s);
+
+		if (st)
+			st->drops++;
+	}
+	return drop;
+}
+
+SEC("xdp")
+int iron_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *iph = data + sizeof(*eth);
+
+	if ((void *)(iph + 1) > end || eth->h_proto != ETH_P_IP_BE)
+		return XDP_PASS;
+	return should_drop(iph->daddr) ? XDP_DROP : XDP_PASS;
+}
+
+SEC("tc")
+int iron_tc(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *iph = data + sizeof(*eth);
+
+	if ((void *)(iph + 1) > end || eth->h_proto != ETH_P_IP_BE)
+		return 0; /* TC_ACT_OK / TCX_PASS */
+	return should_drop(iph->daddr) ? 2 /* TC_ACT_SHOT / TCX_DROP */ : 0;
+}
