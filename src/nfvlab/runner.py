@@ -52,9 +52,16 @@ def point_slug(point: Point) -> str:
 
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt so the same teardown path runs for both."""
+    """Turn SIGTERM into KeyboardInterrupt so the same teardown path runs for both.
+
+    Only in this process: pyroute2 forks helpers (netns creation) that inherit the handler, and a
+    forked child must never unwind into the runner's teardown code.
+    """
+    owner = os.getpid()
 
     def handler(signum: int, frame: Any) -> None:
+        if os.getpid() != owner:
+            os._exit(128 + signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
     old = signal.signal(signal.SIGTERM, handler)
@@ -141,8 +148,9 @@ def run(spec_path: Path, scale: str | None = "quick", repetitions: int | None = 
                         store.write_row(point.point_id, rep, row)
                         done += 1
                         progress.advance(task)
-                        summary = ", ".join(f"{m}={_short(metrics.get(m))}" for m in spec.metrics[:4])
-                        progress.console.print(f"  {point.label} rep {rep}: {summary}")
+                        summary = " ".join(f"{m}={_short(metrics.get(m))}" for m in spec.metrics[:3])
+                        progress.console.print(f"  {point.label} rep {rep}: {summary}", soft_wrap=True,
+                                               highlight=False)
         status = "complete"
     except KeyboardInterrupt:
         status = "interrupted"

@@ -95,6 +95,10 @@ def _ip_hex(address: str) -> str:
     return "0x" + "".join(f"{int(o):02x}" for o in address.split("."))
 
 
+def _kbit(mbps: float) -> str:
+    return f"{max(1, round(mbps * 1000))}kbit"  # tc rates take integers; 1000/3 Mbit/s is not one
+
+
 def add_htb(ifname: str, core_rate_mbps: float, classes: dict[str, float]) -> None:
     """HTB on ifname's egress: one parent class at the core's rate and one class per source address
     (rate = ceil = its share), matched by u32 on the IPv4 source address. Unmatched traffic is not
@@ -102,10 +106,10 @@ def add_htb(ifname: str, core_rate_mbps: float, classes: dict[str, float]) -> No
     with IPRoute() as ip:
         idx = ip.link_lookup(ifname=ifname)[0]
         ip.tc("add", "htb", index=idx, handle="1:", default=0)
-        rate = f"{core_rate_mbps:g}mbit"
+        rate = _kbit(core_rate_mbps)
         ip.tc("add-class", "htb", index=idx, handle="1:1", parent="1:", rate=rate, ceil=rate)
         for minor, (src, mbps) in enumerate(classes.items(), start=0x10):
-            share = f"{mbps:g}mbit"
+            share = _kbit(mbps)
             handle = f"1:{minor:x}"
             ip.tc("add-class", "htb", index=idx, handle=handle, parent="1:1", rate=share, ceil=share)
             ip.tc("add-filter", "u32", index=idx, parent="1:", prio=1, protocol=0x0800, target=handle,

@@ -1,0 +1,100 @@
+"""The local testbed on real namespaces, veths, cgroups and qdiscs: create, check, tear down, and
+`nfvlab clean` after a crash."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nfvlab import state
+from nfvlab.clean import clean
+from nfvlab.testbeds import cgroups, network
+from nfvlab.testbeds.local import LocalTestbed, TestbedBusy
+
+from .conftest import leftovers, needs_root
+
+pytestmark = [needs_root]
+
+
+def _in_ns(ns: str, *argv: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, check=True).stdout
+
+
+def test_up_creates_containers_and_down_removes_them(no_leftovers, isolated_state):
+    with LocalTestbed() as tb:
+        topo = tb.up(["victim", "udp_sender", "udp_sender"], core_rate_mbps=300)
+        assert [c.name for c in topo.containers] == ["nfvlab-c0", "nfvlab-c1", "nfvlab-c2"]
+        for c in topo.containers:
+            assert c.quota_us == c.period_us // 3
+            if c.cgroup.version == 1:
+                assert int((c.cgroup.cpu / "cpu.cfs_quota_us").read_text()) == c.quota_us
+                assert (c.cgroup.cpuset / "cpuset.cpus").read_text().strip() == str(c.cpu)
+            else:
+                assert (c.cgroup.cpu / "cpu.max").read_text().split() == [str(c.quota_us), str(c.period_us)]
+            assert c.ip.startswith("198.18.")
+            assert c.ip in _in_ns(c.netns, "ip", "-4", "addr", "show", "dev", "eth0")
+            rps = _in_ns(c.netns, "cat", "/sys/class/net/eth0/queues/rx-0/rps_cpus")
+            assert int(rps, 16) == 1 << c.cpu
+        # the peer reaches every container over the bridge
+        out = _in_ns(topo.peer.netns, "ping", "-c", "1", "-W", "2", topo.containers[2].ip)
+        assert "1 received" in out
+        classes = subprocess.run(["tc", "class", "show", "dev", topo.peer.host_ifname],
+                                 capture_output=True, text=True).stdout
+        assert "rate 300Mbit" in classes and classes.count("rate 100Mbit") == 3
+        with pytest.raises(TestbedBusy):
+            LocalTestbed().up(["victim", "sysbench"])
+    assert leftovers() == []
+
+
+def test_process_joins_container_cgroups(no_leftovers, isolated_state, tmp_path):
+    from nfvlab.testbeds import processes
+
+    with LocalTestbed() as tb:
+        topo = tb.up(["victim", "sysbench"])
+        p = processes.start_in_container(topo.victim, "sleeper", ["sleep", "30"], tmp_path)
+        time.sleep(0.2)
+        try:
+            cg = Path(f"/proc/{p.pid}/cgroup").read_text()
+            assert "nfvlab/local/nfvlab-c0" in cg
+            assert Path(f"/proc/{p.pid}/ns/net").resolve() != Path("/proc/self/ns/net").resolve()
+            assert any(e.get("pid") == p.pid for e in state.entries())
+        finally:
+            p.stop()
+        assert not p.running()
+
+
+CRASHER = """
+import os, signal, subprocess
+from nfvlab.testbeds.local import LocalTestbed
+from nfvlab.testbeds import processes
+from pathlib import Path
+tb = LocalTestbed()
+topo = tb.up(["victim", "udp_receiver"], core_rate_mbps=100)
+processes.start_in_container(topo.victim, "orphan", ["sleep", "300"], Path(os.environ["LOGS"]))
+print("up", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_clean_after_sigkill_removes_everything(no_leftovers, isolated_state, tmp_path):
+    env = {"NFVLAB_STATE_DIR": str(isolated_state), "LOGS": str(tmp_path), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    out = subprocess.run([sys.executable, "-c", CRASHER], capture_output=True, text=True, env=env)
+    assert out.returncode == -signal.SIGKILL and "up" in out.stdout, out.stderr
+    assert leftovers(), "the crashed run left its testbed behind (as a crash would)"
+    orphans = [e for e in state.entries() if e["kind"] == "process"]
+    assert len(orphans) == 1 and state.process_start_time(orphans[0]["pid"]) is not None
+    removed = clean()
+    assert any(r.startswith("netns nfvlab-c0") for r in removed)
+    assert any(r.startswith("process") for r in removed)
+    assert leftovers() == []
+    assert state.process_start_time(orphans[0]["pid"]) is None
+    assert not any(r.exists() for r in cgroups.harness_roots() if (r / "local").exists())
+    assert "nfvlab-br0" not in network.list_links("nfvlab-")
+    assert list(state.entries()) == []
+    json.dumps(removed)
