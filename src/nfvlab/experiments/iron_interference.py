@@ -200,8 +200,9 @@ class Driver:
         w, t = p.workload, p.topology
         proto = t.interferer.split("_")[0]
         active = [c for c in topo.interferers if c.role == t.interferer]
+        receiver_argv = traffic.FloodReceiver(self.flood, proto, PORT).argv()
         if t.interferer.endswith("_sender"):
-            sink = procs.start_on_peer(topo.peer, "peer-recv", traffic.FloodReceiver(self.flood, proto, PORT).argv(), raw)
+            sink = procs.start_on_peer(topo.peer, "peer-recv", receiver_argv, raw)
             started.append(sink)
             out["recv"].append(sink)
             time.sleep(0.2)  # the sink must listen before TCP senders connect
@@ -214,7 +215,7 @@ class Driver:
                 out["send"].append(s)
         else:
             for c in active:
-                r = procs.start_in_container(c, f"{c.name}-recv", traffic.FloodReceiver(self.flood, proto, PORT).argv(), raw)
+                r = procs.start_in_container(c, f"{c.name}-recv", receiver_argv, raw)
                 started.append(r)
                 out["recv"].append(r)
             time.sleep(0.2)

@@ -5,6 +5,7 @@ Layout: <controller root>/nfvlab/<run>/<container>. Quota = period / n on one co
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -39,10 +40,8 @@ def harness_roots() -> list[Path]:
         return [CGROUP_ROOT / state.PREFIX]
     roots = []
     for c in ("cpu", "cpuset", "cpuacct"):
-        try:
+        with contextlib.suppress(CgroupError):
             roots.append(_v1_root(c) / state.PREFIX)
-        except CgroupError:
-            pass
     return roots
 
 
