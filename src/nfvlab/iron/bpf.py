@@ -48,15 +48,15 @@ class IronCfg(ctypes.Structure):
 class CtStats(ctypes.Structure):
     _fields_ = [(n, ctypes.c_uint64) for n in (
         "charged_ns", "gained_ns", "own_ns", "rx_pkts", "tx_pkts", "rx_cost_ns", "tx_cost_ns", "ovh_ns",
-        "drops", "naive_ns")]
+        "drops", "naive_ns", "run_ns", "sleeps")]
 
 
 STAT_FIELDS = [f[0] for f in CtStats._fields_]
 
 
 class BudgetCfg(ctypes.Structure):
-    _fields_ = [("thresh_ns", ctypes.c_int64), ("period_ns", ctypes.c_uint64), ("force", ctypes.c_uint32),
-                ("active", ctypes.c_uint32)]
+    _fields_ = [("thresh_ns", ctypes.c_int64), ("period_ns", ctypes.c_uint64), ("phase_ns", ctypes.c_uint64),
+                ("force", ctypes.c_uint32), ("active", ctypes.c_uint32)]
 
 
 class BudgetUse(ctypes.Structure):
@@ -149,8 +149,7 @@ class IronBPF:
             self.map_fds[name] = lb.check(L.bpf_map__fd(m), f"fd of map {name}")
             if name != "cpu_state":
                 lb.check(L.bpf_map__pin(m, str(self.pin_dir / name).encode()), f"pin map {name}")
-        self.reader = MapReader(dict(self.map_fds))
-        self.reader.fds = {k: v for k, v in self.map_fds.items()}  # shared fds, closed by the object
+        self.reader = MapReader(dict(self.map_fds))  # shares the object's fds (closed with the object)
 
     def _prog(self, name: str) -> int:
         return lb.check_ptr(lb.lib().bpf_object__find_program_by_name(self.obj, name.encode()), f"prog {name}")
@@ -241,9 +240,10 @@ class IronBPF:
             lb.map_update(self.map_fds["cg_slot"], ctypes.c_uint64(ino), val)
         self.slots.append(Slot(slot, name, ip, netns, str(cgroup_cpu) if cgroup_cpu else None))
 
-    def set_budget(self, slot: int, *, thresh_ns: int, period_ns: int, force: bool, active: bool = True) -> None:
+    def set_budget(self, slot: int, *, thresh_ns: int, period_ns: int, phase_ns: int, force: bool,
+                   active: bool = True) -> None:
         lb.map_update(self.map_fds["budget_cfg"], ctypes.c_uint32(slot),
-                      BudgetCfg(int(thresh_ns), int(period_ns), int(force), int(active)))
+                      BudgetCfg(int(thresh_ns), int(period_ns), int(phase_ns), int(force), int(active)))
 
     def write_meta(self, extra: dict) -> None:
         META_ROOT.mkdir(parents=True, exist_ok=True)

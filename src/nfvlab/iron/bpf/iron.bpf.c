@@ -43,7 +43,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 struct iron_cfg {
 	__u64 cpu_mask;  /* CPUs whose softirqs are accounted */
-	__u32 naive;     /* 1: the drop budget uses naive attribution */
+	__u32 naive;     /* 1: naive attribution: the drop budget counts CFS time only */
 	__u32 pad;
 };
 
@@ -58,11 +58,14 @@ struct ct_stats {
 	__u64 ovh_ns;     /* part of rx/tx cost that is fixed overhead (entry gap, hard-IRQ share) */
 	__u64 drops;
 	__u64 naive_ns;   /* softirq time in own context, whoever the packets belonged to */
+	__u64 run_ns;     /* on-CPU time of the container's tasks (sched_switch), as CFS sees it */
+	__u64 sleeps;     /* voluntary switch-outs (demand-limited: Alg 2.7 cgroup_idled) */
 };
 
 struct budget_cfg { /* written by the controller */
 	__s64 thresh_ns;  /* drop when used >= thresh (alloc * (1 - T%)); <= 0: never */
 	__u64 period_ns;
+	__u64 phase_ns;   /* CFS period timer phase: periods start at phase + k * period */
 	__u32 force;      /* drop everything (debt exceeds a whole allocation) */
 	__u32 active;
 };
@@ -185,7 +188,7 @@ static __always_inline void budget_add(__u32 slot, __s64 ns, __u64 now)
 	bu = bpf_map_lookup_elem(&budget_use, &slot);
 	if (!bc || !bu || !bc->active || !bc->period_ns)
 		return;
-	idx = now / bc->period_ns;
+	idx = (now - bc->phase_ns) / bc->period_ns;
 	if (bu->period_idx != idx) {
 		bu->period_idx = idx;
 		bu->used_ns = 0;
@@ -197,7 +200,7 @@ static __always_inline void budget_add(__u32 slot, __s64 ns, __u64 now)
 static __always_inline void account(__u32 owner, __u32 ctx, __u64 cost, int rx, int ovh, __u64 now)
 {
 	struct ct_stats *st;
-	__u32 naive = 0, zero = 0;
+	__u32 zero = 0;
 	struct iron_cfg *cfg;
 
 	if (owner > UNOWNED)
@@ -355,8 +358,16 @@ int BPF_PROG(iron_sched_switch, bool preempt, struct task_struct *prev, struct t
 		return 0;
 	now = bpf_ktime_get_ns();
 	ps = cs->cur_valid ? cs->cur_slot : task_slot(prev);
-	if (ps < MAX_SLOTS && cs->run_start && now > cs->run_start)
+	if (ps < MAX_SLOTS && cs->run_start && now > cs->run_start) {
+		struct ct_stats *st = bpf_map_lookup_elem(&ct_stats, &ps);
+
+		if (st) {
+			st->run_ns += now - cs->run_start;
+			if (prev_state)
+				st->sleeps++;
+		}
 		budget_add(ps, now - cs->run_start, now);
+	}
 	cs->run_start = now;
 	cs->cur_slot = task_slot(next);
 	cs->cur_valid = 1;
@@ -441,9 +452,8 @@ SEC("tp_btf/softirq_exit")
 int BPF_PROG(iron_softirq_exit, unsigned int vec)
 {
 	struct cpu_state *cs = accounted_cpu();
-	struct iron_cfg *cfg;
 	__u64 now, dur;
-	__u32 zero = 0, n;
+	__u32 n;
 
 	if (!cs || !cs->in_sirq || cs->vec != vec)
 		return 0;
@@ -461,9 +471,6 @@ int BPF_PROG(iron_softirq_exit, unsigned int vec)
 
 		if (st)
 			st->naive_ns += dur;
-		cfg = bpf_map_lookup_elem(&iron_cfg, &zero);
-		if (cfg && cfg->naive)
-			budget_add(c, dur, now);
 	}
 	n = cs->npk;
 	if (vec == VEC_NET_RX) {
@@ -523,7 +530,8 @@ static __always_inline int should_drop(__u32 daddr)
 	if (bc->force)
 		drop = 1;
 	else if (bc->thresh_ns > 0 && bc->period_ns &&
-		 bu->period_idx == bpf_ktime_get_ns() / bc->period_ns && bu->used_ns >= bc->thresh_ns)
+		 bu->period_idx == (bpf_ktime_get_ns() - bc->phase_ns) / bc->period_ns &&
+		 bu->used_ns >= bc->thresh_ns)
 		drop = 1;
 	if (drop) {
 		struct ct_stats *st = bpf_map_lookup_elem(&ct_stats, &s);
