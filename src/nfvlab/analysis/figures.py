@@ -130,22 +130,41 @@ def _draw_scatter(ax: plt.Axes, data: pd.DataFrame, fig: Figure, categorical: bo
                 label=f"bucket mean (width {fmt_value(fig.bucket)})")
 
 
+def _box_stats(values: pd.Series, label: str) -> dict | None:
+    v = pd.to_numeric(values, errors="coerce").dropna().to_numpy(float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return None
+    p5, q1, med, q3, p95 = np.percentile(v, [5, 25, 50, 75, 95])
+    return {"label": label, "whislo": p5, "q1": q1, "med": med, "q3": q3, "whishi": p95, "fliers": []}
+
+
 def _draw_box(ax: plt.Axes, data: pd.DataFrame, fig: Figure, hue_labels: list[str | None],
               palette: list) -> None:
+    """Boxes p25-p75, red median, whiskers p5/p95 (the paper's Fig 2.11), grouped by hue."""
     cats = [fmt_value(v) for v in ordered_categories(data[fig.x])]
-    plot = data.assign(_x=data[fig.x].map(fmt_value), _y=pd.to_numeric(data[fig.y], errors="coerce"))
-    plot = plot[np.isfinite(plot["_y"])]
-    kwargs = dict(data=plot, x="_x", y="_y", order=cats, whis=(5, 95), showfliers=False, ax=ax,
-                  medianprops={"color": "red", "linewidth": 1.8})
-    if fig.hue:
-        plot["_hue"] = plot[fig.hue].map(fmt_value)
-        sns.boxplot(**kwargs | {"data": plot}, hue="_hue", hue_order=[h for h in hue_labels if h],
-                    palette=palette[: len(hue_labels)])
-        legend = ax.get_legend()
-        if legend is not None:
-            legend.set_title(fig.hue)
-    else:
-        sns.boxplot(**kwargs, color="tab:blue")
+    xlab = data[fig.x].map(fmt_value)
+    n_hue = len(hue_labels)
+    width = 0.8 / n_hue
+    for h, (color, label) in enumerate(zip(palette, hue_labels, strict=False)):
+        in_hue = data[fig.hue].map(fmt_value) == label if fig.hue else pd.Series(True, index=data.index)
+        stats, positions = [], []
+        for i, c in enumerate(cats):
+            s = _box_stats(data.loc[in_hue & (xlab == c), fig.y], c)
+            if s is not None:
+                stats.append(s)
+                positions.append(i - 0.4 + width * (h + 0.5))
+        if not stats:
+            continue
+        ax.bxp(stats, positions=positions, widths=width * 0.85, patch_artist=True, showfliers=False,
+               boxprops={"facecolor": color, "alpha": 0.75, "edgecolor": "0.25"},
+               medianprops={"color": "red", "linewidth": 1.8}, whiskerprops={"color": "0.25"},
+               capprops={"color": "0.25"}, manage_ticks=False)
+        if fig.hue:
+            ax.plot([], [], color=color, linewidth=8, alpha=0.75, label=label)
+    ax.set_xticks(range(len(cats)))
+    ax.set_xticklabels(cats)
+    ax.set_xlim(-0.6, len(cats) - 0.4)
 
 
 def draw_figure(fig: Figure, df: pd.DataFrame, out_dir: Path, metrics: Iterable[str] = ()) -> FigureOutput:
@@ -199,7 +218,7 @@ def draw_figure(fig: Figure, df: pd.DataFrame, out_dir: Path, metrics: Iterable[
                     ax.set_title(f"{fig.col} = {col_label}")
                 handles, labels = ax.get_legend_handles_labels()
                 if labels and ax is axes[0][-1]:
-                    ax.legend(handles, labels, title=fig.hue if fig.kind == "line" else None,
+                    ax.legend(handles, labels, title=fig.hue if fig.kind != "scatter" else None,
                               fontsize="small", title_fontsize="small")
                 elif ax.get_legend() is not None:
                     ax.get_legend().remove()

@@ -111,15 +111,16 @@ def key_metrics(spec: Spec, df: pd.DataFrame) -> list[str]:
 
 
 def summary_table(spec: Spec, df: pd.DataFrame) -> tuple[list[str], list[list[str]], list[str]]:
-    """Per-point table: the swept parameters, n, and median [p5, p95] of each key metric."""
+    """Per-point table: the swept parameters, n, and median, p5, p95 of each key metric.
+
+    Returns (parameter columns, rows, metrics); a row is the parameter labels, n, then three cells
+    per metric.
+    """
     metrics = key_metrics(spec, df)
     long = point_summary(df, metrics)
     if long.empty:
         return [], [], metrics
     axes = varying_parameters(df, spec.metrics)
-    columns = [*axes, "n"]
-    for m in metrics:
-        columns += [f"{m} median", "p5", "p95"]
     rows = []
     for _, group in long.groupby("point_id", sort=False, dropna=False):
         first = group.iloc[0]
@@ -130,7 +131,18 @@ def summary_table(spec: Spec, df: pd.DataFrame) -> tuple[list[str], list[list[st
             r = by_metric.get(m)
             row += [fmt_num(r[s]) if r is not None else "–" for s in ("median", "p5", "p95")]
         rows.append(row)
-    return columns, rows, metrics
+    return axes, rows, metrics
+
+
+def fmt_plain(v: Any) -> str:
+    """A paper/reference value as written: 1.18, 6, 0.706; '–' when missing."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return f"{v:g}"
+    return str(v)
 
 
 def read_provenance(store: ResultStore) -> tuple[list[tuple[str, str]] | None, list[tuple[str, str]], str | None]:
@@ -214,6 +226,7 @@ def _environment() -> jinja2.Environment:
                              autoescape=jinja2.select_autoescape(["html", "j2"]),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = fmt_num
+    env.filters["plain"] = fmt_plain
     env.filters["slug"] = lambda s: str(s).replace(" ", "-")
     return env
 
