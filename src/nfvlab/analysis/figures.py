@@ -213,7 +213,7 @@ def draw_figure(fig: Figure, df: pd.DataFrame, out_dir: Path, metrics: Iterable[
                 if fig.reference_line is not None:
                     ax.axhline(fig.reference_line, color="0.35", linestyle="--", linewidth=1, zorder=0)
                 ax.set_xlabel(fig.x_label or fig.x)
-                ax.set_ylabel(fig.y_label or fig.y)
+                ax.set_ylabel((fig.y_label or fig.y) if ax is axes[0][0] else "")
                 if col_label is not None:
                     ax.set_title(f"{fig.col} = {col_label}")
                 handles, labels = ax.get_legend_handles_labels()
