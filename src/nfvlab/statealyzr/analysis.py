@@ -1,0 +1,659 @@
+"""The StateAlyzr analyses (dissertation §4.3-4.4) over a linked IR module.
+
+    persistent      Fig 4.6   globals, statics, locals and formals of the loop procedure(s)
+    pkt procedures  Fig 4.7   forward slice on the SDG from every packet-receive call
+    top-level       Fig 4.7   persistent variables used in packet-processing procedures
+    updateable      Fig 4.9   top-level variables written (directly or through an alias, per
+                              the Andersen points-to sets) in packet-processing procedures
+    flowspace       Fig 4.10  chop from the packet to table indices / list-iteration conditions,
+                              then string-match the header fields in the chop's source lines
+    output          Fig 4.11  backward slices from packet- and log-output calls
+"""
+
+from __future__ import annotations
+
+import re
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .ir import DebugVar, Module, load_lines
+from .sdg import SDG, build, natural_loops
+
+PKT_RECV = ["pcap_next", "pcap_next_ex", "pcap_loop", "pcap_dispatch", "recv", "recvfrom", "recvmsg",
+            "daq_acquire", "DAQ_Acquire", "daq_instance_msg_receive"]
+PKT_OUTPUT = ["pcap_inject", "pcap_sendpacket", "send", "sendto", "sendmsg", "writev", "pcap_dump"]
+LOG_OUTPUT = ["fprintf", "printf", "vfprintf", "vprintf", "fputs", "puts", "fputc", "putc", "putchar",
+              "fwrite", "syslog", "vsyslog", "write", "dprintf", "vdprintf", "__fprintf_chk",
+              "__printf_chk", "__vfprintf_chk", "__syslog_chk"]
+CALLBACK_RECV = {"pcap_loop", "pcap_dispatch"}
+
+# header-field names as they appear in netinet/*.h, net/ethernet.h, pcap and common middlebox code
+HEADER_FIELDS = {
+    "src_ip": ["saddr", "ip_src", "sin_addr", "sin6_addr", "src_ip", "srcip", "sip", "ip6_src", "src_addr", "s_addr_src"],
+    "dst_ip": ["daddr", "ip_dst", "dst_ip", "dstip", "dip", "ip6_dst", "dst_addr"],
+    "src_port": ["source", "th_sport", "sin_port", "sin6_port", "uh_sport", "sport", "src_port", "srcport"],
+    "dst_port": ["dest", "th_dport", "uh_dport", "dport", "dst_port", "dstport"],
+    "proto": ["protocol", "ip_p", "proto", "ip6_nxt", "ip_proto"],
+    "src_mac": ["ether_shost", "h_source", "smac"],
+    "dst_mac": ["ether_dhost", "h_dest", "dmac"],
+    "eth_type": ["ether_type", "h_proto"],
+    "tos": ["tos", "ip_tos"],
+    "ttl": ["ttl", "ip_ttl"],
+    "ip_id": ["ip_id"],
+    "tcp_flags": ["th_flags", "syn", "ack", "fin", "rst", "psh", "urg"],
+    "tcp_seq": ["seq", "th_seq", "ack_seq", "th_ack"],
+    "vlan": ["vlan", "vlan_id"],
+}
+_FIELD_RE = {canon: re.compile(r"(?:->|\.)\s*(?:" + "|".join(map(re.escape, names)) + r")\b")
+             for canon, names in HEADER_FIELDS.items()}
+
+
+@dataclass
+class Variable:
+    key: str
+    name: str
+    kind: str
+    function: str | None
+    file: str
+    line: int
+    classes: list[str] = field(default_factory=list)
+    flowspace: list[str] = field(default_factory=list)
+    evidence: dict[str, str] = field(default_factory=dict)
+    type: str = ""
+
+    def to_json(self) -> dict:
+        return {"key": self.key, "name": self.name, "kind": self.kind, "function": self.function,
+                "file": self.file, "line": self.line, "type": self.type, "classes": self.classes,
+                "flowspace": self.flowspace, "evidence": self.evidence}
+
+
+@dataclass
+class Config:
+    recv: list[str] = field(default_factory=lambda: list(PKT_RECV))
+    pkt_output: list[str] = field(default_factory=lambda: list(PKT_OUTPUT))
+    log_output: list[str] = field(default_factory=lambda: list(LOG_OUTPUT))
+    extra_recv: list[str] = field(default_factory=list)
+    # "program": output calls anywhere (sound: a summary printed at exit depends on the state too);
+    # "pkt_procs": only in packet-processing procedures, as in Fig 4.11
+    output_scope: str = "program"
+
+
+@dataclass
+class Result:
+    name: str
+    variables: list[Variable]
+    counts: dict[str, int]
+    loop_procs: list[str]
+    pkt_procs: list[str]
+    recv_sites: list[str]
+    timings: dict[str, float]
+    instrumentation: dict | None = None
+    stats: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "counts": self.counts, "loop_procedures": self.loop_procs,
+                "packet_procedures": self.pkt_procs, "receive_sites": self.recv_sites,
+                "timings_s": self.timings, "stats": self.stats,
+                "instrumentation": self.instrumentation,
+                "variables": [v.to_json() for v in self.variables]}
+
+    def by_class(self, cls: str) -> set[str]:
+        return {v.key for v in self.variables if cls in v.classes}
+
+
+class StateAlyzr:
+    def __init__(self, mod: Module, name: str = "middlebox", config: Config | None = None):
+        self.mod = mod
+        self.name = name
+        self.cfg = config or Config()
+        self.t: dict[str, float] = {}
+        self._src: dict[str, list[str]] = {}
+
+    # ---------------------------------------------------------------- helpers
+    def _fname(self, f: str) -> str:
+        return f[1:] if f.startswith("@") else f
+
+    def where(self, ins) -> str:
+        file, line = self.mod.loc(ins.dbg)
+        return f"{Path(file).name}:{line}" if file else f"{self._fname(ins.fn)}:?"
+
+    def src_line(self, ins) -> str:
+        file, line = self.mod.loc(ins.dbg)
+        if not file or not line:
+            return ""
+        lines = self._src.get(file)
+        if lines is None:
+            try:
+                lines = Path(file).read_text(errors="replace").split("\n")
+            except OSError:
+                lines = []
+            self._src[file] = lines
+        return lines[line - 1] if 0 < line <= len(lines) else ""
+
+    def type_str(self, tid: int) -> str:
+        tag, t = self.mod.strip_type(tid)
+        if tag == "DW_TAG_pointer_type":
+            return "pointer"
+        if tag in ("DW_TAG_structure_type", "DW_TAG_union_type"):
+            return "struct"
+        if tag == "DW_TAG_array_type":
+            return "array"
+        if tag == "DIBasicType":
+            return "scalar"
+        if tag == "DW_TAG_enumeration_type":
+            return "scalar"
+        if tag == "DISubroutineType":
+            return "function"
+        return tag
+
+    # ---------------------------------------------------------------- main driver
+    def run(self) -> Result:
+        t0 = time.perf_counter()
+        mod = self.mod
+        load_lines(mod)
+        self.prog, self.pta, self.sdg = prog, pta, sdg = self._build()
+        self.t["points_to_and_sdg"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        self._map_vars()
+        recv_sites = self._recv_sites()
+        self.recv_sites = recv_sites
+        loop_procs = self._loop_procs(recv_sites)
+        persistent = self._persistent(loop_procs)
+        self.t["persistent"] = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        fwd = sdg.forward(self._recv_seeds(recv_sites))
+        self.fwd = fwd
+        slice_procs = {f for f in (prog.fn_of(n) for n in fwd) if f}
+        pkt_procs = self._close_callees(slice_procs, loop_procs, recv_sites, fwd)
+        top = self._top_level(persistent, pkt_procs)
+        self.t["top_level"] = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        upd = self._updateable(top, pkt_procs)
+        self.t["updateable"] = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        flows = self._flowspace(top, pkt_procs, fwd)
+        self.t["flowspace"] = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        pkt_out, log_out = self._output(upd, pkt_procs)
+        self.t["output"] = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        from .instrument import plan_instrumentation
+        self.top, self.upd, self.pkt_procs = top, upd, pkt_procs
+        instr = plan_instrumentation(self)
+        self.t["instrumentation"] = time.perf_counter() - t1
+        self.t["total"] = time.perf_counter() - t0
+
+        variables = []
+        for key, dv in sorted(self.vars.items()):
+            v = Variable(key, dv.name, dv.kind, dv.function, dv.file, dv.line,
+                         type=self.type_str(dv.type_md))
+            if key in persistent:
+                v.classes.append("persistent")
+                v.evidence["persistent"] = persistent[key]
+            if key in top:
+                v.classes.append("top_level")
+                v.evidence["used"] = top[key]
+            if key in upd:
+                v.classes.append("updateable")
+                v.evidence["updated"] = upd[key]
+            if key in flows:
+                v.classes.append("keyed")
+                v.flowspace = sorted(flows[key][0])
+                v.evidence["keyed"] = flows[key][1]
+            if key in pkt_out:
+                v.classes.append("pkt_output")
+                v.evidence["pkt_output"] = pkt_out[key]
+            if key in log_out:
+                v.classes.append("log_output")
+                v.evidence["log_output"] = log_out[key]
+            variables.append(v)
+        counts = {"all": len(self.vars), "persistent": len(persistent), "top_level": len(top),
+                  "updateable": len(upd), "keyed": len(flows), "pkt_output": len(pkt_out),
+                  "log_output": len(log_out)}
+        stats = {"functions": len(mod.functions), "instructions": len(mod.instrs),
+                 "globals": len(mod.globals), "sdg_nodes": prog.n,
+                 "sdg_edges": sum(len(v) for v in sdg.succ.values()),
+                 "forward_slice_nodes": len(fwd),
+                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        return Result(self.name, variables, counts, sorted(self._fname(f) for f in loop_procs),
+                      sorted(self._fname(f) for f in pkt_procs),
+                      [self.where(mod.instrs[i]) for i in recv_sites],
+                      {k: round(v, 3) for k, v in self.t.items()}, instr, stats)
+
+    def _build(self):
+        return build(self.mod)
+
+    # ---------------------------------------------------------------- variables
+    def _map_vars(self) -> None:
+        mod = self.mod
+        dvars = mod.debug_vars()
+        self.global_var: dict[str, str] = {}     # "@g" -> key
+        self.alloca_var: dict[int, str] = {}     # alloca instr id -> key
+        self.vars: dict[str, DebugVar] = {}
+        defined_fns = {self._fname(f) for f in mod.functions}
+        keyed_by_md: dict[int, str] = {}
+        for g in mod.globals.values():
+            if g.external:
+                continue
+            for vm in mod.global_var_md(g):
+                dv = dvars.get(vm)
+                if dv is None:
+                    continue
+                key = self._unique(dv)
+                keyed_by_md[vm] = key
+                self.global_var[g.name] = key
+        for ins in mod.instrs:
+            if ins.op == "call" and ins.direct == "@llvm.dbg.declare" and ins.parts and ins.parts[0]:
+                m = re.search(r"metadata !(\d+), metadata", ins.text)
+                if not m:
+                    continue
+                dv = dvars.get(int(m.group(1)))
+                if dv is None or dv.function not in defined_fns:
+                    continue
+                key = keyed_by_md.get(dv.md) or self._unique(dv)
+                keyed_by_md[dv.md] = key
+                a = self.prog.local.get((ins.fn, ins.parts[0][0]))
+                if a is not None and a < len(mod.instrs) and mod.instrs[a].op == "alloca":
+                    self.alloca_var[a] = key
+        self.var_obj: dict[str, set[int]] = {}
+        for g, key in self.global_var.items():
+            self.var_obj.setdefault(key, set()).add(self.prog.gobj[g])
+        for a, key in self.alloca_var.items():
+            self.var_obj.setdefault(key, set()).add(self.prog.alloca_obj(self.mod.instrs[a]))
+        self.obj_var = {o: k for k, os in self.var_obj.items() for o in os}
+
+    def _unique(self, dv: DebugVar) -> str:
+        key = dv.key
+        if key in self.vars and self.vars[key].md != dv.md:
+            other = self.vars[key]
+            if (other.file, other.line, other.name) == (dv.file, dv.line, dv.name):
+                return key   # same declaration seen through two units (header static inline...)
+            key = f"{key}@{Path(dv.file).name}:{dv.line}"
+            if key in self.vars and self.vars[key].md != dv.md:
+                key = f"{key}#{dv.md}"
+        self.vars.setdefault(key, dv)
+        return key
+
+    def vars_of(self, ins) -> set[str]:
+        """Source variables an instruction names (directly or through a constant expression)."""
+        out = set()
+        for part in ins.parts + ([ins.callee] if ins.callee else []):
+            for r in part:
+                if r[0] == "@":
+                    k = self.global_var.get(r)
+                    if k:
+                        out.add(k)
+                else:
+                    a = self.prog.local.get((ins.fn, r))
+                    if a is not None and a in self.alloca_var:
+                        out.add(self.alloca_var[a])
+        return out
+
+    # ---------------------------------------------------------------- receive sites & loops
+    def _callee_names(self, ins) -> set[str]:
+        names = set(self.pta.callees.get(ins.id, ()))
+        if ins.direct:
+            names.add(ins.direct)
+        return {self._fname(n) for n in names}
+
+    def _recv_sites(self) -> list[int]:
+        recv = set(self.cfg.recv) | set(self.cfg.extra_recv)
+        out = []
+        for ins in self.mod.instrs:
+            if ins.op in ("call", "invoke") and self._callee_names(ins) & recv:
+                out.append(ins.id)
+        return out
+
+    def _recv_seeds(self, sites: list[int]) -> list[int]:
+        seeds = []
+        for i in sites:
+            seeds.append(i)
+        return seeds
+
+    def _in_cycle_blocks(self, fn_name: str) -> set[str]:
+        fn = self.mod.functions[fn_name]
+        out: set[str] = set()
+        for _h, body in natural_loops(fn):
+            out |= body
+        return out
+
+    def _loop_procs(self, sites: list[int]) -> set[str]:
+        mod = self.mod
+        callers: dict[str, list[int]] = {}
+        for cid, fs in self.pta.callees.items():
+            for f in fs:
+                callers.setdefault(f, []).append(cid)
+        self.callers = callers
+        loops: set[str] = set()
+        self.loop_blocks: dict[str, set[str]] = {}
+        for i in sites:
+            ins = mod.instrs[i]
+            if self._callee_names(ins) & CALLBACK_RECV:
+                loops.add(ins.fn)
+                continue
+            # walk up the call graph until a call site inside a loop
+            todo, seen = [ins], set()
+            while todo:
+                c = todo.pop()
+                if c.id in seen:
+                    continue
+                seen.add(c.id)
+                cyc = self._in_cycle_blocks(c.fn)
+                if c.block in cyc:
+                    loops.add(c.fn)
+                    continue
+                ups = callers.get(c.fn, [])
+                if not ups:
+                    loops.add(c.fn)   # no loop found: the outermost procedure holds the loop
+                for u in ups:
+                    todo.append(mod.instrs[u])
+        return loops
+
+    # ---------------------------------------------------------------- Fig 4.6
+    def _persistent(self, loop_procs: set[str]) -> dict[str, str]:
+        out = {}
+        lp = {self._fname(f) for f in loop_procs}
+        for key, dv in self.vars.items():
+            if dv.kind in ("global", "static"):
+                what = "global" if dv.kind == "global" else f"static in {dv.function}()"
+                out[key] = f"{what} declared at {Path(dv.file).name}:{dv.line}"
+            elif dv.function in lp:
+                out[key] = (f"{dv.kind} of loop procedure {dv.function}() "
+                            f"declared at {Path(dv.file).name}:{dv.line}")
+        return out
+
+    # ---------------------------------------------------------------- Fig 4.7
+    def pp_instrs(self, f: str):
+        """The packet-processing statements of a packet procedure: all of them, except in a loop
+        procedure, where only the receive loop's statements are (the rest is initialization)."""
+        fn = self.mod.functions[f]
+        if f not in self.loop_procs:
+            yield from fn.instrs()
+            return
+        blocks = self.recv_loop_blocks.get(f, set())
+        for b in fn.blocks.values():
+            if b.name in blocks:
+                yield from b.instrs
+
+    def _close_callees(self, slice_procs, loop_procs, recv_sites, fwd) -> set[str]:
+        """Procedures in the forward slice, plus every procedure they (transitively) call — in the
+        loop procedure only from call sites inside the receive loop or in the slice."""
+        mod, pta = self.mod, self.pta
+        self.loop_procs = loop_procs
+        recv_loop_blocks: dict[str, set[str]] = {}
+        self.recv_loop_blocks = recv_loop_blocks
+        for i in recv_sites:
+            ins = mod.instrs[i]
+            if ins.fn not in loop_procs:
+                # the loop is in a caller: the blocks of the loops around the call chain
+                continue
+            for h, body in natural_loops(mod.functions[ins.fn]):
+                if ins.block in body:
+                    recv_loop_blocks.setdefault(ins.fn, set()).update(body)
+        for f in loop_procs:
+            if f in recv_loop_blocks:
+                continue
+            # receive happens in a callee (or via a callback): loops around calls reaching it
+            fn = mod.functions[f]
+            for h, body in natural_loops(fn):
+                for b in body:
+                    for ins in fn.blocks[b].instrs:
+                        if ins.op == "call" and any(self._reaches_recv(g) for g in pta.callees.get(ins.id, ())):
+                            recv_loop_blocks.setdefault(f, set()).update(body)
+        out = set(slice_procs)
+        todo = list(slice_procs)
+        while todo:
+            f = todo.pop()
+            fn = mod.functions.get(f)
+            if fn is None:
+                continue
+            for ins in self.pp_instrs(f):
+                if ins.op not in ("call", "invoke"):
+                    continue
+                for g in pta.callees.get(ins.id, ()):
+                    if g in mod.functions and g not in out:
+                        out.add(g)
+                        todo.append(g)
+        return out
+
+    def _reaches_recv(self, f: str) -> bool:
+        """Does procedure f (transitively) contain a receive call?"""
+        if not hasattr(self, "_recv_fns"):
+            fns = {self.mod.instrs[i].fn for i in self.recv_sites}
+            callers = self.callers
+            todo = list(fns)
+            while todo:
+                g = todo.pop()
+                for c in callers.get(g, []):
+                    h = self.mod.instrs[c].fn
+                    if h not in fns:
+                        fns.add(h)
+                        todo.append(h)
+            self._recv_fns = fns
+        return f in self._recv_fns
+
+    def _top_level(self, persistent: dict[str, str], pkt_procs: set[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for f in pkt_procs:
+            for ins in self.pp_instrs(f):
+                if not ins.dbg or (ins.direct or "").startswith("@llvm.dbg"):
+                    continue
+                for k in self.vars_of(ins):
+                    if k in persistent and k not in out:
+                        out[k] = f"used in packet procedure {self._fname(f)}() at {self.where(ins)}"
+        return out
+
+    # ---------------------------------------------------------------- Fig 4.9
+    def _updateable(self, top: dict[str, str], pkt_procs: set[str]) -> dict[str, str]:
+        sdg, mod = self.sdg, self.mod
+        written: dict[int, int] = {}     # object -> first writing instruction
+        self.write_instrs: list[int] = []
+        direct: dict[str, str] = {}
+        for f in pkt_procs:
+            for ins in self.pp_instrs(f):
+                objs = sdg.writes.get(ins.id)
+                if not objs:
+                    continue
+                if ins.op == "store" and not ins.dbg:
+                    continue   # formal-parameter spill into its own alloca
+                self.write_instrs.append(ins.id)
+                if ins.op == "store":
+                    for r in ins.parts[1]:
+                        k = self.global_var.get(r) if r[0] == "@" else self.alloca_var.get(
+                            self.prog.local.get((ins.fn, r), -1))
+                        if k in top and k not in direct:
+                            direct[k] = f"assigned at {self.where(ins)}"
+                for o in objs:
+                    written.setdefault(o, ins.id)
+        self.written = written
+        out = dict(direct)
+        self.reach_of: dict[str, set[int]] = {}
+        for k in top:
+            objs = self.var_obj.get(k, set())
+            r = self.pta.reach(objs)
+            self.reach_of[k] = r
+            if k in out:
+                continue
+            for o in objs:
+                if o in written:
+                    out[k] = f"written through an alias at {self.where(mod.instrs[written[o]])}"
+                    break
+            else:
+                for o in r:
+                    if o in written:
+                        out[k] = (f"value reachable from it ({self.prog.obj_label.get(o, o)}) "
+                                  f"written at {self.where(mod.instrs[written[o]])}")
+                        break
+        return out
+
+    # ---------------------------------------------------------------- Fig 4.10
+    def _refers(self, fn: str, ref: str, k: str) -> bool:
+        if ref[0] == "@":
+            return self.global_var.get(ref) == k
+        v = self.prog.local.get((fn, ref))
+        if v is None:
+            return False
+        if self.alloca_var.get(v) == k:
+            return True
+        objs = self.var_obj.get(k, set())
+        near = set(objs)
+        for o in objs:
+            near |= self.pta.pts.get(o, set())
+        return bool(self.pta.pts.get(v, set()) & near)
+
+    def _ssa_closure(self, fn: str, refs: list[str], depth: int = 12) -> list[str]:
+        """The local SSA definitions a value is computed from (through loads' pointers)."""
+        out, todo, seen = [], list(refs), set()
+        mod, prog = self.mod, self.prog
+        while todo and len(seen) < 200:
+            r = todo.pop()
+            if r in seen:
+                continue
+            seen.add(r)
+            out.append(r)
+            if r[0] == "@":
+                continue
+            d = prog.local.get((fn, r))
+            if d is None or d >= len(mod.instrs):
+                continue
+            ins = mod.instrs[d]
+            if ins.op in ("alloca", "call", "invoke", "phi"):
+                continue
+            for p in ins.parts:
+                todo.extend(p)
+        return out
+
+    def _flowspace(self, top, pkt_procs, fwd) -> dict[str, tuple[set[str], str]]:
+        mod, sdg = self.mod, self.sdg
+        keyed = [k for k in top if self.type_str(self.vars[k].type_md) in ("pointer", "struct", "array")]
+        # a variable that only ever points into received packets is the packet, not a state table
+        pkt_objs: set[int] = set()
+        for i in self.recv_sites:
+            for tag in ("ext", "pkt", "hdr", "ret"):
+                o = self.prog.site_obj.get((i, tag))
+                if o is not None:
+                    pkt_objs.add(o)
+        self.pkt_objs = pkt_objs
+
+        def packet_only(k: str) -> bool:
+            contents = set()
+            for o in self.var_obj.get(k, set()):
+                contents |= self.pta.pts.get(o, set())
+            return bool(contents) and contents <= pkt_objs
+        keyed = [k for k in keyed if not packet_only(k)]
+        out: dict[str, tuple[set[str], str]] = {}
+        targets: dict[str, list[tuple[int, str]]] = {k: [] for k in keyed}
+        for f in sorted(pkt_procs):
+            fn = mod.functions[f]
+            # square brackets / pointer arithmetic: non-constant gep index on a keyed base
+            for ins in self.pp_instrs(f):
+                if ins.op != "getelementptr" or len(ins.parts) < 2:
+                    continue
+                idx = [r for p in ins.parts[1:] for r in p if r[0] == "%"]
+                if not idx:
+                    continue
+                base = ins.parts[0]
+                for k in keyed:
+                    if any(self._refers(f, r, k) for r in self._ssa_closure(f, base, 3)):
+                        for r in idx:
+                            n = self.prog.local.get((f, r))
+                            if n is not None:
+                                targets[k].append((n, f"index at {self.where(ins)}"))
+            # iteration: loops whose exit condition refers to a keyed variable
+            for header, body in natural_loops(fn):
+                conds = []
+                for b in body:
+                    term = fn.blocks[b].instrs[-1] if fn.blocks[b].instrs else None
+                    if term is not None and term.is_cond and term.parts:
+                        conds.append(term)
+                exiting = [t for t in conds if any(s not in body for s in (t.targets or []))]
+                for k in keyed:
+                    hit = None
+                    for t in exiting:
+                        if any(self._refers(f, r, k) for r in self._ssa_closure(f, t.parts[0])):
+                            hit = t
+                            break
+                    if hit is None:
+                        continue
+                    for t in conds:
+                        for r in t.parts[0]:
+                            d = self.prog.local.get((f, r))
+                            if d is None or d >= len(mod.instrs):
+                                continue
+                            cmp = mod.instrs[d]
+                            ops = cmp.parts if cmp.op in ("icmp", "fcmp") else [[r]]
+                            for part in ops:
+                                if not part:
+                                    continue
+                                if any(self._refers(f, x, k) for x in self._ssa_closure(f, part)):
+                                    continue
+                                for x in part:
+                                    n = self.prog.local.get((f, x))
+                                    if n is not None:
+                                        targets[k].append((n, f"list iteration at {self.where(hit)}"))
+        ctl = {"block", "entry", "callsite"}
+        kind = self.prog.kind
+        fwd_data = {n for n in fwd if kind.get(n) not in ctl}
+        for k, tl in targets.items():
+            if not tl:
+                continue
+            seeds = [n for n, _ in tl if n in fwd]
+            if not seeds:
+                continue
+            chop = sdg.backward(seeds, allowed=fwd_data)
+            fields: set[str] = set()
+            for n in chop:
+                if n < len(mod.instrs):
+                    line = self.src_line(mod.instrs[n])
+                    if line:
+                        for canon, rx in _FIELD_RE.items():
+                            if rx.search(line):
+                                fields.add(canon)
+            if fields:
+                out[k] = (fields, tl[0][1])
+        return out
+
+    # ---------------------------------------------------------------- Fig 4.11
+    def _output(self, upd: dict[str, str], pkt_procs: set[str]):
+        mod, sdg = self.mod, self.sdg
+        pkt_o, log_o = set(self.cfg.pkt_output), set(self.cfg.log_output)
+        seeds = {"pkt": [], "log": []}
+        first = {}
+        scope = pkt_procs if self.cfg.output_scope == "pkt_procs" else list(mod.functions)
+        for f in scope:
+            it = self.pp_instrs(f) if self.cfg.output_scope == "pkt_procs" else mod.functions[f].instrs()
+            for ins in it:
+                if ins.op not in ("call", "invoke"):
+                    continue
+                names = self._callee_names(ins)
+                for kind, fs in (("pkt", pkt_o), ("log", log_o)):
+                    if names & fs:
+                        s = [sdg.blocknode[(ins.fn, ins.block)]]
+                        s += [self.prog.local[(ins.fn, r)] for p in ins.parts for r in p
+                              if r[0] == "%" and (ins.fn, r) in self.prog.local]
+                        for p in ins.parts:
+                            for r in p:
+                                if r[0] == "@":
+                                    s.append(self.prog.gobj.get(r))
+                        s.append(sdg._rd.get(frozenset(sdg.reads.get(ins.id, ()))))
+                        seeds[kind].extend(x for x in s if x is not None)
+                        first.setdefault(kind, self.where(ins))
+        res = []
+        for kind in ("pkt", "log"):
+            out: dict[str, str] = {}
+            if seeds[kind]:
+                sl = sdg.backward(seeds[kind])
+                for n in sl:
+                    ks = set()
+                    if n < len(mod.instrs):
+                        ks = self.vars_of(mod.instrs[n])
+                    elif n in self.obj_var:
+                        ks = {self.obj_var[n]}
+                    for k in ks:
+                        if k in upd and k not in out:
+                            where = self.where(mod.instrs[n]) if n < len(mod.instrs) else "memory"
+                            out[k] = f"in backward slice of {kind} output (e.g. {first[kind]}) via {where}"
+            res.append(out)
+        return res[0], res[1]

@@ -1,0 +1,111 @@
+"""Front end: C sources -> clang-14 textual LLVM IR (-O0 -g) -> one linked module.
+
+Single files and small trees are compiled directly; real middleboxes are built with their own
+build system under ``bear`` (compile_commands.json), then every recorded C compilation is replayed
+with clang-14 to emit IR, and the units are linked with llvm-link-14.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+CLANG = shutil.which("clang-14") or shutil.which("clang") or "clang"
+LLVM_LINK = shutil.which("llvm-link-14") or shutil.which("llvm-link") or "llvm-link"
+IR_FLAGS = ["-S", "-emit-llvm", "-g", "-O0", "-Xclang", "-disable-O0-optnone", "-fcommon",
+            "-fgnu89-inline", "-Wno-everything"]
+
+
+def have_toolchain() -> bool:
+    return bool(shutil.which(CLANG)) and bool(shutil.which(LLVM_LINK))
+
+
+def compile_to_ll(src: str | Path, out: str | Path, flags: list[str] | None = None,
+                  cwd: str | Path | None = None) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [CLANG, *IR_FLAGS, *(flags or []), "-o", str(out), str(src)]
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"clang failed on {src}:\n{r.stderr[-4000:]}")
+    return out
+
+
+def link(lls: list[Path], out: str | Path) -> Path:
+    out = Path(out)
+    if len(lls) == 1:
+        shutil.copyfile(lls[0], out)
+        return out
+    cmd = [LLVM_LINK, "-S", "-o", str(out), *map(str, lls)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"llvm-link failed:\n{r.stderr[-4000:]}")
+    return out
+
+
+def compile_sources(srcs: list[Path], workdir: Path, flags: list[str] | None = None) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    lls = []
+    for s in srcs:
+        h = hashlib.sha1(str(Path(s).resolve()).encode()).hexdigest()[:8]
+        lls.append(compile_to_ll(Path(s).resolve(), workdir / f"{Path(s).stem}-{h}.ll", flags))
+    return link(lls, workdir / "linked.ll")
+
+
+def _ir_command(entry: dict, out: Path) -> tuple[list[str], str]:
+    args = entry.get("arguments") or shlex.split(entry["command"])
+    src = entry["file"]
+    keep: list[str] = []
+    skip = False
+    for a in args[1:]:
+        if skip:
+            skip = False
+            continue
+        if a in ("-o", "-MF", "-MT", "-MQ"):
+            skip = True
+            continue
+        if a in ("-c", "-MD", "-MMD", "-MP", "-pipe") or a.startswith(("-O", "-g", "-W", "-flto",
+                                                                       "-fstack-clash", "-fcf-prot",
+                                                                       "-ffile-prefix-map",
+                                                                       "-fdebug-prefix-map",
+                                                                       "-specs")):
+            continue
+        if a == src or a.endswith(("/" + Path(src).name)) and a.endswith(".c"):
+            continue
+        keep.append(a)
+    return [CLANG, *IR_FLAGS, *keep, "-c", src, "-o", str(out)], entry["directory"]
+
+
+def compile_commands_to_ll(ccj: Path, workdir: Path, include=None, exclude=None,
+                           log=print) -> tuple[list[Path], float]:
+    """Replay a compile_commands.json with clang-14 to emit IR. Returns (lls, seconds)."""
+    entries = json.loads(Path(ccj).read_text())
+    workdir.mkdir(parents=True, exist_ok=True)
+    lls, seen = [], set()
+    t0 = time.perf_counter()
+    for e in entries:
+        src = str(Path(e["directory"], e["file"]).resolve())
+        if not src.endswith(".c") or src in seen:
+            continue
+        rel = os.path.relpath(src, e["directory"])
+        if include and not any(Path(src).match(p) or rel.startswith(p) for p in include):
+            continue
+        if exclude and any(Path(src).match(p) or rel.startswith(p) or p in src for p in exclude):
+            continue
+        seen.add(src)
+        h = hashlib.sha1(src.encode()).hexdigest()[:8]
+        out = workdir / f"{Path(src).stem}-{h}.ll"
+        e = dict(e, file=src)
+        cmd, cwd = _ir_command(e, out)
+        r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+        if r.returncode != 0:
+            log(f"statealyzr: skip {rel}: clang failed: {r.stderr.strip().splitlines()[-1:]}")
+            continue
+        lls.append(out)
+    return lls, time.perf_counter() - t0

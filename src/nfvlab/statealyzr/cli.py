@@ -1,0 +1,156 @@
+"""`nfvlab statealyzr ...` — analyse middleboxes, check ground truth, build the study tables.
+
+    nfvlab statealyzr list
+    nfvlab statealyzr analyze <groundtruth|recipe|file.c|file.ll|dir> [--json PATH] [--patch PATH]
+    nfvlab statealyzr check [NAME ...]             hand-labelled soundness/precision
+    nfvlab statealyzr dynamic [NAME ...]           run under gdb, compare changed globals
+    nfvlab statealyzr table [RECIPE ...] [--out DIR]   Table 4.13 / Fig 4.14 / Table 4.17 rows
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import corpus
+
+
+def _print_result(res) -> None:
+    c = res.counts
+    print(f"{res.name}: all={c['all']} persistent={c['persistent']} top-level={c['top_level']} "
+          f"updateable={c['updateable']} keyed={c['keyed']} pkt-output={c['pkt_output']} "
+          f"log-output={c['log_output']}  ({res.timings.get('total', 0):.2f}s analysis)")
+    print(f"  loop procedures: {', '.join(res.loop_procs) or '-'};  receive sites: "
+          f"{', '.join(res.recv_sites[:6])}{' ...' if len(res.recv_sites) > 6 else ''}")
+    w = max([len(v.key) for v in res.variables if v.classes] + [8])
+    print(f"  {'variable':<{w}}  {'P':1} {'T':1} {'U':1} {'K':1} {'O':1} {'L':1}  flowspace")
+    for v in res.variables:
+        if not v.classes:
+            continue
+        m = ["x" if c in v.classes else "." for c in corpus.CLASSES]
+        print(f"  {v.key:<{w}}  {' '.join(m)}  {','.join(v.flowspace)}")
+
+
+def resolve_and_analyze(target: str, workdir: Path, config=None, log=print):
+    from . import analyze_ll, analyze_sources
+    from .analysis import Config
+    if target in corpus.ground_truths():
+        gt = corpus.load_ground_truth(target)
+        return analyze_sources(gt.sources, gt.name, config)
+    if target in corpus.recipes():
+        r = corpus.load_recipe(target)
+        cfg = config or Config()
+        cfg.extra_recv += r.recv
+        cfg.pkt_output += r.pkt_output
+        cfg.log_output += r.log_output
+        ll, bt = corpus.build_ir(r, workdir, log)
+        res = analyze_ll(ll, r.name, cfg)
+        res.timings.update({k: v for k, v in bt.items() if k != "units"})
+        res.stats["units"] = bt.get("units")
+        return res
+    p = Path(target)
+    if p.suffix == ".ll":
+        return analyze_ll(p, p.stem, config)
+    if p.is_dir():
+        srcs = sorted(p.glob("*.c"))
+        return analyze_sources(srcs, p.name, config)
+    if p.suffix == ".c":
+        return analyze_sources([p], p.stem, config)
+    raise SystemExit(f"statealyzr: {target}: not a ground truth ({corpus.ground_truths()}), "
+                     f"recipe ({corpus.recipes()}), .c, .ll or directory")
+
+
+def cmd_list(a) -> int:
+    print("ground truth:", " ".join(corpus.ground_truths()))
+    print("recipes:     ", " ".join(corpus.recipes()))
+    return 0
+
+
+def cmd_analyze(a) -> int:
+    from .analysis import Config
+    res = resolve_and_analyze(a.target, Path(a.workdir), Config(output_scope=a.output_scope))
+    _print_result(res)
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(res.to_json(), indent=1))
+        print(f"wrote {a.json}")
+    if a.patch:
+        from .instrument import make_patch
+        diff, info = make_patch(res.instrumentation, None)
+        Path(a.patch).write_text(diff)
+        print(f"wrote {a.patch}: {info['placed']}")
+    return 0
+
+
+def cmd_check(a) -> int:
+    from . import analyze_sources
+    bad = 0
+    for name in a.names or corpus.ground_truths():
+        gt = corpus.load_ground_truth(name)
+        res = analyze_sources(gt.sources, gt.name)
+        cmp = corpus.compare(res, gt)
+        ok = not cmp["missed"] and not cmp["flowspace_mismatch"]
+        bad += not ok
+        print(f"{name}: {'SOUND' if ok else 'UNSOUND'} missed={len(cmp['missed'])} "
+              f"extra={len(cmp['unexpected_extra'])} precision={cmp['precision']} "
+              f"counts={res.counts}")
+        for m in cmp["missed"] + cmp["flowspace_mismatch"] + cmp["unexpected_extra"]:
+            print("   ", m)
+    return 1 if bad else 0
+
+
+def cmd_dynamic(a) -> int:
+    from .dynamic import dynamic_check
+    bad = 0
+    for name in a.names or corpus.ground_truths():
+        rep = dynamic_check(name, Path(a.workdir))
+        print(json.dumps(rep, indent=1))
+        bad += bool(rep.get("missed"))
+    return 1 if bad else 0
+
+
+def cmd_table(a) -> int:
+    from .study import run_table
+    return run_table(a.recipes or None, Path(a.out), Path(a.workdir), include_gt=not a.no_ground_truth)
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("statealyzr", help="StateAlyzr: find the state of C middleboxes (ch. 4)")
+    sp = p.add_subparsers(dest="statealyzr_cmd", required=True)
+    x = sp.add_parser("list", help="list ground-truth middleboxes and recipes")
+    x.set_defaults(func=cmd_list)
+    x = sp.add_parser("analyze", help="analyse a middlebox and print its variables")
+    x.add_argument("target", help="ground-truth name, recipe name, .c file, .ll file or directory")
+    x.add_argument("--json", help="write the full result (counts, variables, evidence) here")
+    x.add_argument("--patch", help="write the update-tracking instrumentation as a unified diff")
+    x.add_argument("--workdir", default="results/statealyzr-work")
+    x.add_argument("--output-scope", choices=["program", "pkt_procs"], default="program")
+    x.set_defaults(func=cmd_analyze)
+    x = sp.add_parser("check", help="compare the analysis with the hand labels")
+    x.add_argument("names", nargs="*")
+    x.set_defaults(func=cmd_check)
+    x = sp.add_parser("dynamic", help="run ground-truth middleboxes under gdb and check soundness")
+    x.add_argument("names", nargs="*")
+    x.add_argument("--workdir", default="results/statealyzr-dynamic")
+    x.set_defaults(func=cmd_dynamic)
+    x = sp.add_parser("table", help="run the corpus: Table 4.13, Fig 4.14, Table 4.17 rows")
+    x.add_argument("recipes", nargs="*")
+    x.add_argument("--out", default="results/statealyzr-table")
+    x.add_argument("--workdir", default="results/statealyzr-work")
+    x.add_argument("--no-ground-truth", action="store_true")
+    x.set_defaults(func=cmd_table)
+    return p
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="nfvlab")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    register(sub)
+    args = ap.parse_args(["statealyzr", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

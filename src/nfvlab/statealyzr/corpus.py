@@ -1,0 +1,176 @@
+"""The StateAlyzr corpus: hand-labelled ground-truth middleboxes and recipes for real ones.
+
+A *ground truth* is a small C middlebox shipped in ``corpus/groundtruth/`` with a YAML file of
+hand labels (the classes every variable truly has). A *recipe* (``corpus/recipes/*.yaml``) says
+where a real middlebox's source comes from (Debian source package, URL + sha256, or a local
+path), its build dependencies and commands, which compilation units form the analysed binary, and
+any receive/output functions beyond the defaults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).parent / "corpus"
+GT_DIR = HERE / "groundtruth"
+RECIPE_DIR = HERE / "recipes"
+CLASSES = ["persistent", "top_level", "updateable", "keyed", "pkt_output", "log_output"]
+
+
+@dataclass
+class GroundTruth:
+    name: str
+    sources: list[Path]
+    labels: dict[str, dict]
+    over: dict[str, dict]
+    run: dict
+
+    def expected(self, key: str) -> set[str]:
+        return set(self.labels.get(key, {}).get("classes", []))
+
+    def allowed_extra(self, key: str) -> set[str]:
+        return set(self.over.get(key, {}).get("classes", []))
+
+
+def ground_truths() -> list[str]:
+    return sorted(p.stem for p in GT_DIR.glob("*.yaml"))
+
+
+def load_ground_truth(name: str) -> GroundTruth:
+    d = yaml.safe_load((GT_DIR / f"{name}.yaml").read_text())
+    for k, v in d.get("variables", {}).items():
+        bad = set(v.get("classes", [])) - set(CLASSES)
+        if bad:
+            raise ValueError(f"{name}.yaml: variable {k}: unknown classes {sorted(bad)}; expected {CLASSES}")
+    return GroundTruth(d["middlebox"], [GT_DIR / s for s in d["sources"]], d.get("variables", {}),
+                       d.get("over_approximation") or {}, d.get("run") or {})
+
+
+def compare(result, gt: GroundTruth) -> dict:
+    """Soundness (missed labels) and precision (extra classes) of a result against hand labels."""
+    found = {v.key: v for v in result.variables}
+    missed, extra, fs_wrong = [], [], []
+    tp = fp = 0
+    for key in sorted(set(found) | set(gt.labels)):
+        exp = gt.expected(key)
+        got = set(found[key].classes) if key in found else set()
+        for c in sorted(exp - got):
+            missed.append(f"{key}: {c}")
+        for c in sorted(got - exp - gt.allowed_extra(key)):
+            extra.append(f"{key}: {c}")
+        tp += len(got & exp)
+        fp += len(got - exp)
+        want_fs = gt.labels.get(key, {}).get("flowspace")
+        if want_fs is not None and key in found and sorted(want_fs) != sorted(found[key].flowspace):
+            fs_wrong.append(f"{key}: expected {sorted(want_fs)}, got {sorted(found[key].flowspace)}")
+    return {"missed": missed, "unexpected_extra": extra, "flowspace_mismatch": fs_wrong,
+            "true_positive_labels": tp, "false_positive_labels": fp,
+            "precision": round(tp / (tp + fp), 4) if tp + fp else 1.0}
+
+
+# ------------------------------------------------------------------------------------------ recipes
+@dataclass
+class Recipe:
+    name: str
+    kind: str                                   # c middlebox type (pcap monitor, proxy, vpn...)
+    source: dict                                # {apt: pkg} | {url:, sha256:} | {path:}
+    build_deps: list[str] = field(default_factory=list)
+    configure: list[str] = field(default_factory=list)
+    make: list[str] = field(default_factory=list)
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    recv: list[str] = field(default_factory=list)
+    pkt_output: list[str] = field(default_factory=list)
+    log_output: list[str] = field(default_factory=list)
+    paper: dict | None = None
+    notes: str = ""
+
+
+def recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+
+
+def load_recipe(name: str) -> Recipe:
+    p = RECIPE_DIR / f"{name}.yaml"
+    d = yaml.safe_load(p.read_text())
+    allowed = set(Recipe.__dataclass_fields__)
+    bad = set(d) - allowed
+    if bad:
+        raise ValueError(f"{p}: unknown fields {sorted(bad)}; expected some of {sorted(allowed)}")
+    if not any(k in d.get("source", {}) for k in ("apt", "url", "path")):
+        raise ValueError(f"{p}: source: expected one of apt/url/path")
+    return Recipe(**d)
+
+
+def _run(cmd: str, cwd: Path, log) -> None:
+    log(f"$ {cmd}")
+    r = subprocess.run(cmd, shell=True, cwd=cwd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"command failed in {cwd}: {cmd}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
+
+
+def fetch(recipe: Recipe, workdir: Path, log=print) -> Path:
+    """Unpacked source tree of a recipe under workdir (re-used if already there)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    src = recipe.source
+    if "path" in src:
+        return Path(src["path"]).resolve()
+    if "apt" in src:
+        existing = sorted(d for d in workdir.glob(f"{src['apt']}-*") if d.is_dir())
+        if existing:
+            return existing[-1]
+        _run(f"apt-get source -qq {src['apt']}", workdir, log)
+        existing = sorted(d for d in workdir.glob(f"{src['apt']}-*") if d.is_dir())
+        if not existing:
+            raise RuntimeError(f"apt-get source {src['apt']} produced no directory in {workdir}")
+        return existing[-1]
+    url, sha = src["url"], src.get("sha256")
+    tgz = workdir / Path(url).name
+    if not tgz.exists():
+        log(f"download {url}")
+        urllib.request.urlretrieve(url, tgz)
+    if sha and hashlib.sha256(tgz.read_bytes()).hexdigest() != sha:
+        raise RuntimeError(f"{tgz}: sha256 mismatch")
+    out = workdir / recipe.name
+    if not out.exists():
+        with tarfile.open(tgz) as t:
+            t.extractall(workdir / "_x")
+        inner = next((workdir / "_x").iterdir())
+        shutil.move(str(inner), out)
+    return out
+
+
+def build_ir(recipe: Recipe, workdir: Path, log=print) -> tuple[Path, dict]:
+    """Build a recipe with bear, replay its compilations with clang-14 to IR, link. Returns the
+    linked module and timings {build_s, ir_compile_s, link_s, units}."""
+    from . import build as B
+    tree = fetch(recipe, workdir, log)
+    t = {}
+    ccj = tree / "compile_commands.json"
+    if not ccj.exists() or ccj.stat().st_size < 10:
+        t0 = time.perf_counter()
+        env = dict(os.environ, CC="gcc")
+        for c in recipe.configure:
+            _run(c, tree, log)
+        for c in recipe.make:
+            _run(f"bear --output compile_commands.json -- {c}", tree, log)
+        t["build_s"] = round(time.perf_counter() - t0, 2)
+        del env
+    lls, dt = B.compile_commands_to_ll(ccj, workdir / f"{recipe.name}-ir", recipe.include or None,
+                                       recipe.exclude or None, log)
+    t["ir_compile_s"] = round(dt, 2)
+    t["units"] = len(lls)
+    t0 = time.perf_counter()
+    linked = B.link(lls, workdir / f"{recipe.name}.ll")
+    t["link_s"] = round(time.perf_counter() - t0, 2)
+    return linked, t

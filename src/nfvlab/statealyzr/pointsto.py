@@ -1,0 +1,440 @@
+"""Andersen-style (inclusion-based) points-to analysis over the IR: flow-, context- and
+field-insensitive, as the dissertation prescribes (§4.3.2, [24]).
+
+Every SSA value, formal parameter and function return is a *value node*; every global, alloca,
+heap allocation site and external-library object is an *object node* whose points-to set is the
+set of objects its contents may point to. Constraints:
+
+    x = alloca          pts(x) ⊇ {obj_x}
+    x = load p          ∀o ∈ pts(p): pts(x) ⊇ pts(o)
+    store v, p          ∀o ∈ pts(p): pts(o) ⊇ pts(v)
+    x = gep/cast/phi/select/arith(y, ...)   pts(x) ⊇ pts(y) ∪ ...   (field-insensitive)
+    call f(a...)        pts(formal_i) ⊇ pts(a_i),  pts(x) ⊇ pts(ret_f)
+    call *fp(a...)      resolved on the fly from the function objects in pts(fp)
+
+External functions are modelled by name (allocators, memcpy-like copies, callbacks such as
+pcap_loop/pthread_create/qsort); an unknown external returning a pointer returns a fresh object
+per call site that is also stored into the objects its pointer arguments point to.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from .ir import Instr, Module
+
+ALLOCATORS = {"@malloc", "@calloc", "@valloc", "@aligned_alloc", "@strdup", "@strndup", "@realloc",
+              "@reallocarray", "@mmap", "@xmalloc", "@xcalloc", "@xrealloc", "@xstrdup",
+              "@__strdup", "@pool_alloc", "@fopen", "@pcap_open_live", "@pcap_open_offline",
+              "@pcap_create", "@pcap_fopen_offline"}
+RETURNS_ARG0 = {"@strchr", "@strrchr", "@strstr", "@strcasestr", "@memchr", "@memrchr", "@strpbrk",
+                "@strcpy", "@strncpy", "@strcat", "@strncat", "@stpcpy", "@fgets", "@strtok",
+                "@strtok_r", "@strsep", "@memmem", "@rawmemchr", "@index", "@rindex"}
+COPIES = {"@memcpy", "@memmove", "@bcopy", "@__memcpy_chk", "@__memmove_chk"}
+PURE = {"@strlen", "@strnlen", "@strcmp", "@strncmp", "@strcasecmp", "@strncasecmp", "@memcmp",
+        "@printf", "@fprintf", "@vfprintf", "@vprintf", "@puts", "@fputs", "@fputc", "@putchar",
+        "@putc", "@fwrite", "@syslog", "@vsyslog", "@write", "@send", "@sendto", "@sendmsg",
+        "@pcap_inject", "@pcap_sendpacket", "@free", "@close", "@fclose", "@fflush", "@exit",
+        "@abort", "@atoi", "@atol", "@strtol", "@strtoul", "@strtoll", "@strtoull", "@ntohs",
+        "@ntohl", "@htons", "@htonl", "@isalpha", "@isdigit", "@isspace", "@tolower", "@toupper",
+        "@__assert_fail", "@perror", "@abs", "@rand", "@random", "@srand", "@time", "@sleep",
+        "@usleep", "@getpid", "@__errno_location", "@strerror", "@gettimeofday",
+        "@clock_gettime", "@__ctype_b_loc", "@__ctype_tolower_loc", "@__ctype_toupper_loc",
+        "@pcap_dump", "@pcap_close", "@pcap_dump_close", "@pcap_geterr", "@pcap_datalink",
+        "@inet_addr", "@ntohs", "@socket", "@bind", "@listen", "@connect", "@setsockopt"}
+# packet receive functions: (returns packet?, [(arg index, "fill"|"ptr-pkt"|"ptr-hdr")])
+#   fill: the argument's objects receive packet bytes (no pointers); ptr-*: a pointer to a fresh
+#   packet/header object is stored through the argument
+RECEIVERS = {
+    "@pcap_next": (True, [(1, "fill")]),
+    "@pcap_next_ex": (False, [(1, "ptr-hdr"), (2, "ptr-pkt")]),
+    "@recv": (False, [(1, "fill")]),
+    "@recvfrom": (False, [(1, "fill"), (4, "fill"), (5, "fill")]),
+    "@recvmsg": (False, [(1, "fill")]),
+    "@read": (False, [(1, "fill")]),
+}
+# callbacks: name -> (index of function argument, [(callee param index, source)])
+#   source: ("arg", k) = k-th actual, ("obj", tag) = a fresh object of the call site
+CALLBACKS = {
+    "@pcap_loop": (2, [(0, ("arg", 3)), (1, ("obj", "hdr")), (2, ("obj", "pkt"))]),
+    "@pcap_dispatch": (2, [(0, ("arg", 3)), (1, ("obj", "hdr")), (2, ("obj", "pkt"))]),
+    "@pthread_create": (2, [(0, ("arg", 3))]),
+    "@qsort": (3, [(0, ("arg", 0)), (1, ("arg", 0))]),
+    "@bsearch": (4, [(0, ("arg", 0)), (1, ("arg", 1))]),
+    "@signal": (1, []),
+    "@atexit": (0, []),
+    "@on_exit": (0, [(1, ("arg", 1))]),
+}
+SKIP_PREFIX = ("@llvm.dbg.", "@llvm.lifetime.", "@llvm.stacksave", "@llvm.stackrestore",
+               "@llvm.va_end", "@llvm.experimental.noalias", "@llvm.assume", "@__asm")
+
+
+def callee_key(name: str) -> str:
+    return name
+
+
+class Program:
+    """Node numbering shared by the points-to analysis and the dependence graph."""
+
+    def __init__(self, mod: Module):
+        self.mod = mod
+        self.n = len(mod.instrs)          # instruction nodes are 0..n-1
+        self.kind: dict[int, str] = {}    # non-instruction nodes: "param", "ret", "obj", "const", ...
+        self.local: dict[tuple[str, str], int] = {}
+        self.gconst: dict[str, int] = {}  # "@g" -> constant node whose pts is {obj(@g)}
+        self.gobj: dict[str, int] = {}    # "@g" -> object node of the global / function
+        self.obj_of_alloca: dict[int, int] = {}
+        self.site_obj: dict[tuple[int, str], int] = {}
+        self.retnode: dict[str, int] = {}
+        self.vargnode: dict[str, int] = {}
+        self.obj_label: dict[int, str] = {}
+        self.obj_fn: dict[int, str] = {}  # object node -> function name for function objects
+        self.node_fn: dict[int, str] = {}
+        for ins in mod.instrs:
+            if ins.res:
+                self.local[(ins.fn, ins.res)] = ins.id
+        for fn in mod.functions.values():
+            for p in fn.params:
+                self.local[(fn.name, p)] = self.new("param", fn.name)
+            self.retnode[fn.name] = self.new("ret", fn.name)
+            self.vargnode[fn.name] = self.new("varg", fn.name)
+        for g in list(mod.globals) + list(mod.functions) + sorted(mod.declared):
+            self._global(g)
+
+    def new(self, kind: str, fn: str | None = None) -> int:
+        nid = self.n
+        self.n += 1
+        self.kind[nid] = kind
+        if fn:
+            self.node_fn[nid] = fn
+        return nid
+
+    def _global(self, g: str) -> int:
+        if g not in self.gobj:
+            o = self.new("obj")
+            self.gobj[g] = o
+            self.obj_label[o] = g
+            if g in self.mod.functions or g in self.mod.declared or g not in self.mod.globals:
+                self.obj_fn[o] = g
+            self.gconst[g] = self.new("const")
+        return self.gobj[g]
+
+    def value(self, fn: str, ref: str) -> int | None:
+        if ref[0] == "@":
+            self._global(ref)
+            return self.gconst[ref]
+        return self.local.get((fn, ref))
+
+    def alloca_obj(self, ins: Instr) -> int:
+        o = self.obj_of_alloca.get(ins.id)
+        if o is None:
+            o = self.new("obj", ins.fn)
+            self.obj_of_alloca[ins.id] = o
+            self.obj_label[o] = f"{ins.fn}:{ins.res}"
+        return o
+
+    def site(self, ins: Instr, tag: str) -> int:
+        k = (ins.id, tag)
+        o = self.site_obj.get(k)
+        if o is None:
+            o = self.new("obj", ins.fn)
+            self.site_obj[k] = o
+            self.obj_label[o] = f"{tag}@{ins.fn[1:]}:{ins.line}"
+        return o
+
+    def fn_of(self, nid: int) -> str | None:
+        if nid < len(self.mod.instrs):
+            return self.mod.instrs[nid].fn
+        return self.node_fn.get(nid)
+
+
+class PointsTo:
+    def __init__(self, prog: Program):
+        self.prog = prog
+        self.pts: dict[int, set[int]] = defaultdict(set)
+        self.copy: dict[int, set[int]] = defaultdict(set)
+        self.loads: dict[int, list[int]] = defaultdict(list)
+        self.stores: dict[int, list[int]] = defaultdict(list)
+        self.icalls: dict[int, list[Instr]] = defaultdict(list)
+        self.callees: dict[int, set[str]] = defaultdict(set)   # call instr id -> callee names
+        self.bound: set[tuple[int, str]] = set()
+        self._wl: list[int] = []
+        self._delta: dict[int, set[int]] = {}
+        self.ext_written: dict[int, list[int]] = defaultdict(list)  # call id -> pointer arg nodes written
+        self._cb_pending: dict[int, tuple[Instr, list]] = {}
+
+    # ------------------------------------------------------------------ constraint helpers
+    def _add(self, n: int, objs) -> None:
+        cur = self.pts[n]
+        new = set(objs) - cur if not isinstance(objs, set) else objs - cur
+        if new:
+            cur |= new
+            d = self._delta.get(n)
+            if d is None:
+                self._delta[n] = set(new)
+                self._wl.append(n)
+            else:
+                d |= new
+
+    def _edge(self, a: int | None, b: int | None) -> None:
+        if a is None or b is None or a == b:
+            return
+        s = self.copy[a]
+        if b not in s:
+            s.add(b)
+            if self.pts.get(a):
+                self._add(b, self.pts[a])
+
+    def _load(self, p: int | None, x: int | None) -> None:
+        if p is None or x is None:
+            return
+        self.loads[p].append(x)
+        for o in list(self.pts.get(p, ())):
+            self._edge(o, x)
+
+    def _store(self, v: int | None, p: int | None) -> None:
+        if p is None or v is None:
+            return
+        self.stores[p].append(v)
+        for o in list(self.pts.get(p, ())):
+            self._edge(v, o)
+
+    # ------------------------------------------------------------------ constraints
+    def run(self) -> PointsTo:
+        prog, mod = self.prog, self.prog.mod
+        for gname, o in list(prog.gobj.items()):
+            self._add(prog.gconst[gname], {o})
+        for g in mod.globals.values():
+            for r in g.init_refs:
+                prog._global(r)
+                self._add(prog.gobj[g.name], {prog.gobj[r]})
+        for gname in prog.gobj:  # late-created constants
+            self._add(prog.gconst[gname], {prog.gobj[gname]})
+        for ins in mod.instrs:
+            self._instr(ins)
+        self.solve()
+        return self
+
+    def _vals(self, ins: Instr, part: int) -> list[int]:
+        if part >= len(ins.parts):
+            return []
+        out = []
+        for r in ins.parts[part]:
+            v = self.prog.value(ins.fn, r)
+            if v is not None:
+                out.append(v)
+        return out
+
+    def _instr(self, ins: Instr) -> None:
+        prog, op = self.prog, ins.op
+        if op == "alloca":
+            self._add(ins.id, {prog.alloca_obj(ins)})
+        elif op == "load":
+            for p in self._vals(ins, 0):
+                self._load(p, ins.id)
+        elif op == "store":
+            for p in self._vals(ins, 1):
+                for v in self._vals(ins, 0):
+                    self._store(v, p)
+        elif op in ("atomicrmw", "cmpxchg"):
+            for p in self._vals(ins, 0):
+                self._load(p, ins.id)
+                for k in range(1, len(ins.parts)):
+                    for v in self._vals(ins, k):
+                        self._store(v, p)
+        elif op == "va_arg":
+            self._edge(prog.vargnode.get(ins.fn), ins.id)
+        elif op in ("call", "invoke", "callbr"):
+            self._call(ins)
+        elif op == "ret":
+            for v in self._vals(ins, 0):
+                self._edge(v, prog.retnode[ins.fn])
+        elif op in ("br", "switch", "indirectbr", "unreachable", "resume", "fence"):
+            pass
+        elif ins.res:
+            for k in range(len(ins.parts)):
+                for v in self._vals(ins, k):
+                    self._edge(v, ins.id)
+
+    def _call(self, ins: Instr) -> None:
+        if ins.direct:
+            if ins.direct.startswith(SKIP_PREFIX):
+                return
+            self.bind(ins, ins.direct)
+        else:
+            for r in ins.callee or []:
+                v = self.prog.value(ins.fn, r)
+                if v is None:
+                    continue
+                self.icalls[v].append(ins)
+                for o in list(self.pts.get(v, ())):
+                    f = self.prog.obj_fn.get(o)
+                    if f:
+                        self.bind(ins, f)
+
+    def bind(self, ins: Instr, f: str) -> None:
+        key = (ins.id, f)
+        if key in self.bound:
+            return
+        self.bound.add(key)
+        self.callees[ins.id].add(f)
+        prog, mod = self.prog, self.prog.mod
+        fn = mod.functions.get(f)
+        if fn is not None:
+            for k in range(len(ins.parts)):
+                dst = prog.local[(f, fn.params[k])] if k < len(fn.params) else prog.vargnode[f]
+                for v in self._vals(ins, k):
+                    self._edge(v, dst)
+            if ins.res:
+                self._edge(prog.retnode[f], ins.id)
+            return
+        self._external(ins, f)
+
+    def _external(self, ins: Instr, f: str) -> None:
+        prog = self.prog
+        base = ".".join(f.split(".")[:2]) if f.startswith("@llvm.") else f
+        if f in RECEIVERS:
+            ret_pkt, args = RECEIVERS[f]
+            if ret_pkt and ins.res:
+                self._add(ins.id, {prog.site(ins, "pkt")})
+            for k, how in args:
+                for v in self._vals(ins, k):
+                    self.ext_written[ins.id].append(v)
+                    if how.startswith("ptr-"):
+                        c = prog.new("const", ins.fn)
+                        self._add(c, {prog.site(ins, how[4:])})
+                        self._store(c, v)
+            return
+        if base in ("@llvm.memcpy", "@llvm.memmove") or f in COPIES:
+            tmp = prog.new("tmp", ins.fn)
+            for s in self._vals(ins, 1):
+                self._load(s, tmp)
+            for d in self._vals(ins, 0):
+                self._store(tmp, d)
+                self._edge(d, ins.id) if ins.res else None
+            self.ext_written[ins.id].extend(self._vals(ins, 0))
+            return
+        if base == "@llvm.memset" or f in ("@memset", "@bzero", "@explicit_bzero"):
+            self.ext_written[ins.id].extend(self._vals(ins, 0))
+            if ins.res:
+                for d in self._vals(ins, 0):
+                    self._edge(d, ins.id)
+            return
+        if f.startswith("@llvm."):
+            if ins.res:
+                for k in range(len(ins.parts)):
+                    for v in self._vals(ins, k):
+                        self._edge(v, ins.id)
+            return
+        if f in CALLBACKS:
+            fi, wiring = CALLBACKS[f]
+            for fv in self._vals(ins, fi):
+                self._cb_edges(ins, fv, wiring)
+            if ins.res:
+                self._add(ins.id, {prog.site(ins, "ret")})
+            return
+        if f in ALLOCATORS:
+            if ins.res:
+                self._add(ins.id, {prog.site(ins, "heap")})
+                if f in ("@realloc", "@reallocarray", "@xrealloc"):
+                    for v in self._vals(ins, 0):
+                        self._edge(v, ins.id)
+            return
+        if f in RETURNS_ARG0:
+            if ins.res:
+                for v in self._vals(ins, 0):
+                    self._edge(v, ins.id)
+            if f in ("@strtok", "@strtok_r", "@strsep"):
+                self._add(ins.id, {prog.site(ins, "ret")}) if ins.res else None
+            self.ext_written[ins.id].extend(self._vals(ins, 0))
+            return
+        if f in PURE:
+            return
+        # unknown external: fresh object returned and stored through every pointer argument
+        o = prog.site(ins, "ext")
+        c = prog.new("const", ins.fn)
+        self._add(c, {o})
+        if ins.res and ins.ret_ptr:
+            self._add(ins.id, {o})
+        ptr = ins.ptr_args or []
+        for k in range(len(ins.parts)):
+            if k < len(ptr) and not ptr[k]:
+                continue
+            for v in self._vals(ins, k):
+                self._store(c, v)
+                self.ext_written[ins.id].append(v)
+
+    def _cb_edges(self, ins: Instr, fv: int, wiring) -> None:
+        """Callback registration: the function objects fv may point to are called with `wiring`."""
+        holder = self.prog.new("cb", ins.fn)
+        self._cb_pending[holder] = (ins, wiring)
+        self._edge(fv, holder)
+
+    def _cb_bind(self, holder: int, f: str) -> None:
+        ins, wiring = self._cb_pending[holder]
+        key = (ins.id, "cb:" + f)
+        if key in self.bound:
+            return
+        self.bound.add(key)
+        self.callees[ins.id].add(f)
+        fn = self.prog.mod.functions.get(f)
+        if fn is None:
+            return
+        for pi, (src, k) in wiring:
+            if pi >= len(fn.params):
+                continue
+            dst = self.prog.local[(f, fn.params[pi])]
+            if src == "arg":
+                for v in self._vals(ins, k):
+                    self._edge(v, dst)
+            else:
+                self._add(dst, {self.prog.site(ins, k)})
+
+    # ------------------------------------------------------------------ solver
+    def solve(self) -> None:
+        wl, delta = self._wl, self._delta
+        obj_fn = self.prog.obj_fn
+        pending = self._cb_pending
+        while wl:
+            n = wl.pop()
+            d = delta.pop(n, None)
+            if not d:
+                continue
+            lds = self.loads.get(n)
+            sts = self.stores.get(n)
+            ics = self.icalls.get(n)
+            if lds or sts or ics or n in pending:
+                for o in d:
+                    if lds:
+                        for x in lds:
+                            self._edge(o, x)
+                    if sts:
+                        for v in sts:
+                            self._edge(v, o)
+                    f = obj_fn.get(o)
+                    if f:
+                        if ics:
+                            for c in ics:
+                                self.bind(c, f)
+                        if n in pending:
+                            self._cb_bind(n, f)
+            succ = self.copy.get(n)
+            if succ:
+                for m in list(succ):
+                    self._add(m, d)
+
+    # ------------------------------------------------------------------ queries
+    def of(self, fn: str, ref: str) -> set[int]:
+        v = self.prog.value(fn, ref)
+        return self.pts.get(v, set()) if v is not None else set()
+
+    def reach(self, objs: set[int], limit: int = 1_000_000) -> set[int]:
+        seen = set(objs)
+        stack = list(objs)
+        while stack and len(seen) < limit:
+            o = stack.pop()
+            for p in self.pts.get(o, ()):
+                if p not in seen:
+                    seen.add(p)
+                    stack.append(p)
+        return seen
