@@ -196,9 +196,13 @@ static __always_inline void budget_add(__u32 slot, __s64 ns, __u64 now)
 	__sync_fetch_and_add(&bu->used_ns, ns);
 }
 
-/* one packet's (or share's) cost: charge the owner, credit the interrupted container */
-static __always_inline void account(__u32 owner, __u32 ctx, __u64 cost, int rx, int ovh, __u64 now)
+/* one packet's (or share's) cost: charge the owner, credit the interrupted container.
+ * Global (non-inlined) functions are verified once, which keeps loading fast. */
+#define F_RX 1
+#define F_OVH 2
+__noinline int account(__u32 owner, __u32 ctx, __u64 cost, __u32 flags)
 {
+	int rx = flags & F_RX, ovh = flags & F_OVH;
 	struct ct_stats *st;
 	__u32 zero = 0;
 	struct iron_cfg *cfg;
@@ -207,29 +211,31 @@ static __always_inline void account(__u32 owner, __u32 ctx, __u64 cost, int rx, 
 		owner = UNOWNED;
 	st = bpf_map_lookup_elem(&ct_stats, &owner);
 	if (!st)
-		return;
+		return 0;
 	if (rx)
 		st->rx_cost_ns += cost;
 	else
 		st->tx_cost_ns += cost;
 	if (ovh)
 		st->ovh_ns += cost;
-	if (owner == UNOWNED)
-		return;
-	if (ctx == owner) {
-		st->own_ns += cost;
-		return;
+	if (owner != UNOWNED) {
+		if (ctx == owner) {
+			st->own_ns += cost;
+			return 0;
+		}
+		st->charged_ns += cost;
+		cfg = bpf_map_lookup_elem(&iron_cfg, &zero);
+		if (cfg && !cfg->naive)
+			budget_add(owner, cost, bpf_ktime_get_ns());
 	}
-	st->charged_ns += cost;
-	cfg = bpf_map_lookup_elem(&iron_cfg, &zero);
-	if (cfg && !cfg->naive)
-		budget_add(owner, cost, now);
+	/* others' (or host) packets processed in a container's context: credit it */
 	if (ctx < MAX_SLOTS) {
 		struct ct_stats *cst = bpf_map_lookup_elem(&ct_stats, &ctx);
 
 		if (cst)
 			cst->gained_ns += cost;
 	}
+	return 0;
 }
 
 static __always_inline __u32 skb_owner(struct sk_buff *skb, int rx)
@@ -258,27 +264,74 @@ static __always_inline __u32 skb_owner(struct sk_buff *skb, int rx)
 	return slot ? *slot : UNOWNED;
 }
 
-/* split `total` over the counts in cnt[] (n packets in all) */
-static __always_inline void split(__u32 *cnt, __u32 n, __u64 total, __u32 ctx, int rx, __u64 now)
+static __always_inline struct cpu_state *this_cpu_state(void)
 {
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&cpu_state, &zero);
+}
+
+/* split `total` over the counts of one of the per-CPU count arrays (n packets in all) */
+#define CNT_CUR 0
+#define CNT_WIN_RX 1
+#define CNT_WIN_TX 2
+__noinline int split(__u32 which, __u32 n, __u64 total, __u32 ctx, int rx)
+{
+	struct cpu_state *cs = this_cpu_state();
+
+	if (!cs || !n)
+		return 0;
 	for (int s = 0; s < NSLOTS; s++) {
-		__u32 c = cnt[s];
+		__u32 c = which == CNT_CUR ? cs->cur_cnt[s] : which == CNT_WIN_RX ? cs->win_rx[s] : cs->win_tx[s];
 
 		if (!c)
 			continue;
-		account(s, ctx, total * c / n, rx, 1, now);
+		account(s, ctx, total * c / n, (rx ? F_RX : 0) | F_OVH);
 	}
+	return 0;
 }
 
-static __always_inline void close_window(struct cpu_state *cs, __u64 now)
+/* move the current softirq's counts into the window */
+__noinline int merge_cur(int rx)
 {
-	if (cs->win_h && cs->win_s) {
-		if (cs->win_nrx)
-			split(cs->win_rx, cs->win_nrx, cs->win_h * cs->win_s_rx / cs->win_s, cs->win_ctx, 1, now);
-		if (cs->win_ntx)
-			split(cs->win_tx, cs->win_ntx, cs->win_h * cs->win_s_tx / cs->win_s, cs->win_ctx, 0, now);
+	struct cpu_state *cs = this_cpu_state();
+
+	if (!cs)
+		return 0;
+	for (int s = 0; s < NSLOTS; s++) {
+		__u32 c = cs->cur_cnt[s];
+
+		if (!c)
+			continue;
+		if (rx)
+			cs->win_rx[s] += c;
+		else
+			cs->win_tx[s] += c;
+		cs->cur_cnt[s] = 0;
 	}
-	if (cs->win_nrx || cs->win_ntx) {
+	return 0;
+}
+
+__noinline int close_window(void)
+{
+	struct cpu_state *cs = this_cpu_state();
+	__u64 h, sum, srx, stx;
+	__u32 nrx, ntx, ctx;
+
+	if (!cs)
+		return 0;
+	h = cs->win_h; sum = cs->win_s; srx = cs->win_s_rx; stx = cs->win_s_tx;
+	nrx = cs->win_nrx; ntx = cs->win_ntx; ctx = cs->win_ctx;
+	if (h && sum) {
+		if (nrx)
+			split(CNT_WIN_RX, nrx, h * srx / sum, ctx, 1);
+		if (ntx)
+			split(CNT_WIN_TX, ntx, h * stx / sum, ctx, 0);
+	}
+	cs = this_cpu_state();
+	if (!cs)
+		return 0;
+	if (nrx || ntx) {
 		for (int s = 0; s < NSLOTS; s++) {
 			cs->win_rx[s] = 0;
 			cs->win_tx[s] = 0;
@@ -286,6 +339,7 @@ static __always_inline void close_window(struct cpu_state *cs, __u64 now)
 	}
 	cs->win_h = cs->win_s = cs->win_s_rx = cs->win_s_tx = 0;
 	cs->win_nrx = cs->win_ntx = 0;
+	return 0;
 }
 
 static __always_inline void hardirq_enter(void)
@@ -299,7 +353,7 @@ static __always_inline void hardirq_enter(void)
 	if (cs->h_depth == 0 || cs->h_depth > 4) {
 		cs->h_depth = 0;
 		cs->h_start = now;
-		close_window(cs, now);
+		close_window();
 	}
 	cs->h_depth++;
 }
@@ -411,7 +465,7 @@ int BPF_PROG(iron_rx_skb, struct sk_buff *skb)
 	if (cs->npk == 0)
 		cs->first_gap = now - cs->s_start - cs->nested;
 	else
-		account(cs->last_owner, cs->ctx, now - cs->last_ts - cs->nested, 1, 0, now);
+		account(cs->last_owner, cs->ctx, now - cs->last_ts - cs->nested, F_RX);
 	cs->nested = 0;
 	cs->last_ts = now;
 	cs->last_owner = owner;
@@ -448,6 +502,20 @@ int BPF_PROG(iron_tx_skb, struct sk_buff *skb, struct net_device *dev)
 	return 0;
 }
 
+/* softirqs without packets: counted in the UNOWNED entry's rx_pkts / tx_pkts */
+static __always_inline void empty_softirq(int rx)
+{
+	__u32 u = UNOWNED;
+	struct ct_stats *st = bpf_map_lookup_elem(&ct_stats, &u);
+
+	if (!st)
+		return;
+	if (rx)
+		st->rx_pkts++;
+	else
+		st->tx_pkts++;
+}
+
 SEC("tp_btf/softirq_exit")
 int BPF_PROG(iron_softirq_exit, unsigned int vec)
 {
@@ -476,30 +544,23 @@ int BPF_PROG(iron_softirq_exit, unsigned int vec)
 	if (vec == VEC_NET_RX) {
 		cs->win_s_rx += dur;
 		if (n) {
-			account(cs->last_owner, cs->ctx, now - cs->last_ts - cs->nested, 1, 0, now);
-			split(cs->cur_cnt, n, cs->first_gap, cs->ctx, 1, now);
+			account(cs->last_owner, cs->ctx, now - cs->last_ts - cs->nested, F_RX);
+			split(CNT_CUR, n, cs->first_gap, cs->ctx, 1);
 		} else {
-			account(UNOWNED, cs->ctx, dur, 1, 1, now);
+			empty_softirq(1);
+			account(UNOWNED, cs->ctx, dur, F_RX | F_OVH);
 		}
 	} else {
 		cs->win_s_tx += dur;
 		if (n)
-			split(cs->cur_cnt, n, dur, cs->ctx, 0, now);
-		else
-			account(UNOWNED, cs->ctx, dur, 0, 1, now);
+			split(CNT_CUR, n, dur, cs->ctx, 0);
+		else {
+			empty_softirq(0);
+			account(UNOWNED, cs->ctx, dur, F_OVH);
+		}
 	}
 	if (n) {
-		for (int s = 0; s < NSLOTS; s++) {
-			__u32 c = cs->cur_cnt[s];
-
-			if (!c)
-				continue;
-			if (vec == VEC_NET_RX)
-				cs->win_rx[s] += c;
-			else
-				cs->win_tx[s] += c;
-			cs->cur_cnt[s] = 0;
-		}
+		merge_cur(vec == VEC_NET_RX);
 		if (vec == VEC_NET_RX)
 			cs->win_nrx += n;
 		else

@@ -1,0 +1,151 @@
+"""Prototype-level check of Iron: victim sysbench vs. one UDP receiver, vanilla vs. IronRuntime.
+
+    python -m nfvlab.iron.bench [--reps 3] [--events 2500] [--modes vanilla,iron-xdp,...]
+
+Both containers get 50 % of CPU 1; the receiver (``iperf3 -s``) is flooded with 1400-byte UDP
+datagrams by ``iperf3 -u -b 0`` from the peer namespace on CPU 0, with RPS steering the receive
+softirqs to CPU 1. The penalty factor is the victim's sysbench completion time divided by its time
+next to a sysbench interferer (the paper's baseline). Uses the ``nfvlab-ti`` fixture topology
+(198.18.100.0/24) and removes it afterwards. This is a throwaway-scale check, not an experiment spec.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .fixture import IronFixture
+from .runtime import IronRuntime
+
+MODES = {
+    "vanilla": None,
+    "iron-xdp": dict(drop="xdp"),
+    "iron-tc": dict(drop="tc"),
+    "iron-nodrop": dict(drop="none"),
+    "naive-xdp": dict(drop="xdp", attribution="naive"),
+}
+
+
+def sysbench_time(out: str) -> float:
+    m = re.search(r"total time:\s+([\d.]+)s", out)
+    if not m:
+        raise RuntimeError(f"no sysbench total time in:\n{out}")
+    return float(m.group(1))
+
+
+def flood_tools(build_dir: Path) -> tuple[list[str], list[str]] | None:
+    """argv of (receiver, sender) using nfvflood (sendmmsg, 4 flows), or None to use iperf3."""
+    try:
+        from nfvlab.workloads.traffic import FloodReceiver, FloodSender, build_nfvflood
+
+        binary = build_nfvflood(build_dir)
+    except Exception as e:  # noqa: BLE001 - fall back to iperf3
+        print(f"nfvflood unavailable ({e}); using iperf3", file=sys.stderr)
+        return None
+    rx = FloodReceiver(binary, "udp", 5201).argv()
+    tx = FloodSender(binary, "udp", ["0.0.0.0"], 5201, flows=4, batch=16).argv()
+    return rx, tx
+
+
+TOOLS: tuple[list[str], list[str]] | None = None
+
+
+def run_once(fx: IronFixture, mode: str, events: int, interferer: str, iron_kw: dict | None,
+             control_period_ms: float | None = None) -> dict:
+    topo = fx.topology
+    assert topo is not None
+    victim, other = topo.containers[0], topo.containers[1]
+    started = []
+    res: dict = {"mode": mode, "interferer": interferer}
+    try:
+        if interferer == "sysbench":
+            started.append(fx.run_in(other, ["sysbench", "cpu", "--threads=1", "--time=120", "run"],
+                                     stdout=subprocess.DEVNULL))
+        else:
+            if TOOLS is None:
+                rx = ["iperf3", "-s", "-1", "-p", "5201"]
+                tx = ["iperf3", "-u", "-b", "0", "-l", "1400", "-t", "120", "-p", "5201", "-c", other.ip]
+            else:
+                rx, tx = TOOLS[0], [other.ip if a == "0.0.0.0" else a for a in TOOLS[1]]
+            started.append(fx.run_in(other, rx, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            time.sleep(0.3)
+            started.append(fx.run_peer(tx, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            time.sleep(0.5)
+        iron = IronRuntime(topo, control_period_ms=control_period_ms, **iron_kw) if iron_kw else None
+        if iron is not None:
+            iron.__enter__()
+        try:
+            time.sleep(0.3)
+            vp = fx.run_in(victim, ["sysbench", "cpu", "--threads=1", f"--events={events}", "--time=0", "run"],
+                           stdout=subprocess.PIPE, text=True)
+            out, _ = vp.communicate(timeout=120)
+            res["victim_s"] = sysbench_time(out)
+        finally:
+            if iron is not None:
+                iron.__exit__(None, None, None)
+                res["iron"] = iron.stats()
+    finally:
+        for p in started:
+            fx.stop(p)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--events", type=int, default=2500)
+    ap.add_argument("--modes", default="vanilla,iron-xdp")
+    ap.add_argument("--control-period-ms", type=float, default=None)
+    ap.add_argument("--json", type=Path, default=None, help="write all raw results here")
+    ap.add_argument("--iperf3", action="store_true", help="flood with iperf3 instead of nfvflood")
+    a = ap.parse_args(argv)
+    global TOOLS
+    if not a.iperf3:
+        from .build import default_build_dir
+
+        TOOLS = flood_tools(default_build_dir().parent / "nfvflood")
+    modes = a.modes.split(",")
+    for m in modes:
+        if m not in MODES:
+            ap.error(f"unknown mode {m}; known: {', '.join(MODES)}")
+    fx = IronFixture(2)
+    results = []
+    try:
+        fx.setup()
+        for rep in range(a.reps):
+            r = run_once(fx, "baseline", a.events, "sysbench", None)
+            results.append(r)
+            print(f"rep {rep} baseline: victim {r['victim_s']:.2f}s", flush=True)
+            for m in modes:
+                r = run_once(fx, m, a.events, "udp_receiver", MODES[m], a.control_period_ms)
+                results.append(r)
+                extra = ""
+                if "iron" in r:
+                    s = r["iron"]
+                    extra = (f" charged {s['nfvlab-ti-c1.charged_ns'] / 1e6:.0f}ms gained "
+                             f"{s['nfvlab-ti-c0.gained_ns'] / 1e6:.0f}ms drops {s['nfvlab-ti-c1.drops']:.0f} "
+                             f"rx {s['nfvlab-ti-c1.rx_packets']:.0f}")
+                print(f"rep {rep} {m}: victim {r['victim_s']:.2f}s{extra}", flush=True)
+    finally:
+        fx.teardown()
+    base = statistics.median(r["victim_s"] for r in results if r["mode"] == "baseline")
+    print(f"baseline median {base:.2f}s")
+    summary = {}
+    for m in modes:
+        ts = [r["victim_s"] for r in results if r["mode"] == m]
+        pf = [t / base for t in ts]
+        summary[m] = {"median_penalty": statistics.median(pf), "penalties": pf}
+        print(f"{m:12s} penalty median {statistics.median(pf):.2f}  all {', '.join(f'{p:.2f}' for p in pf)}")
+    if a.json:
+        a.json.write_text(json.dumps({"baseline_s": base, "summary": summary, "runs": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

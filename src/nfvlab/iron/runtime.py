@@ -1,0 +1,182 @@
+"""IronRuntime: switch Iron on for the duration of an experiment.
+
+    with IronRuntime(topology, drop="xdp", pre_throttle_pct=0.0) as iron:
+        ... run the workloads ...
+    totals = iron.stats()
+
+``__enter__`` compiles (cached), loads and configures the BPF object, attaches the accounting
+programs, attaches the drop program to every container's namespace-side veth and starts the
+controller thread; ``__exit__`` always stops the thread, restores the quotas, detaches and unloads
+everything (also on exceptions, and also when ``__enter__`` itself fails half-way).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Literal
+
+from nfvlab.testbeds.model import Topology
+
+from .bpf import MAX_SLOTS, UNOWNED, IronBPF
+from .cgroup import CfsFiles
+from .controller import Controller
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONTROL_PERIODS = 1  # control period = one CFS period (see docs/iron.md for the measurement)
+
+
+class IronError(RuntimeError):
+    pass
+
+
+class IronRuntime:
+    def __init__(self, topology: Topology, drop: Literal["xdp", "tc", "none"] = "xdp",
+                 pre_throttle_pct: float = 0.0, control_period_ms: float | None = None,
+                 attribution: Literal["iron", "naive"] = "iron", build_dir: Path | None = None) -> None:
+        if drop not in ("xdp", "tc", "none"):
+            raise ValueError(f"drop must be xdp, tc or none, not {drop!r}")
+        if attribution not in ("iron", "naive"):
+            raise ValueError(f"attribution must be iron or naive, not {attribution!r}")
+        if len(topology.containers) > MAX_SLOTS:
+            raise ValueError(f"Iron supports at most {MAX_SLOTS} containers")
+        self.topology = topology
+        self.drop = drop
+        self.pre_throttle_pct = float(pre_throttle_pct)
+        self.attribution = attribution
+        self.build_dir = build_dir
+        period_us = max((c.period_us for c in topology.containers), default=100_000)
+        if control_period_ms is None:
+            self.k = DEFAULT_CONTROL_PERIODS
+        else:
+            # quota writes must land on period boundaries: round to a whole number of CFS periods
+            self.k = max(1, round(control_period_ms * 1000 / period_us))
+        self.control_period_ms = self.k * period_us / 1000
+        self.bpf: IronBPF | None = None
+        self.controller: Controller | None = None
+        self._t0: float | None = None
+        self._t1: float | None = None
+        self._stat0: dict[str, dict[str, int]] = {}
+        self._final: dict[str, float] | None = None
+
+    # ---------------------------------------------------------------------------------------------
+    def __enter__(self) -> IronRuntime:
+        try:
+            self._start()
+        except BaseException:
+            self._teardown()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._teardown()
+
+    def _start(self) -> None:
+        topo = self.topology
+        bpf = self.bpf = IronBPF(self.build_dir)
+        bpf.load()
+        cpus = {c.cpu for c in topo.containers}
+        bpf.configure(cpu_mask=sum(1 << c for c in cpus), naive=self.attribution == "naive")
+        for c in topo.containers:
+            bpf.add_slot(c.index, c.name, c.ip, c.netns, Path(c.cgroup.cpu))
+        bpf.attach_tracing()
+        for c in topo.containers:
+            if self.drop == "xdp":
+                bpf.attach_xdp(c.netns, c.ns_ifname)
+            elif self.drop == "tc":
+                bpf.attach_tc_ingress(c.netns, c.ns_ifname)
+        bpf.write_meta({"drop": self.drop, "attribution": self.attribution,
+                        "pre_throttle_pct": self.pre_throttle_pct, "control_period_ms": self.control_period_ms,
+                        "cpus": sorted(cpus), "started": time.time()})
+        self._stat0 = {c.name: CfsFiles(c.cgroup).stat() for c in topo.containers}
+        other = set(range(os.cpu_count() or 1)) - cpus
+        self.controller = Controller(bpf, topo.containers, k=self.k, attribution=self.attribution,
+                                     pre_throttle_pct=self.pre_throttle_pct, cpus=other or None)
+        self._t0 = time.monotonic()
+        self.controller.start()
+
+    def _teardown(self) -> None:
+        ctl, bpf = self.controller, self.bpf
+        try:
+            if ctl is not None:
+                ctl.stop()
+        finally:
+            try:
+                if bpf is not None and bpf.obj is not None:
+                    self._t1 = time.monotonic()
+                    try:
+                        self._final = self._collect()
+                    except Exception as e:  # noqa: BLE001 - stats are best effort at teardown
+                        log.warning("iron: final stats failed: %s", e)
+            finally:
+                try:
+                    if ctl is not None:
+                        ctl.restore()
+                finally:
+                    if bpf is not None:
+                        bpf.close()
+                    self.controller = None
+                    self.bpf = None
+        if ctl is not None and ctl.error is not None:
+            log.error("iron controller had failed: %r", ctl.error)
+
+    # ---------------------------------------------------------------------------------------------
+    def stats(self) -> dict[str, float]:
+        """Totals since ``__enter__`` (the final values once the runtime exited).
+
+        Per container ``<name>.<key>`` for charged_ns, gained_ns, own_ns, rx_packets, tx_packets,
+        rx_cost_ns, ovh_ns, naive_ns, run_ns, drops, throttled_ns, quota_mean_us; plus
+        ``unowned.rx_cost_ns``, ``controller.steps``, ``controller.step_us_mean`` and ``elapsed_s``.
+        """
+        if self.bpf is not None and self.bpf.obj is not None:
+            return self._collect()
+        if self._final is not None:
+            return dict(self._final)
+        raise IronError("IronRuntime was never entered")
+
+    def _collect(self) -> dict[str, float]:
+        assert self.bpf is not None
+        out: dict[str, float] = {}
+        ctl = self.controller
+        by_slot = {ct.slot: ct for ct in ctl.cts} if ctl else {}
+        steps = 0
+        for c in self.topology.containers:
+            s = self.bpf.stats(c.index)
+            st = CfsFiles(c.cgroup).stat()
+            base = self._stat0.get(c.name, {})
+            pre = c.name
+            out[f"{pre}.charged_ns"] = s["charged_ns"]
+            out[f"{pre}.gained_ns"] = s["gained_ns"]
+            out[f"{pre}.own_ns"] = s["own_ns"]
+            out[f"{pre}.rx_packets"] = s["rx_pkts"]
+            out[f"{pre}.tx_packets"] = s["tx_pkts"]
+            out[f"{pre}.rx_cost_ns"] = s["rx_cost_ns"]
+            out[f"{pre}.tx_cost_ns"] = s["tx_cost_ns"]
+            out[f"{pre}.ovh_ns"] = s["ovh_ns"]
+            out[f"{pre}.naive_ns"] = s["naive_ns"]
+            out[f"{pre}.run_ns"] = s["run_ns"]
+            out[f"{pre}.drops"] = s["drops"]
+            out[f"{pre}.throttled_ns"] = st.get("throttled_ns", 0) - base.get("throttled_ns", 0)
+            ct = by_slot.get(c.index)
+            if ct is not None:
+                steps += ct.steps
+                if ct.history:
+                    out[f"{pre}.quota_mean_us"] = sum(h[1] for h in ct.history) / len(ct.history)
+                out[f"{pre}.forced_steps"] = ct.forced_steps
+        u = self.bpf.stats(UNOWNED)
+        out["unowned.rx_cost_ns"] = u["rx_cost_ns"]
+        out["unowned.tx_cost_ns"] = u["tx_cost_ns"]
+        out["unowned.empty_rx_softirqs"] = u["rx_pkts"]
+        out["unowned.empty_tx_softirqs"] = u["tx_pkts"]
+        out["controller.steps"] = steps
+        out["controller.step_us_mean"] = (ctl.step_ns_total / steps / 1000) if ctl and steps else 0.0
+        end = self._t1 if self._t1 is not None else time.monotonic()
+        out["elapsed_s"] = end - self._t0 if self._t0 is not None else 0.0
+        return out
+
+    @property
+    def controller_error(self) -> BaseException | None:
+        return self.controller.error if self.controller else None
