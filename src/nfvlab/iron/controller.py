@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.0002  # inside a window around an expected boundary
 POLL_UNKNOWN_S = 0.0005  # while a cgroup's phase is unknown
+LATE_NS = 500_000  # a window's first poll later than this after it opened: the thread woke up late
+RT_PRIORITY = 10  # SCHED_FIFO for the controller thread: wake-ups on time even on a loaded core
 WINDOW_BEFORE_NS = 1_000_000
 WINDOW_AFTER_NS = 5_000_000
 
@@ -58,6 +60,8 @@ class ContainerCtl:
     next_boundary: int | None = None
     last_nr_periods: int = 0
     in_window: bool = False
+    relearns: int = 0
+    lock_err_ns: list[int] = field(default_factory=list)  # detection time - expected boundary
     unknown_since: int = 0
     periods: int = 0
     steps: int = 0
@@ -124,6 +128,10 @@ class Controller:
                 os.sched_setaffinity(0, self.cpus)  # this thread only
             except OSError:
                 pass
+        try:  # the loop sleeps between polls; FIFO only makes its wake-ups punctual
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(RT_PRIORITY))
+        except (OSError, AttributeError):
+            log.debug("iron: controller thread stays SCHED_OTHER")
         try:
             while not self.stop_ev.is_set():
                 now = time.monotonic_ns()
@@ -155,9 +163,15 @@ class Controller:
             ct.periods += n - ct.last_nr_periods if n > ct.last_nr_periods else 1
             ct.last_nr_periods = n
             ct.in_window = False
-            if ct.next_boundary is not None and first_poll:
+            if ct.next_boundary is not None and len(ct.lock_err_ns) < 1000:
+                ct.lock_err_ns.append(now - ct.next_boundary)
+            late = ct.next_boundary is not None and now > ct.next_boundary - WINDOW_BEFORE_NS + LATE_NS
+            if ct.next_boundary is not None and first_poll and not late:
                 # the boundary came before the window opened: phase unknown again (re-learn it)
                 ct.next_boundary, ct.phase_ns, ct.unknown_since = None, None, now
+                ct.relearns += 1
+            elif first_poll and late:
+                ct.next_boundary += ct.period_ns  # we woke up late: keep the phase we had
             else:
                 boundary = now - int(self._poll_ns(ct) / 2)
                 ct.phase_ns = boundary % ct.period_ns

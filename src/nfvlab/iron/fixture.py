@@ -1,11 +1,12 @@
 """A small local topology with the local testbed's shape, for Iron's own tests and prototype bench.
 
-Containers ``<prefix>-cN`` (netns + veth ``<prefix>-cN-h``/``eth0`` on bridge ``<prefix>-br``, IP
-``<net>.(10+N)``, RPS of eth0 steered to the container CPU, cgroups under
-``/sys/fs/cgroup/{cpu,cpuset}/<prefix>/<name>``) and a peer namespace ``<prefix>-p`` on another CPU.
-The default prefix ``nfvlab-ti`` and network 198.18.100.0/24 keep it apart from the real testbed
-(``nfvlab-c*``, 198.18.0.0/24). cgroup v1 only (this machine); :meth:`IronFixture.teardown` removes
-everything it made and is idempotent.
+Containers ``<prefix>-<tag>N`` (netns + veth ``<prefix>-<tag>N-h``/``eth0`` on bridge
+``<prefix>-<tag>br``, IP ``<net>.(10+N)``, RPS of eth0 steered to the container CPU, cgroups under
+``/sys/fs/cgroup/{cpu,cpuset}/<prefix>-<tag>/<name>``) and a peer namespace ``<prefix>-<tag>p`` on
+another CPU. The prefix ``nfvlab-ti`` and network 198.18.100.0/24 keep it apart from the real testbed
+(``nfvlab-c*``, 198.18.0.0/24); the tag keeps the tests (``t``) apart from the bench (``c``). Each
+fixture has its own bridge, so two fixtures may reuse addresses. cgroup v1 only (this machine);
+:meth:`IronFixture.teardown` removes everything it made and is idempotent.
 """
 
 from __future__ import annotations
@@ -26,14 +27,17 @@ def sh(cmd: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 class IronFixture:
-    def __init__(self, n: int = 2, *, prefix: str = "nfvlab-ti", net: str = "198.18.100",
+    def __init__(self, n: int = 2, *, prefix: str = "nfvlab-ti", tag: str = "c", net: str = "198.18.100",
                  cpu: int = 1, peer_cpu: int = 0, quota_pct: float = 50.0, period_us: int = 100_000,
                  rps: bool = True) -> None:
-        self.n, self.prefix, self.net, self.cpu, self.peer_cpu = n, prefix, net, cpu, peer_cpu
+        if len(f"{prefix}-{tag}{n - 1}-h") > 15:
+            raise ValueError("interface names would exceed 15 characters")
+        self.n, self.net, self.cpu, self.peer_cpu = n, net, cpu, peer_cpu
+        self.prefix = f"{prefix}-{tag}"
         self.quota_us = int(period_us * quota_pct / 100)
         self.period_us = period_us
         self.rps = rps
-        self.bridge = f"{prefix}-br"
+        self.bridge = f"{self.prefix}br"
         self.procs: list[subprocess.Popen] = []
         self.topology: Topology | None = None
 
@@ -44,7 +48,7 @@ class IronFixture:
         sh(f"ip link add {self.bridge} type bridge && ip link set {self.bridge} up")
         containers = []
         for i in range(self.n):
-            name = f"{p}-c{i}"
+            name = f"{p}{i}"
             host_if = f"{name}-h"
             ip = f"{self.net}.{10 + i}"
             self._ns_veth(name, host_if, ip)
@@ -56,7 +60,7 @@ class IronFixture:
                 name=name, index=i, role="victim" if i == 0 else "interferer", netns=name,
                 host_ifname=host_if, ns_ifname="eth0", ip=ip, cpu=self.cpu, period_us=self.period_us,
                 quota_us=self.quota_us, cgroup=cgp))
-        peer_ns = f"{p}-p"
+        peer_ns = f"{p}p"
         self._ns_veth(peer_ns, f"{peer_ns}-h", f"{self.net}.1")
         peer = Peer(netns=peer_ns, host_ifname=f"{peer_ns}-h", ns_ifname="eth0", ip=f"{self.net}.1",
                     cpu=self.peer_cpu)
@@ -116,7 +120,7 @@ class IronFixture:
                 pass
         self.procs = []
         p = self.prefix
-        names = [f"{p}-c{i}" for i in range(max(self.n, 8))] + [f"{p}-p"]
+        names = [f"{p}{i}" for i in range(max(self.n, 8))] + [f"{p}p"]
         for ns in names:
             if os.path.exists(f"/run/netns/{ns}"):
                 sh(f"ip netns del {ns}", check=False)

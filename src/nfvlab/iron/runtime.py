@@ -61,6 +61,7 @@ class IronRuntime:
         self._t1: float | None = None
         self._stat0: dict[str, dict[str, int]] = {}
         self._final: dict[str, float] | None = None
+        self._ctl_error: BaseException | None = None
 
     # ---------------------------------------------------------------------------------------------
     def __enter__(self) -> IronRuntime:
@@ -121,6 +122,7 @@ class IronRuntime:
                     self.controller = None
                     self.bpf = None
         if ctl is not None and ctl.error is not None:
+            self._ctl_error = ctl.error
             log.error("iron controller had failed: %r", ctl.error)
 
     # ---------------------------------------------------------------------------------------------
@@ -179,4 +181,5 @@ class IronRuntime:
 
     @property
     def controller_error(self) -> BaseException | None:
-        return self.controller.error if self.controller else None
+        """The exception that stopped the controller thread, if any (also after exit)."""
+        return self.controller.error if self.controller else self._ctl_error
