@@ -29,14 +29,15 @@ META_ROOT = Path("/run/nfvlab/iron")
 MAX_SLOTS = 32
 UNOWNED = MAX_SLOTS
 
+# exits before entries, so that no entry is seen without its exit being traced
 TRACING_PROGS = [
-    "iron_softirq_entry", "iron_softirq_exit", "iron_rx_skb", "iron_tx_skb", "iron_sched_switch",
-    "iron_irq_entry", "iron_irq_exit",
+    "iron_sched_switch", "iron_rx_skb", "iron_tx_skb", "iron_softirq_exit", "iron_softirq_entry",
+    "iron_irq_exit", "iron_irq_entry",
 ]
 # x86 vector tracepoints: hard-IRQ overhead of the timer and IPIs (the RPS IPI is call_function_single)
 OPTIONAL_TRACING_PROGS = [
-    "iron_timer_entry", "iron_timer_exit", "iron_cfs_entry", "iron_cfs_exit", "iron_cf_entry",
-    "iron_cf_exit", "iron_resched_entry", "iron_resched_exit", "iron_irqwork_entry", "iron_irqwork_exit",
+    "iron_timer_exit", "iron_timer_entry", "iron_cfs_exit", "iron_cfs_entry", "iron_cf_exit",
+    "iron_cf_entry", "iron_resched_exit", "iron_resched_entry", "iron_irqwork_exit", "iron_irqwork_entry",
 ]
 MAP_NAMES = ["iron_cfg", "netns_slot", "ip_slot", "cg_slot", "ct_stats", "budget_cfg", "budget_use", "cpu_state"]
 

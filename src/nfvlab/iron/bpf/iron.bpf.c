@@ -38,6 +38,8 @@
 #define VEC_NET_TX 2
 #define VEC_NET_RX 3
 #define ETH_P_IP_BE 0x0008 /* htons(0x0800) */
+#define MAX_HARDIRQ_NS 5000000ULL   /* longer hard-IRQ "durations" are tracking errors */
+#define MAX_COST_NS 100000000ULL    /* sanity bound of one packet's / share's cost */
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -203,6 +205,9 @@ static __always_inline void budget_add(__u32 slot, __s64 ns, __u64 now)
 __noinline int account(__u32 owner, __u32 ctx, __u64 cost, __u32 flags)
 {
 	int rx = flags & F_RX, ovh = flags & F_OVH;
+
+	if (cost > MAX_COST_NS) /* negative (clock/tracking anomaly) or absurd: drop it */
+		return 0;
 	struct ct_stats *st;
 	__u32 zero = 0;
 	struct iron_cfg *cfg;
@@ -368,6 +373,8 @@ static __always_inline void hardirq_exit(void)
 	if (--cs->h_depth)
 		return;
 	d = bpf_ktime_get_ns() - cs->h_start;
+	if (d > MAX_HARDIRQ_NS) /* unmatched entry (e.g. attached between entry and exit): ignore */
+		return;
 	cs->win_h += d;
 	if (cs->in_sirq) {
 		cs->nested += d;
