@@ -167,6 +167,18 @@ def _draw_box(ax: plt.Axes, data: pd.DataFrame, fig: Figure, hue_labels: list[st
     ax.set_xlim(-0.6, len(cats) - 0.4)
 
 
+def _one_legend(axes: Iterable[plt.Axes], title: str | None) -> None:
+    """A single legend on the last panel with every series of every panel (facets may differ)."""
+    axes = list(axes)
+    seen: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label and not label.startswith("_"):
+                seen.setdefault(label, handle)
+    if seen:
+        axes[-1].legend(list(seen.values()), list(seen), title=title, fontsize="small", title_fontsize="small")
+
+
 def draw_figure(fig: Figure, df: pd.DataFrame, out_dir: Path, metrics: Iterable[str] = ()) -> FigureOutput:
     """Draw one figure from the tidy rows and save it as PNG and SVG under out_dir."""
     out_dir = Path(out_dir)
@@ -216,12 +228,9 @@ def draw_figure(fig: Figure, df: pd.DataFrame, out_dir: Path, metrics: Iterable[
                 ax.set_ylabel((fig.y_label or fig.y) if ax is axes[0][0] else "")
                 if col_label is not None:
                     ax.set_title(f"{fig.col} = {col_label}")
-                handles, labels = ax.get_legend_handles_labels()
-                if labels and ax is axes[0][-1]:
-                    ax.legend(handles, labels, title=fig.hue if fig.kind != "scatter" else None,
-                              fontsize="small", title_fontsize="small")
-                elif ax.get_legend() is not None:
+                if ax.get_legend() is not None:
                     ax.get_legend().remove()
+            _one_legend(axes[0], fig.hue)
             plot_fig.suptitle(fig.title)
             plot_fig.tight_layout()
             out_dir.mkdir(parents=True, exist_ok=True)

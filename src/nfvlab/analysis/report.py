@@ -235,6 +235,12 @@ def claims_frame(claims: list[ClaimResult]) -> pd.DataFrame:
     return pd.DataFrame([c.as_record() for c in claims], columns=CLAIM_COLUMNS)
 
 
+def _publish(path: Path, text: str) -> None:
+    """Atomic write, readable by everyone (the report is opened from disk, maybe by another user)."""
+    atomic_write(path, text)
+    path.chmod(0o644)
+
+
 def build_report(results_root: Path | None = None, experiments_dir: Path | None = None,
                  reference_dir: Path | None = None) -> Path:
     """Figures, claims and results/report/index.html from whatever results exist; returns its path.
@@ -263,7 +269,7 @@ def build_report(results_root: Path | None = None, experiments_dir: Path | None 
         problems.append(f"no experiment specs in {experiments_dir}")
     claims = [c for e in experiments for c in e.claims]
     counts = tally(claims)
-    atomic_write(report_dir / "claims.csv", claims_frame(claims).to_csv(index=False))
+    _publish(report_dir / "claims.csv", claims_frame(claims).to_csv(index=False))
 
     html = _environment().get_template(TEMPLATE).render(
         generated=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -277,5 +283,5 @@ def build_report(results_root: Path | None = None, experiments_dir: Path | None 
         n_references=len(references),
     )
     index = report_dir / "index.html"
-    atomic_write(index, html)
+    _publish(index, html)
     return index
