@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .ir import DebugVar, Module, load_lines
+from .pointsto import CALLBACKS
 from .sdg import SDG, build, natural_loops
 
 PKT_RECV = ["pcap_next", "pcap_next_ex", "pcap_loop", "pcap_dispatch", "recv", "recvfrom", "recvmsg",
@@ -402,8 +403,33 @@ class StateAlyzr:
                     for ins in fn.blocks[b].instrs:
                         if ins.op == "call" and any(self._reaches_recv(g) for g in pta.callees.get(ins.id, ())):
                             recv_loop_blocks.setdefault(f, set()).update(body)
-        out = set(slice_procs)
-        todo = list(slice_procs)
+        # procedures that can run while packets are processed: reachable in the call graph from
+        # the receive loops, from receive callbacks, and from asynchronous entries registered
+        # anywhere (threads, signal handlers, atexit); the rest (main before its loop, config
+        # parsing...) is initialization, which the flow-insensitive slice may still touch
+        roots: set[str] = set(loop_procs)
+        for f in loop_procs:
+            for ins in self.pp_instrs(f):
+                if ins.op in ("call", "invoke"):
+                    roots.update(g for g in pta.callees.get(ins.id, ()) if g in mod.functions)
+        for ins in mod.instrs:
+            if ins.op == "call" and ins.direct in CALLBACKS:
+                roots.update(g for g in pta.callees.get(ins.id, ()) if g in mod.functions)
+        running = set(roots)
+        todo = list(roots - set(loop_procs))
+        while todo:
+            f = todo.pop()
+            for ins in mod.functions[f].instrs():
+                if ins.op in ("call", "invoke"):
+                    for g in pta.callees.get(ins.id, ()):
+                        if g in mod.functions and g not in running:
+                            running.add(g)
+                            todo.append(g)
+        self.running = running
+        self.init_procs = sorted(set(slice_procs) - running)
+        start = set(slice_procs) & running
+        out = set(start)
+        todo = list(start)
         while todo:
             f = todo.pop()
             fn = mod.functions.get(f)
@@ -451,7 +477,14 @@ class StateAlyzr:
         written: dict[int, int] = {}     # object -> first writing instruction
         self.write_instrs: list[int] = []
         direct: dict[str, str] = {}
+        # writes inside allocation/deallocation wrappers initialise fresh memory or poison memory
+        # being freed; the state update is the caller's assignment of the pointer
+        self.mm_wrappers = set(self.pta.wrappers) | self._dealloc_wrappers()
+        # constants (string literals, const tables) cannot be written at run time
+        self.const_objs = {self.prog.gobj[g.name] for g in mod.globals.values() if g.is_const}
         for f in pkt_procs:
+            if f in self.mm_wrappers:
+                continue
             for ins in self.pp_instrs(f):
                 objs = sdg.writes.get(ins.id)
                 if not objs:
@@ -466,7 +499,8 @@ class StateAlyzr:
                         if k in top and k not in direct:
                             direct[k] = f"assigned at {self.where(ins)}"
                 for o in objs:
-                    written.setdefault(o, ins.id)
+                    if o not in self.const_objs:
+                        written.setdefault(o, ins.id)
         self.written = written
         out = dict(direct)
         self.reach_of: dict[str, set[int]] = {}
@@ -486,6 +520,29 @@ class StateAlyzr:
                         out[k] = (f"value reachable from it ({self.prog.obj_label.get(o, o)}) "
                                   f"written at {self.where(mod.instrs[written[o]])}")
                         break
+        return out
+
+    def _dealloc_wrappers(self) -> set[str]:
+        """Procedures that free (a pointer derived from) one of their formal parameters."""
+        mod = self.mod
+        frees = {"@free", "@cfree"}
+        out: set[str] = set()
+        changed = True
+        while changed:
+            changed = False
+            for f, fn in mod.functions.items():
+                if f in out or not fn.params or len(mod.functions[f].blocks) > 40:
+                    continue
+                formals = {a for a, k in self.alloca_var.items()
+                           if mod.instrs[a].fn == f and self.vars[k].kind == "formal"}
+                formal_refs = {mod.instrs[a].res for a in formals} | set(fn.params)
+                for ins in fn.instrs():
+                    if ins.op == "call" and ins.parts and (self._callee_names(ins) & {x[1:] for x in frees}
+                                                           or (ins.direct in out)):
+                        if set(self._ssa_closure(f, ins.parts[0])) & formal_refs:
+                            out.add(f)
+                            changed = True
+                            break
         return out
 
     # ---------------------------------------------------------------- Fig 4.10

@@ -58,27 +58,31 @@ def compile_sources(srcs: list[Path], workdir: Path, flags: list[str] | None = N
     return link(lls, workdir / "linked.ll")
 
 
+_TAKES_VALUE = {"-I", "-D", "-U", "-include", "-isystem", "-iquote", "-idirafter", "-imacros"}
+_DROP_F = ("-flto", "-fstack-clash", "-fcf-prot", "-ffile-prefix-map", "-fdebug-prefix-map",
+           "-fprofile", "-fsanitize", "-fno-omit", "-fomit", "-fPIE", "-fpie", "-fPIC", "-fpic",
+           "-fstack-protector", "-fvar-tracking", "-fasynchronous")
+
+
 def _ir_command(entry: dict, out: Path) -> tuple[list[str], str]:
+    """The compile flags that matter for the front end (-I/-D/-U/-std/-include/-f/-m), re-emitted
+    for clang-14 with our IR flags; sources, outputs, optimisation, warnings and link flags go."""
     args = entry.get("arguments") or shlex.split(entry["command"])
     src = entry["file"]
     keep: list[str] = []
-    skip = False
-    for a in args[1:]:
-        if skip:
-            skip = False
+    i = 1
+    while i < len(args):
+        a = args[i]
+        if a in _TAKES_VALUE and i + 1 < len(args):
+            keep += [a, args[i + 1]]
+            i += 2
             continue
-        if a in ("-o", "-MF", "-MT", "-MQ"):
-            skip = True
-            continue
-        if a in ("-c", "-MD", "-MMD", "-MP", "-pipe") or a.startswith(("-O", "-g", "-W", "-flto",
-                                                                       "-fstack-clash", "-fcf-prot",
-                                                                       "-ffile-prefix-map",
-                                                                       "-fdebug-prefix-map",
-                                                                       "-specs")):
-            continue
-        if a == src or a.endswith(("/" + Path(src).name)) and a.endswith(".c"):
-            continue
-        keep.append(a)
+        if a.startswith(("-I", "-D", "-U", "-std=", "-isystem", "-iquote", "-include", "-m", "-pthread",
+                         "--sysroot")) and not a.startswith(("-MD", "-MM", "-MF", "-MT", "-MQ", "-MP")):
+            keep.append(a)
+        elif a.startswith("-f") and not a.startswith(_DROP_F):
+            keep.append(a)
+        i += 1
     return [CLANG, *IR_FLAGS, *keep, "-c", src, "-o", str(out)], entry["directory"]
 
 
@@ -105,7 +109,8 @@ def compile_commands_to_ll(ccj: Path, workdir: Path, include=None, exclude=None,
         cmd, cwd = _ir_command(e, out)
         r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
         if r.returncode != 0:
-            log(f"statealyzr: skip {rel}: clang failed: {r.stderr.strip().splitlines()[-1:]}")
+            err = [x for x in r.stderr.splitlines() if "error" in x][:2]
+            log(f"statealyzr: skip {rel}: clang failed: {err}")
             continue
         lls.append(out)
     return lls, time.perf_counter() - t0

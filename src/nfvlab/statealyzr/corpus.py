@@ -126,11 +126,11 @@ def fetch(recipe: Recipe, workdir: Path, log=print) -> Path:
     if "path" in src:
         return Path(src["path"]).resolve()
     if "apt" in src:
-        existing = sorted(d for d in workdir.glob(f"{src['apt']}-*") if d.is_dir())
+        existing = sorted(d for d in workdir.glob(f"{src['apt']}-[0-9]*") if d.is_dir())
         if existing:
             return existing[-1]
         _run(f"apt-get source -qq {src['apt']}", workdir, log)
-        existing = sorted(d for d in workdir.glob(f"{src['apt']}-*") if d.is_dir())
+        existing = sorted(d for d in workdir.glob(f"{src['apt']}-[0-9]*") if d.is_dir())
         if not existing:
             raise RuntimeError(f"apt-get source {src['apt']} produced no directory in {workdir}")
         return existing[-1]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .ir import Instr, Module
+from .ir import Instr, Module, split_top
 
 ALLOCATORS = {"@malloc", "@calloc", "@valloc", "@aligned_alloc", "@strdup", "@strndup", "@realloc",
               "@reallocarray", "@mmap", "@xmalloc", "@xcalloc", "@xrealloc", "@xstrdup",
@@ -42,6 +42,19 @@ PURE = {"@strlen", "@strnlen", "@strcmp", "@strncmp", "@strcasecmp", "@strncasec
         "@clock_gettime", "@__ctype_b_loc", "@__ctype_tolower_loc", "@__ctype_toupper_loc",
         "@pcap_dump", "@pcap_close", "@pcap_dump_close", "@pcap_geterr", "@pcap_datalink",
         "@inet_addr", "@ntohs", "@socket", "@bind", "@listen", "@connect", "@setsockopt"}
+# library functions that store a pointer through an argument: name -> [(arg index, source)]
+#   source "arg0": a pointer into argument 0 (strtol's endptr...); "fresh": a new object
+PTR_OUT = {
+    "@strtol": [(1, "arg0")], "@strtoul": [(1, "arg0")], "@strtoll": [(1, "arg0")],
+    "@strtoull": [(1, "arg0")], "@strtod": [(1, "arg0")], "@strtof": [(1, "arg0")],
+    "@strtoimax": [(1, "arg0")], "@strtoumax": [(1, "arg0")], "@strtok_r": [(2, "arg0")],
+    "@strsep": [(0, "arg0")], "@getaddrinfo": [(3, "fresh")], "@posix_memalign": [(0, "fresh")],
+    "@getline": [(0, "fresh")], "@getdelim": [(0, "fresh")], "@asprintf": [(0, "fresh")],
+    "@vasprintf": [(0, "fresh")], "@pcap_findalldevs": [(0, "fresh")], "@scandir": [(1, "fresh")],
+    "@pcap_compile": [(1, "fresh")], "@getpwnam_r": [(4, "fresh")], "@getgrnam_r": [(4, "fresh")],
+    "@glob": [(3, "fresh")], "@regcomp": [(0, "fresh")], "@inflateInit_": [(0, "fresh")],
+    "@deflateInit_": [(0, "fresh")], "@deflateInit2_": [(0, "fresh")], "@inflateInit2_": [(0, "fresh")],
+}
 # packet receive functions: (returns packet?, [(arg index, "fill"|"ptr-pkt"|"ptr-hdr")])
 #   fill: the argument's objects receive packet bytes (no pointers); ptr-*: a pointer to a fresh
 #   packet/header object is stored through the argument
@@ -148,9 +161,24 @@ class Program:
         return self.node_fn.get(nid)
 
 
+# operations whose result cannot hold an address, and integer operations that can only hold one
+# when they are 64-bit (pointer arithmetic done on integers after ptrtoint)
+_NO_PTR_OPS = {"icmp", "fcmp", "trunc", "fptosi", "fptoui", "sitofp", "uitofp", "fadd", "fsub", "fmul",
+               "fdiv", "frem", "fneg", "fpext", "fptrunc", "mul", "udiv", "sdiv", "urem", "srem",
+               "shl", "lshr", "ashr"}
+_INT_OPS = {"add", "sub", "and", "or", "xor", "zext", "sext"}
+
+
+def _carries_ptr(ty: str) -> bool:
+    """Can a value of this IR type hold an address? (pointers, 64-bit integers, aggregates)"""
+    ty = ty.strip()
+    return ty.endswith("*") or ty.startswith(("ptr", "i64", "{", "[", "<", "%")) or ty == "i128"
+
+
 class PointsTo:
-    def __init__(self, prog: Program):
+    def __init__(self, prog: Program, wrappers: dict[str, bool] | None = None):
         self.prog = prog
+        self.wrappers = wrappers or {}   # allocation wrappers: name -> realloc-like
         self.pts: dict[int, set[int]] = defaultdict(set)
         self.copy: dict[int, set[int]] = defaultdict(set)
         self.loads: dict[int, list[int]] = defaultdict(list)
@@ -200,6 +228,17 @@ class PointsTo:
             self._edge(v, o)
 
     # ------------------------------------------------------------------ constraints
+    @classmethod
+    def analyze(cls, prog: Program, passes: int = 3) -> PointsTo:
+        """Andersen with allocation-wrapper cloning: re-run while new wrappers are found."""
+        pta = cls(prog).run()
+        for _ in range(passes - 1):
+            w = pta.detect_wrappers()
+            if len(w) == len(pta.wrappers):
+                break
+            pta = cls(prog, w).run()
+        return pta
+
     def run(self) -> PointsTo:
         prog, mod = self.prog, self.prog.mod
         for gname, o in list(prog.gobj.items()):
@@ -214,6 +253,48 @@ class PointsTo:
             self._instr(ins)
         self.solve()
         return self
+
+    def detect_wrappers(self) -> dict[str, bool]:
+        """Functions that return only memory they allocate (or, realloc-like, their first
+        argument's), without storing it anywhere else: allocation wrappers."""
+        prog, mod = self.prog, self.prog.mod
+        heap_in: dict[str, set[int]] = defaultdict(set)
+        for (iid, tag), o in prog.site_obj.items():
+            if tag == "heap":
+                heap_in[mod.instrs[iid].fn].add(o)
+        own_alloca = defaultdict(set)
+        for iid, o in prog.obj_of_alloca.items():
+            own_alloca[mod.instrs[iid].fn].add(o)
+        out = dict(self.wrappers)
+
+        def escapes(f: str, mine: set[int]) -> bool:
+            """Does f store a pointer to `mine` anywhere but its own stack slots?"""
+            for ins in mod.functions[f].instrs():
+                if ins.op == "store" and "*" in ins.text.split(",", 1)[0]:
+                    vals = set()
+                    for v in self._vals(ins, 0):
+                        vals |= self.pts.get(v, set())
+                    if vals & mine:
+                        tgt = set()
+                        for v in self._vals(ins, 1):
+                            tgt |= self.pts.get(v, set())
+                        if tgt - own_alloca[f]:
+                            return True
+            return False
+        for f, fn in mod.functions.items():
+            if f in out or not heap_in.get(f):
+                continue
+            r = self.pts.get(prog.retnode[f], set())
+            mine = r & heap_in[f]
+            if not mine:
+                continue
+            p0 = self.pts.get(prog.local[(f, fn.params[0])], set()) if fn.params else set()
+            if not r <= heap_in[f] | p0:
+                continue
+            if escapes(f, mine):
+                continue
+            out[f] = bool(r & p0)
+        return out
 
     def _vals(self, ins: Instr, part: int) -> list[int]:
         if part >= len(ins.parts):
@@ -230,9 +311,13 @@ class PointsTo:
         if op == "alloca":
             self._add(ins.id, {prog.alloca_obj(ins)})
         elif op == "load":
+            if not _carries_ptr(split_top(ins.text.split(" = load ", 1)[-1].removeprefix("volatile "))[0]):
+                return
             for p in self._vals(ins, 0):
                 self._load(p, ins.id)
         elif op == "store":
+            if not _carries_ptr(split_top(ins.text.split("store ", 1)[-1].removeprefix("volatile "))[0].rsplit(" ", 1)[0]):
+                return
             for p in self._vals(ins, 1):
                 for v in self._vals(ins, 0):
                     self._store(v, p)
@@ -252,6 +337,10 @@ class PointsTo:
         elif op in ("br", "switch", "indirectbr", "unreachable", "resume", "fence"):
             pass
         elif ins.res:
+            if op in _NO_PTR_OPS:
+                return
+            if op in _INT_OPS and not ins.text.split(op + " ", 1)[-1].replace("nuw ", "").replace("nsw ", "").replace("exact ", "").startswith("i64"):
+                return
             for k in range(len(ins.parts)):
                 for v in self._vals(ins, k):
                     self._edge(v, ins.id)
@@ -280,6 +369,18 @@ class PointsTo:
         self.callees[ins.id].add(f)
         prog, mod = self.prog, self.prog.mod
         fn = mod.functions.get(f)
+        if fn is not None and f in self.wrappers:
+            # allocation wrapper (xmalloc, ck_alloc...): a fresh object per call site (heap
+            # cloning), as for malloc; the body is still analysed through its parameters
+            for k in range(min(len(ins.parts), len(fn.params))):
+                for v in self._vals(ins, k):
+                    self._edge(v, prog.local[(f, fn.params[k])])
+            if ins.res:
+                self._add(ins.id, {prog.site(ins, "heap")})
+                if self.wrappers[f]:
+                    for v in self._vals(ins, 0):
+                        self._edge(v, ins.id)
+            return
         if fn is not None:
             for k in range(len(ins.parts)):
                 dst = prog.local[(f, fn.params[k])] if k < len(fn.params) else prog.vargnode[f]
@@ -350,19 +451,25 @@ class PointsTo:
             return
         if f in PURE:
             return
-        # unknown external: fresh object returned and stored through every pointer argument
+        # unknown external: returns a fresh object if it returns a pointer, writes (data, not
+        # pointers) through its pointer arguments; the few that store pointers are in PTR_OUT
         o = prog.site(ins, "ext")
-        c = prog.new("const", ins.fn)
-        self._add(c, {o})
         if ins.res and ins.ret_ptr:
             self._add(ins.id, {o})
         ptr = ins.ptr_args or []
         for k in range(len(ins.parts)):
             if k < len(ptr) and not ptr[k]:
                 continue
+            self.ext_written[ins.id].extend(self._vals(ins, k))
+        for k, src in PTR_OUT.get(f, []):
+            c = prog.new("const", ins.fn)
+            if src == "fresh":
+                self._add(c, {o})
+            else:
+                for v in self._vals(ins, 0):
+                    self._edge(v, c)
             for v in self._vals(ins, k):
                 self._store(c, v)
-                self.ext_written[ins.id].append(v)
 
     def _cb_edges(self, ins: Instr, fv: int, wiring) -> None:
         """Callback registration: the function objects fv may point to are called with `wiring`."""

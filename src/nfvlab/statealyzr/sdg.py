@@ -385,6 +385,6 @@ class SDG:
 
 def build(mod: Module) -> tuple[Program, PointsTo, SDG]:
     prog = Program(mod)
-    pta = PointsTo(prog).run()
+    pta = PointsTo.analyze(prog)
     sdg = SDG(prog, pta).build()
     return prog, pta, sdg
