@@ -22,9 +22,7 @@ from nfvlab.workloads.traffic import FloodReceiver, FloodSender, parse_flood_sta
 HZ = os.sysconf("SC_CLK_TCK")
 
 
-def _fake_proc(
-    root: Path, *, net_rx: int, net_tx: int, softirq: int, irq: int, ksoft: tuple[int, int]
-) -> None:
+def _fake_proc(root: Path, *, net_rx: int, net_tx: int, softirq: int, irq: int, ksoft: tuple[int, int]) -> None:
     root.mkdir(parents=True, exist_ok=True)
     (root / "softirqs").write_text(
         "                    CPU0       CPU1\n"
@@ -43,9 +41,7 @@ def _fake_proc(
         d.mkdir(exist_ok=True)
         (d / "comm").write_text(comm + "\n")
         utime, stime = ksoft if pid == 22 else (1, 1)
-        (d / "stat").write_text(
-            f"{pid} ({comm}) S 2 0 0 0 -1 69238880 0 0 0 0 {utime} {stime} 0 0 20 0 1 0 20 0 0\n"
-        )
+        (d / "stat").write_text(f"{pid} ({comm}) S 2 0 0 0 -1 69238880 0 0 0 0 {utime} {stime} 0 0 20 0 1 0 20 0 0\n")
 
 
 def test_delta_on_synthetic_proc(tmp_path: Path) -> None:

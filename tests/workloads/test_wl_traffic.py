@@ -61,9 +61,7 @@ def test_build_failure_shows_compiler_output(tmp_path: Path) -> None:
 
 
 def test_sender_argv() -> None:
-    s = FloodSender(
-        "/x/nfvflood", "udp", ["198.18.200.2", "198.18.200.6"], 9000, flows=4, rate_mbps=50, duration=1.5
-    )
+    s = FloodSender("/x/nfvflood", "udp", ["198.18.200.2", "198.18.200.6"], 9000, flows=4, rate_mbps=50, duration=1.5)
     assert s.argv() == [
         "/x/nfvflood",
         "send",
@@ -276,6 +274,7 @@ def test_usage_errors_exit_2(nfvflood: Path) -> None:
 
 def test_stop_and_collect_reports_failure(nfvflood: Path, procs) -> None:
     tx = procs.start([str(nfvflood), "send", "--proto", "udp", "--dst", LO, "--port", "1", "--size", "0"])
+    tx.wait(timeout=5)  # it exits at once on the usage error
     with pytest.raises(TrafficError, match="status 2"):
         stop_and_collect(tx)
 

@@ -72,9 +72,7 @@ def _check_common(threads: int, prime: int) -> None:
         raise ValueError(f"prime (--cpu-max-prime) must be >= 3, got {prime}")
 
 
-def sysbench_cpu_argv(
-    events: int, threads: int = 1, prime: int = 10000, binary: str = "sysbench"
-) -> list[str]:
+def sysbench_cpu_argv(events: int, threads: int = 1, prime: int = 10000, binary: str = "sysbench") -> list[str]:
     """argv for a fixed-work run: ``events`` prime computations, no time limit.
 
     >>> sysbench_cpu_argv(2000)
@@ -95,9 +93,7 @@ def sysbench_cpu_argv(
     ]
 
 
-def sysbench_forever_argv(
-    seconds: float, threads: int = 1, prime: int = 10000, binary: str = "sysbench"
-) -> list[str]:
+def sysbench_forever_argv(seconds: float, threads: int = 1, prime: int = 10000, binary: str = "sysbench") -> list[str]:
     """argv for an interferer that burns CPU until killed, with ``seconds`` as a safety limit.
 
     sysbench's ``--time`` is whole seconds; it is rounded up so the interferer never stops early.

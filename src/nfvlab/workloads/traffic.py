@@ -80,9 +80,7 @@ def build_nfvflood(build_dir: Path, *, cc: str = "gcc", source: Path = NFVFLOOD_
             [compiler, *CFLAGS, "-o", str(tmp), str(source)], capture_output=True, text=True, timeout=120
         )
         if proc.returncode != 0:
-            raise TrafficError(
-                f"compiling {source} failed (status {proc.returncode}):\n{proc.stderr.strip()}"
-            )
+            raise TrafficError(f"compiling {source} failed (status {proc.returncode}):\n{proc.stderr.strip()}")
         tmp.chmod(0o755)
         os.replace(tmp, binary)
     finally:
@@ -332,8 +330,11 @@ def stop_and_collect(proc: subprocess.Popen[str], timeout: float = 5.0) -> Traff
         proc.kill()
         proc.communicate()
         raise TrafficError(f"nfvflood (pid {proc.pid}) did not exit within {timeout} s of SIGTERM") from exc
-    if proc.returncode != 0:
+    if proc.returncode is not None and proc.returncode < 0:
         raise TrafficError(
-            f"nfvflood (pid {proc.pid}) exited with status {proc.returncode}: {(err or '').strip()}"
+            f"nfvflood (pid {proc.pid}) was killed by signal {-proc.returncode} before it could report "
+            "(signalled before its handlers were installed, i.e. right after start?)"
         )
+    if proc.returncode != 0:
+        raise TrafficError(f"nfvflood (pid {proc.pid}) exited with status {proc.returncode}: {(err or '').strip()}")
     return parse_flood_stats(out or "")

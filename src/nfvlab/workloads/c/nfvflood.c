@@ -554,13 +554,18 @@ static int listen_socket(const struct opts *o)
 
 static void recv_udp(const struct opts *o, int fd, int ep, struct stats *s, double deadline)
 {
-    enum { B = 32, BUFSZ = 65536 };
-    static char bufs[B][BUFSZ];
+    enum { B = 32 };
+    /* Each datagram is copied into a buffer of (at least) the expected size; MSG_TRUNC makes
+     * msg_len the real datagram length, so bigger datagrams are still counted right. Small buffers
+     * keep the receiver's cache footprint like a simple recv() loop's. */
+    size_t bufsz = (size_t)(o->size > 2048 ? o->size : 2048);
+    char *bufs = malloc(bufsz * B);
     static char ctrl[B][CMSG_SPACE(sizeof(uint32_t))];
     struct iovec iov[B];
     struct mmsghdr msgs[B];
     struct epoll_event evs[4];
-    (void)o;
+    if (!bufs)
+        die("out of memory");
     while (!g_stop) {
         if (deadline > 0 && now_s() >= deadline)
             break;
@@ -569,15 +574,15 @@ static void recv_udp(const struct opts *o, int fd, int ep, struct stats *s, doub
             continue;
         for (int round = 0; round < RECV_ROUNDS && !g_stop; round++) {
             for (int b = 0; b < B; b++) {
-                iov[b].iov_base = bufs[b];
-                iov[b].iov_len = BUFSZ;
+                iov[b].iov_base = bufs + (size_t)b * bufsz;
+                iov[b].iov_len = bufsz;
                 memset(&msgs[b].msg_hdr, 0, sizeof(msgs[b].msg_hdr));
                 msgs[b].msg_hdr.msg_iov = &iov[b];
                 msgs[b].msg_hdr.msg_iovlen = 1;
                 msgs[b].msg_hdr.msg_control = ctrl[b];
                 msgs[b].msg_hdr.msg_controllen = sizeof(ctrl[b]);
             }
-            int r = recvmmsg(fd, msgs, B, MSG_DONTWAIT, NULL);
+            int r = recvmmsg(fd, msgs, B, MSG_DONTWAIT | MSG_TRUNC, NULL);
             if (r < 0) {
                 if (errno != EAGAIN && errno != EINTR)
                     s->errors++;
@@ -604,6 +609,7 @@ static void recv_udp(const struct opts *o, int fd, int ep, struct stats *s, doub
                 break;
         }
     }
+    free(bufs);
 }
 
 static void recv_tcp(const struct opts *o, int lfd, int ep, struct stats *s, double deadline)
@@ -684,7 +690,7 @@ static int run_recv(const struct opts *o)
 int main(int argc, char **argv)
 {
     struct opts o;
+    setup_signals(); /* first, so an early SIGTERM still ends with a report */
     parse_args(argc, argv, &o);
-    setup_signals();
     return o.send ? run_send(&o) : run_recv(&o);
 }
