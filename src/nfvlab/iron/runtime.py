@@ -80,7 +80,8 @@ class IronRuntime:
         bpf = self.bpf = IronBPF(self.build_dir)
         bpf.load()
         cpus = {c.cpu for c in topo.containers}
-        bpf.configure(cpu_mask=sum(1 << c for c in cpus), naive=self.attribution == "naive")
+        bpf.configure(cpu_mask=sum(1 << c for c in cpus), naive=self.attribution == "naive",
+                      nslots=max(c.index for c in topo.containers) + 1)
         for c in topo.containers:
             bpf.add_slot(c.index, c.name, c.ip, c.netns, Path(c.cgroup.cpu))
         bpf.attach_tracing()

@@ -46,7 +46,7 @@ char LICENSE[] SEC("license") = "GPL";
 struct iron_cfg {
 	__u64 cpu_mask;  /* CPUs whose softirqs are accounted */
 	__u32 naive;     /* 1: naive attribution: the drop budget counts CFS time only */
-	__u32 pad;
+	__u32 nslots;    /* slots 0..nslots-1 are in use (loops stop there, plus UNOWNED) */
 };
 
 struct ct_stats {
@@ -160,20 +160,16 @@ static __always_inline struct cpu_state *accounted_cpu(void)
 	return bpf_map_lookup_elem(&cpu_state, &zero);
 }
 
+/* t is a BTF (trusted) pointer: direct, CO-RE relocated loads (no probe_read helper calls) */
 static __always_inline __u32 task_slot(struct task_struct *t)
 {
-	struct css_set *cs = BPF_CORE_READ(t, cgroups);
-	struct cgroup_subsys_state *css = 0;
 	int idx = bpf_core_enum_value(enum cgroup_subsys_id, cpu_cgrp_id);
 	__u64 id;
 	__u32 *slot;
 
-	if (!cs)
+	id = t->cgroups->subsys[idx]->cgroup->kn->id;
+	if (!id)
 		return NO_CTX;
-	bpf_core_read(&css, sizeof(css), &cs->subsys[idx]);
-	if (!css)
-		return NO_CTX;
-	id = BPF_CORE_READ(css, cgroup, kn, id);
 	slot = bpf_map_lookup_elem(&cg_slot, &id);
 	return slot ? *slot : NO_CTX;
 }
@@ -250,14 +246,14 @@ static __always_inline __u32 skb_owner(struct sk_buff *skb, int rx)
 	__u16 nh;
 	__u32 inum, a, b, *slot;
 
-	inum = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	inum = skb->dev->nd_net.net->ns.inum;
 	slot = bpf_map_lookup_elem(&netns_slot, &inum);
 	if (slot)
 		return *slot;
-	if (BPF_CORE_READ(skb, protocol) != ETH_P_IP_BE)
+	if (skb->protocol != ETH_P_IP_BE)
 		return UNOWNED;
-	head = BPF_CORE_READ(skb, head);
-	nh = BPF_CORE_READ(skb, network_header);
+	head = skb->head;
+	nh = skb->network_header;
 	if (bpf_probe_read_kernel(&iph, sizeof(iph), head + nh))
 		return UNOWNED;
 	a = rx ? iph.daddr : iph.saddr;
@@ -267,6 +263,14 @@ static __always_inline __u32 skb_owner(struct sk_buff *skb, int rx)
 		return *slot;
 	slot = bpf_map_lookup_elem(&ip_slot, &b);
 	return slot ? *slot : UNOWNED;
+}
+
+static __always_inline __u32 nslots(void)
+{
+	__u32 zero = 0;
+	struct iron_cfg *cfg = bpf_map_lookup_elem(&iron_cfg, &zero);
+
+	return cfg && cfg->nslots < MAX_SLOTS ? cfg->nslots : MAX_SLOTS;
 }
 
 static __always_inline struct cpu_state *this_cpu_state(void)
@@ -283,10 +287,15 @@ static __always_inline struct cpu_state *this_cpu_state(void)
 __noinline int split(__u32 which, __u32 n, __u64 total, __u32 ctx, int rx)
 {
 	struct cpu_state *cs = this_cpu_state();
+	__u32 lim = nslots();
 
 	if (!cs || !n)
 		return 0;
-	for (int s = 0; s < NSLOTS; s++) {
+	for (int i = 0; i < NSLOTS; i++) {
+		int s = i == lim ? UNOWNED : i;
+
+		if (i > lim)
+			break;
 		__u32 c = which == CNT_CUR ? cs->cur_cnt[s] : which == CNT_WIN_RX ? cs->win_rx[s] : cs->win_tx[s];
 
 		if (!c)
@@ -300,10 +309,15 @@ __noinline int split(__u32 which, __u32 n, __u64 total, __u32 ctx, int rx)
 __noinline int merge_cur(int rx)
 {
 	struct cpu_state *cs = this_cpu_state();
+	__u32 lim = nslots();
 
 	if (!cs)
 		return 0;
-	for (int s = 0; s < NSLOTS; s++) {
+	for (int i = 0; i < NSLOTS; i++) {
+		int s = i == lim ? UNOWNED : i;
+
+		if (i > lim)
+			break;
 		__u32 c = cs->cur_cnt[s];
 
 		if (!c)
@@ -337,7 +351,13 @@ __noinline int close_window(void)
 	if (!cs)
 		return 0;
 	if (nrx || ntx) {
-		for (int s = 0; s < NSLOTS; s++) {
+		__u32 lim = nslots();
+
+		for (int i = 0; i < NSLOTS; i++) {
+			int s = i == lim ? UNOWNED : i;
+
+			if (i > lim)
+				break;
 			cs->win_rx[s] = 0;
 			cs->win_tx[s] = 0;
 		}
