@@ -3,8 +3,8 @@ network namespace on a bridge, and the traffic peer on the other core.
 
     peer (nfvlab-peer, CPU 0) --veth-- [nfvlab-br0] --veth-- nfvlab-c0 (victim), nfvlab-c1, ...  (CPU 1)
 
-Receive softirq work for a container's packets is steered to the container's core with RPS on its
-veth (the testbed's stand-in for the paper's per-core NIC queues). The paper's per-core HTB limiter
+Receive softirq work for a container's packets (bridge switching and the stack) is steered to the
+container's core with RPS on the veths (the testbed's stand-in for the paper's per-core NIC queues). The paper's per-core HTB limiter
 sits on the egress of the peer's bridge port, with one class per container at 1/n of the core rate.
 """
 
@@ -109,6 +109,9 @@ class LocalTestbed:
             network.create_netns(peer.netns)
             network.plug(peer.netns, peer.host_ifname, peer.ns_ifname, cfg.bridge, peer.ip, cfg.prefixlen)
             network.set_rps(peer.netns, peer.ns_ifname, [peer.cpu])
+            # Traffic from the peer is switched on the containers' core, as the paper's vswitch (OVS)
+            # ran in the receive softirq of the core its NIC queue interrupts; the peer's core only sends.
+            network.set_rps(None, peer.host_ifname, [cfg.victim_cpu])
             containers = []
             for i, role in enumerate(roles):
                 name = f"nfvlab-c{i}"

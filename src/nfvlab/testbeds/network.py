@@ -80,13 +80,13 @@ def netns_exec(ns_name: str, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", ns_name, *argv]
 
 
-def set_rps(ns_name: str, ifname: str, cpus: list[int]) -> None:
-    """Steer the receive softirq work of ifname's queue to the given CPUs (Receive Packet Steering)."""
+def set_rps(ns_name: str | None, ifname: str, cpus: list[int]) -> None:
+    """Steer the receive softirq work of ifname's queue to the given CPUs (Receive Packet Steering).
+    ns_name None is the root namespace."""
     mask = format(sum(1 << c for c in cpus), "x")
     path = Path("/sys/class/net") / ifname / "queues/rx-0/rps_cpus"
-    out = subprocess.run(
-        netns_exec(ns_name, ["sh", "-c", f"echo {mask} > {path}"]), capture_output=True, text=True
-    )
+    argv = ["sh", "-c", f"echo {mask} > {path}"]
+    out = subprocess.run(argv if ns_name is None else netns_exec(ns_name, argv), capture_output=True, text=True)
     if out.returncode != 0:
         raise NetworkError(f"cannot set RPS on {ns_name}/{ifname}: {out.stderr.strip()}")
 
