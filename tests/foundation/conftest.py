@@ -50,7 +50,7 @@ def tiny_spec(**overrides) -> dict:
         "kind": "iron-interference",
         "params": {
             "topology": {"containers_per_core": 2, "interferer": "udp_receiver", "receivers": 1},
-            "workload": {"victim_events": 400, "flows": 2, "warmup_s": 0.3},
+            "workload": {"victim_events": 1500, "flows": 2, "warmup_s": 0.3},
         },
         "repetitions": 1,
         "metrics": ["penalty_factor", "victim_time_base_s", "victim_time_net_s", "achieved_mbps",
