@@ -71,8 +71,6 @@ def owned_links(config: LocalConfig) -> list[str]:
 class TestbedBusy(RuntimeError):
     __test__ = False  # not a pytest test class, despite the name
 
-    pass
-
 
 class LocalTestbed:
     """Build with `up(roles, ...)`, always `down()` (also a context manager)."""
