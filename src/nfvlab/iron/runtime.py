@@ -131,8 +131,10 @@ class IronRuntime:
         """Totals since ``__enter__`` (the final values once the runtime exited).
 
         Per container ``<name>.<key>`` for charged_ns, gained_ns, own_ns, rx_packets, tx_packets,
-        rx_cost_ns, ovh_ns, naive_ns, run_ns, drops, throttled_ns, quota_mean_us; plus
-        ``unowned.rx_cost_ns``, ``controller.steps``, ``controller.step_us_mean`` and ``elapsed_s``.
+        rx_cost_ns, ovh_ns, naive_ns, run_ns, drops, throttled_ns, quota_mean_us, forced_steps; sums
+        over the containers as ``<key>_total`` (charged_ns_total, gained_ns_total, drops_total, ...);
+        ``unowned.*`` (packets of no container), ``controller.steps``, ``controller.step_us_mean``
+        and ``elapsed_s``.
         """
         if self.bpf is not None and self.bpf.obj is not None:
             return self._collect()
@@ -169,6 +171,9 @@ class IronRuntime:
                 if ct.history:
                     out[f"{pre}.quota_mean_us"] = sum(h[1] for h in ct.history) / len(ct.history)
                 out[f"{pre}.forced_steps"] = ct.forced_steps
+        for key in ("charged_ns", "gained_ns", "own_ns", "rx_packets", "tx_packets", "rx_cost_ns", "drops",
+                    "throttled_ns"):
+            out[f"{key}_total"] = sum(out[f"{c.name}.{key}"] for c in self.topology.containers)
         u = self.bpf.stats(UNOWNED)
         out["unowned.rx_cost_ns"] = u["rx_cost_ns"]
         out["unowned.tx_cost_ns"] = u["tx_cost_ns"]
