@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -30,6 +31,17 @@ MODES = {
     "iron-nodrop": dict(drop="none"),
     "naive-xdp": dict(drop="xdp", attribution="naive"),
 }
+
+
+def cpu_jiffies() -> list[tuple[int, int]]:
+    """(busy, total) jiffies per CPU from /proc/stat."""
+    out = []
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                v = [int(x) for x in line.split()[1:]]
+                out.append((sum(v) - v[3] - v[4], sum(v)))
+    return out
 
 
 def sysbench_time(out: str) -> float:
@@ -82,10 +94,18 @@ def run_once(fx: IronFixture, mode: str, events: int, interferer: str, iron_kw: 
             iron.__enter__()
         try:
             time.sleep(0.3)
+            j0 = cpu_jiffies()
             vp = fx.run_in(victim, ["sysbench", "cpu", "--threads=1", f"--events={events}", "--time=0", "run"],
                            stdout=subprocess.PIPE, text=True)
-            out, _ = vp.communicate(timeout=120)
+            assert vp.stdout is not None
+            out = vp.stdout.read()
+            _, status, ru = os.wait4(vp.pid, 0)
+            vp.returncode = os.waitstatus_to_exitcode(status)
+            j1 = cpu_jiffies()
             res["victim_s"] = sysbench_time(out)
+            res["victim_cpu_s"] = ru.ru_utime + ru.ru_stime
+            res["cpu_busy_pct"] = [round(100 * (b1 - b0) / max(1, t1 - t0), 1)
+                                   for (b0, t0), (b1, t1) in zip(j0, j1, strict=False)]
         finally:
             if iron is not None:
                 iron.__exit__(None, None, None)
@@ -121,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(a.reps):
             r = run_once(fx, "baseline", a.events, "sysbench", None)
             results.append(r)
-            print(f"rep {rep} baseline: victim {r['victim_s']:.2f}s", flush=True)
+            print(f"rep {rep} baseline: victim {r['victim_s']:.2f}s cpu {r['victim_cpu_s']:.2f}s "
+                  f"busy% {r['cpu_busy_pct']}", flush=True)
             for m in modes:
                 r = run_once(fx, m, a.events, "udp_receiver", MODES[m], a.control_period_ms)
                 results.append(r)
@@ -131,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                     extra = (f" charged {s['nfvlab-ti-c1.charged_ns'] / 1e6:.0f}ms gained "
                              f"{s['nfvlab-ti-c0.gained_ns'] / 1e6:.0f}ms drops {s['nfvlab-ti-c1.drops']:.0f} "
                              f"rx {s['nfvlab-ti-c1.rx_packets']:.0f}")
-                print(f"rep {rep} {m}: victim {r['victim_s']:.2f}s{extra}", flush=True)
+                print(f"rep {rep} {m}: victim {r['victim_s']:.2f}s cpu {r['victim_cpu_s']:.2f}s "
+                      f"busy% {r['cpu_busy_pct']}{extra}", flush=True)
     finally:
         fx.teardown()
     base = statistics.median(r["victim_s"] for r in results if r["mode"] == "baseline")

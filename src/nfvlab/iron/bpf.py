@@ -8,6 +8,7 @@ crashed run left behind.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
@@ -199,17 +200,13 @@ class IronBPF:
                 if link is not None:
                     L.bpf_link__destroy(link)
                 elif fd is not None:
-                    try:
+                    with contextlib.suppress(OSError):
                         lb.link_detach(fd)
-                    except OSError:
-                        pass
                     os.close(fd)
             except OSError as e:  # pragma: no cover - best effort
                 errors.append(f"{path}: {e}")
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-            except FileNotFoundError:
-                pass
         self.links = []
         if self.obj is not None:
             L.bpf_object__close(self.obj)
@@ -217,10 +214,8 @@ class IronBPF:
         self.map_fds = {}
         self.reader = None
         shutil.rmtree(self.pin_dir, ignore_errors=True)
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.meta_path.unlink()
-        except FileNotFoundError:
-            pass
         if errors:
             log.warning("iron: errors while unloading: %s", errors)
 

@@ -20,6 +20,7 @@ resets together with the kernel's runtime.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -124,10 +125,8 @@ class Controller:
 
     def _run(self) -> None:
         if self.cpus:
-            try:
+            with contextlib.suppress(OSError):
                 os.sched_setaffinity(0, self.cpus)  # this thread only
-            except OSError:
-                pass
         try:  # the loop sleeps between polls; FIFO only makes its wake-ups punctual
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(RT_PRIORITY))
         except (OSError, AttributeError):

@@ -11,6 +11,7 @@ fixture has its own bridge, so two fixtures may reuse addresses. cgroup v1 only 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
@@ -114,10 +115,8 @@ class IronFixture:
 
     def teardown(self) -> None:
         for proc in self.procs:
-            try:
+            with contextlib.suppress(Exception):  # best effort
                 self.stop(proc)
-            except Exception:  # noqa: BLE001 - best effort
-                pass
         self.procs = []
         p = self.prefix
         names = [f"{p}{i}" for i in range(max(self.n, 8))] + [f"{p}p"]
