@@ -77,15 +77,24 @@ def _v2_enable(path: Path, controllers: str) -> None:
     _write(path / "cgroup.subtree_control", " ".join(f"+{c}" for c in controllers.split()))
 
 
-def create(run: str, name: str, cpu: int, quota_us: int, period_us: int) -> CgroupPaths:
+# The run's parent cgroup gets the largest CPU weight, so that unrelated processes which happen to run
+# on the testbed's cores take as little as possible from the containers (they still take some).
+V1_MAX_SHARES = 262144
+V2_MAX_WEIGHT = 10000
+
+
+def create(run: str, name: str, cpu: int, quota_us: int | None, period_us: int) -> CgroupPaths:
+    """A container cgroup pinned to `cpu`, limited to quota_us per period_us (None: unlimited)."""
     rel = Path(state.PREFIX) / run / name
     if cgroup_version() == 1:
         cpu_dir = _v1_root("cpu")
         for part in range(1, len(rel.parts) + 1):
             _mkdir(cpu_dir / Path(*rel.parts[:part]))
+        for level in (rel.parent.parent, rel.parent):  # nfvlab/ and nfvlab/<run>/
+            _write(cpu_dir / level / "cpu.shares", str(V1_MAX_SHARES))
         cg_cpu = cpu_dir / rel
         _write(cg_cpu / "cpu.cfs_period_us", str(period_us))
-        _write(cg_cpu / "cpu.cfs_quota_us", str(quota_us))
+        _write(cg_cpu / "cpu.cfs_quota_us", str(-1 if quota_us is None else quota_us))
         cg_set = _v1_cpuset_chain(_v1_root("cpuset"), rel, str(cpu))
         acct_root = _v1_root("cpuacct")
         if acct_root == cpu_dir:
@@ -102,8 +111,10 @@ def create(run: str, name: str, cpu: int, quota_us: int, period_us: int) -> Cgro
         _mkdir(path)
         if path != CGROUP_ROOT / rel:
             _v2_enable(path, "cpu cpuset")
+    for level in (path.parent.parent, path.parent):  # nfvlab/ and nfvlab/<run>/
+        _write(level / "cpu.weight", str(V2_MAX_WEIGHT))
     _write(path / "cpuset.cpus", str(cpu))
-    _write(path / "cpu.max", f"{quota_us} {period_us}")
+    _write(path / "cpu.max", f"{'max' if quota_us is None else quota_us} {period_us}")
     return CgroupPaths(2, path, path, path)
 
 

@@ -3,9 +3,10 @@ network namespace on a bridge, and the traffic peer on the other core.
 
     peer (nfvlab-peer, CPU 0) --veth-- [nfvlab-br0] --veth-- nfvlab-c0 (victim), nfvlab-c1, ...  (CPU 1)
 
-Receive softirq work for a container's packets (bridge switching and the stack) is steered to the
-container's core with RPS on the veths (the testbed's stand-in for the paper's per-core NIC queues). The paper's per-core HTB limiter
-sits on the egress of the peer's bridge port, with one class per container at 1/n of the core rate.
+Receive softirq work for a container's packets is steered to the container's core with RPS on its
+veth (the testbed's stand-in for the paper's per-core NIC queues); bridge switching of the peer's
+packets stays on the peer's core. The paper's per-core HTB limiter sits on the egress of the peer's
+bridge port, with one class per container at 1/n of the core rate.
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ class LocalTestbed:
         quota = period // n
         try:
             network.create_bridge(cfg.bridge)
-            peer = Peer("nfvlab-peer", "nfvlab-peer-h", "eth0", cfg.address(cfg.peer_host), cfg.peer_cpu)
+            peer = Peer("nfvlab-peer", "nfvlab-peer-h", "eth0", cfg.address(cfg.peer_host), cfg.peer_cpu,
+                        cgroups.create(RUN, "nfvlab-peer", cfg.peer_cpu, None, period))
             network.create_netns(peer.netns)
             network.plug(peer.netns, peer.host_ifname, peer.ns_ifname, cfg.bridge, peer.ip, cfg.prefixlen)
             network.set_rps(peer.netns, peer.ns_ifname, [peer.cpu])

@@ -49,6 +49,7 @@ class Peer:
     ns_ifname: str
     ip: str
     cpu: int
+    cgroup: CgroupPaths | None = None  # unlimited, pinned to its core, heavily weighted
 
 
 @dataclass

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from nfvlab import state
-from nfvlab.testbeds.model import Container, Peer
+from nfvlab.testbeds.model import CgroupPaths, Container, Peer
 from nfvlab.testbeds.network import netns_exec
 
 
@@ -77,16 +77,21 @@ def _start(name: str, argv: list[str], log_dir: Path) -> Proc:
     return Proc(name, popen, log_dir / f"{name}.out", log_dir / f"{name}.err", (out, err))
 
 
-def start_in_container(c: Container, name: str, argv: list[str], log_dir: Path) -> Proc:
-    """Join the container's cgroups first (so not one instruction runs unlimited), then its netns."""
-    targets = sorted({str(p / "cgroup.procs") for p in (c.cgroup.cpu, c.cgroup.cpuset, c.cgroup.cpuacct)})
+def _in_cgroup_and_netns(cgroup: CgroupPaths, netns: str, argv: list[str]) -> list[str]:
+    """Join the cgroups first (so not one instruction runs outside them), then exec in the netns."""
+    targets = sorted({str(p / "cgroup.procs") for p in (cgroup.cpu, cgroup.cpuset, cgroup.cpuacct)})
     joins = "; ".join(f"echo $$ > {shlex.quote(t)}" for t in targets)
-    inner = shlex.join(netns_exec(c.netns, argv))
-    return _start(name, ["sh", "-c", f"{joins}; exec {inner}"], log_dir)
+    return ["sh", "-c", f"{joins}; exec {shlex.join(netns_exec(netns, argv))}"]
+
+
+def start_in_container(c: Container, name: str, argv: list[str], log_dir: Path) -> Proc:
+    return _start(name, _in_cgroup_and_netns(c.cgroup, c.netns, argv), log_dir)
 
 
 def start_on_peer(peer: Peer, name: str, argv: list[str], log_dir: Path) -> Proc:
-    return _start(name, ["taskset", "-c", str(peer.cpu), *netns_exec(peer.netns, argv)], log_dir)
+    if peer.cgroup is None:
+        return _start(name, ["taskset", "-c", str(peer.cpu), *netns_exec(peer.netns, argv)], log_dir)
+    return _start(name, _in_cgroup_and_netns(peer.cgroup, peer.netns, argv), log_dir)
 
 
 def stop_all(procs: list[Proc], grace_s: float = 3.0) -> None:
