@@ -25,6 +25,7 @@ lint: install
 	$(VENV)/bin/ruff check src tests
 
 exp-iron-udp: install
+	$(NFVLAB) run experiments/iron-udp-receiver-pair.yaml --scale $(SCALE) $(RUNARGS)
 	$(NFVLAB) run experiments/iron-udp-senders.yaml --scale $(SCALE) $(RUNARGS)
 	$(NFVLAB) run experiments/iron-udp-receivers.yaml --scale $(SCALE) $(RUNARGS)
 	$(NFVLAB) report
