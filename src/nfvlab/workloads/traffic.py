@@ -119,6 +119,8 @@ class FloodSender:
     ``rate_mbps`` is the total payload rate over all flows (None = as fast as possible);
     ``duration`` in seconds (None = until SIGTERM/SIGINT). ``batch`` > 1 sends UDP with
     ``sendmmsg`` (fewer syscalls, burstier); 1 is one ``send`` per packet like the paper's tool.
+    ``catchup_ms`` is the pacer's bucket depth: after a stall (scheduling delay, CFS throttling) at
+    most this much sending time is made up in a burst (nfvflood's default: 20 ms).
     """
 
     binary: Path | str
@@ -132,6 +134,7 @@ class FloodSender:
     batch: int = 1
     bind: str | None = None
     sndbuf: int | None = None
+    catchup_ms: float | None = None
 
     def __post_init__(self) -> None:
         _check_proto(self.proto)
@@ -156,6 +159,8 @@ class FloodSender:
             raise ValueError(f"batch must be in 1..64, got {self.batch}")
         if self.bind is not None:
             _check_ipv4(self.bind, "bind")
+        if self.catchup_ms is not None and self.catchup_ms < 0:
+            raise ValueError(f"catchup_ms must be >= 0, got {self.catchup_ms}")
 
     def argv(self) -> list[str]:
         args = [
@@ -182,6 +187,8 @@ class FloodSender:
             args += ["--bind", self.bind]
         if self.sndbuf is not None:
             args += ["--sndbuf", str(self.sndbuf)]
+        if self.catchup_ms is not None:
+            args += ["--catchup-ms", _fmt(self.catchup_ms)]
         return args
 
 

@@ -2,13 +2,15 @@
  * nfvflood: a small UDP/TCP flood sender and receiver for the nfvlab Iron experiments.
  *
  *   nfvflood send --proto udp|tcp --dst IP[,IP...] --port P [--flows N] [--size 1400]
- *                 [--rate-mbps R] [--duration S] [--batch B] [--bind IP] [--sndbuf BYTES]
+ *                 [--rate-mbps R] [--catchup-ms 20] [--duration S] [--batch B] [--bind IP]
+ *                 [--sndbuf BYTES]
  *   nfvflood recv --proto udp|tcp --port P [--bind IP] [--duration S] [--size 1400]
  *                 [--rcvbuf BYTES]
  *
  * send: N flows (one socket each, so distinct source ports) spread round-robin over the
  *       destinations, sending `size`-byte payloads back to back, or paced to R Mbit/s of payload
- *       in total (token bucket, at most 5 ms of catch-up burst). UDP send errors (ENOBUFS,
+ *       in total (token bucket; after a stall at most --catchup-ms, default 20, of sending is made
+ *       up in a burst, so scheduling delays do not lower the rate). UDP send errors (ENOBUFS,
  *       ECONNREFUSED, ...) are counted, not fatal. TCP flows are non-blocking and driven by epoll so
  *       that every flow makes progress.
  * recv: UDP: one socket, recvmmsg in batches; kernel drops on the socket are reported (SO_RXQ_OVFL).
@@ -46,7 +48,6 @@
 #define MAX_SIZE 65507
 #define TCP_BURST 16          /* chunks written to one TCP flow per wake-up */
 #define RECV_ROUNDS 64        /* recvmmsg calls per wake-up before re-checking for a stop */
-#define CATCHUP_S 0.005       /* at most this much sending time is made up after a stall */
 
 enum proto { P_UDP, P_TCP };
 
@@ -59,6 +60,7 @@ struct opts {
     int flows;
     int size;
     double rate_mbps;         /* 0 = as fast as possible */
+    double catchup_ms;        /* pacing: at most this much sending time is made up after a stall */
     double duration;          /* 0 = until signalled */
     int batch;
     int have_bind;
@@ -97,7 +99,8 @@ static void usage(const char *msg)
     if (msg)
         fprintf(stderr, "nfvflood: %s\n", msg);
     fputs("usage: nfvflood send --proto udp|tcp --dst IP[,IP...] --port P [--flows N] [--size BYTES]\n"
-          "                     [--rate-mbps R] [--duration S] [--batch B] [--bind IP] [--sndbuf BYTES]\n"
+          "                     [--rate-mbps R] [--catchup-ms MS] [--duration S] [--batch B] [--bind IP]\n"
+          "                     [--sndbuf BYTES]\n"
           "       nfvflood recv --proto udp|tcp --port P [--bind IP] [--duration S] [--size BYTES]\n"
           "                     [--rcvbuf BYTES]\n",
           stderr);
@@ -161,6 +164,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
     o->size = 1400;
     o->batch = 1;
     o->port = -1;
+    o->catchup_ms = 20;
     int have_proto = 0;
     if (argc < 2)
         usage(NULL);
@@ -197,6 +201,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
             o->size = (int)parse_long(v, "--size", 1, MAX_SIZE);
         } else if (!strcmp(k, "--rate-mbps")) {
             o->rate_mbps = parse_double(v, "--rate-mbps");
+        } else if (!strcmp(k, "--catchup-ms")) {
+            o->catchup_ms = parse_double(v, "--catchup-ms");
         } else if (!strcmp(k, "--duration")) {
             o->duration = parse_double(v, "--duration");
         } else if (!strcmp(k, "--batch")) {
@@ -287,6 +293,7 @@ static const char *proto_name(enum proto p) { return p == P_UDP ? "udp" : "tcp";
 
 struct pacer {
     double bytes_per_s; /* 0 = unpaced */
+    double catchup_s;   /* the bucket depth, in seconds of sending */
     double t0;          /* start of the credit window */
     double sent;        /* bytes sent since t0 */
 };
@@ -297,10 +304,10 @@ static int pacer_allow(struct pacer *p, int size, int want, double t)
     if (p->bytes_per_s <= 0)
         return want;
     double credit = p->bytes_per_s * (t - p->t0) - p->sent;
-    double cap = p->bytes_per_s * CATCHUP_S;
+    double cap = p->bytes_per_s * p->catchup_s;
     if (cap < (double)size * want)
         cap = (double)size * want;
-    if (credit > cap) { /* after a stall, make up at most CATCHUP_S worth */
+    if (credit > cap) { /* after a stall, make up at most catchup_s worth */
         p->t0 += (credit - cap) / p->bytes_per_s;
         credit = cap;
     }
@@ -436,7 +443,7 @@ static int run_send(const struct opts *o)
         msgs[b].msg_hdr.msg_iovlen = 1;
     }
 
-    struct pacer pc = {.bytes_per_s = o->rate_mbps * 1e6 / 8.0};
+    struct pacer pc = {.bytes_per_s = o->rate_mbps * 1e6 / 8.0, .catchup_s = o->catchup_ms / 1000.0};
     s.t_start = now_s();
     pc.t0 = s.t_start;
     double deadline = o->duration > 0 ? s.t_start + o->duration : 0;
