@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--secs", type=float, default=2.0)
     ap.add_argument("--kinds", default="udp,tcp,gre")
+    ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
     tools = flood_tools(default_build_dir().parent / "nfvflood")
@@ -138,17 +140,32 @@ def main(argv: list[str] | None = None) -> int:
         sh(f"ip netns exec {topo.peer.netns} ethtool -K eth0 tso off gso off gro off", check=False)
         tunnel = setup_tunnel(fx)
         print(f"tunnel kind for 'gre': {tunnel}")
-        stats_flag.write_text("1")
+        for rep in range(a.reps):
+            for kind in a.kinds.split(","):
+                # rate without Iron, with Iron (kernel BPF stats off: the real cost), then with stats on
+                for iron, stats in ((False, False), (True, False), (True, True)):
+                    stats_flag.write_text("1" if stats else "0")
+                    r = run_flow(fx, kind, a.secs, iron, tools)
+                    r["bpf_stats"] = stats
+                    r["rep"] = rep
+                    results.append(r)
+                    line = f"rep {rep} {kind:4s} iron={int(iron)} stats={int(stats)} rx {r['rx_pps'] / 1e3:7.1f} kpps"
+                    if iron:
+                        line += (f"  cost {r['cost_per_packet_ns']:6.0f} ns/pkt (ovh share "
+                                 f"{r['ovh_ns'] / max(1, r['eth0_packets']):4.0f})")
+                    if iron and stats:
+                        line += (f"  bpf {r['bpf_ns_per_packet']:5.0f} ns/pkt ({r['bpf_runs_per_packet']:.1f} runs"
+                                 f" x {r['bpf_ns_per_run']:.0f} ns)")
+                    print(line, flush=True)
+        print("medians:")
         for kind in a.kinds.split(","):
-            for iron in (False, True):
-                r = run_flow(fx, kind, a.secs, iron, tools)
-                results.append(r)
-                line = f"{kind:4s} iron={int(iron)} rx {r['rx_pps'] / 1e3:7.1f} kpps"
-                if iron:
-                    line += (f"  cost {r['cost_per_packet_ns']:7.0f} ns/pkt (ovh share "
-                             f"{r['ovh_ns'] / max(1, r['eth0_packets']):5.0f})  bpf {r['bpf_ns_per_packet']:5.0f}"
-                             f" ns/pkt ({r['bpf_runs_per_packet']:.1f} runs x {r['bpf_ns_per_run']:.0f} ns)")
-                print(line, flush=True)
+            def med(key, iron, stats, kind=kind):
+                v = [r[key] for r in results if r["kind"] == kind and r["iron"] == iron and r["bpf_stats"] == stats
+                     and key in r]
+                return statistics.median(v) if v else float("nan")
+            print(f"  {kind:4s} cost {med('cost_per_packet_ns', True, False):6.0f} ns/pkt  rx kpps without "
+                  f"{med('rx_pps', False, False) / 1e3:6.1f} with {med('rx_pps', True, False) / 1e3:6.1f}  "
+                  f"bpf {med('bpf_ns_per_packet', True, True):5.0f} ns/pkt")
     finally:
         stats_flag.write_text(old_flag)
         fx.teardown()
