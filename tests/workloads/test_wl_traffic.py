@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from nfvlab.workloads.hostcounters import HostCounters
 from nfvlab.workloads.traffic import (
     NFVFLOOD_SOURCE,
     FloodReceiver,
@@ -317,9 +318,16 @@ def test_flood_over_veth_between_namespaces(nfvflood: Path, veth_pair, procs, pr
         wait_listening=True,
     )
     sender = FloodSender(nfvflood, proto, [veth_pair.addr_b], 9100, flows=4, duration=0.5)
+    counters = HostCounters()
+    before = counters.snapshot(0)
     sent = _run(veth_pair.exec_a() + _taskset(0) + sender.argv())
+    after = counters.snapshot(0)
     time.sleep(0.1)
     got = stop_and_collect(rx)
     assert sent.packets > 0 and sent.flow_bytes_min > 0
     assert 0 < got.packets <= sent.packets
     assert 0 < got.bytes <= sent.bytes
+    # without RPS the veth peer's receive softirq runs on the sending CPU (0)
+    d = counters.delta(before, after)
+    assert d["net_rx_softirqs"] > 0
+    assert all(v >= 0 for v in d.values()), d
