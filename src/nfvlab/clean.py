@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from nfvlab import state
-from nfvlab.testbeds import cgroups, network
+from nfvlab.testbeds import cgroups, local, network
 
 
 def _stop_processes() -> list[str]:
@@ -56,7 +56,24 @@ def _unload_bpf() -> list[str]:
     return [f"bpf {x}" for x in unload_all()]
 
 
-def clean() -> list[str]:
+class CleanRefused(RuntimeError):
+    pass
+
+
+def clean(force: bool = False) -> list[str]:
+    """Remove everything. Refuses while a live run holds the local testbed, unless force."""
+    lock = local.hold_testbed_lock()
+    if lock is None and not force:
+        raise CleanRefused(f"a run is using the local testbed ({local.testbed_holder()}): stop it first "
+                           "(Ctrl-C tears it down), or use --force")
+    try:
+        return _clean()
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _clean() -> list[str]:
     removed = _stop_processes()
     removed += _stop_cgroup_tasks()
     removed += _unload_bpf()

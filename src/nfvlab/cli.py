@@ -65,9 +65,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except SpecError as e:
         err.print(f"[red]{e}[/]", highlight=False)
         return 2
-    except RunError as e:
+    except (RunError, ValueError) as e:
         err.print(f"[red]error:[/] {e}")
-        return 1
+        return 2 if isinstance(e, ValueError) else 1
     except KeyboardInterrupt:
         err.print("[yellow]interrupted: finished repetitions are kept; run again to resume[/]")
         return 130
@@ -85,9 +85,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from nfvlab.clean import clean
+    from nfvlab.clean import CleanRefused, clean
 
-    removed = clean()
+    try:
+        removed = clean(force=args.force)
+    except CleanRefused as e:
+        err.print(f"[red]clean refused:[/] {e}")
+        return 1
     for item in removed:
         print(f"removed {item}")
     print(f"clean: {len(removed)} objects removed")
@@ -118,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("clean", help="remove every namespace, cgroup, qdisc, BPF program and process nfvlab made")
+    s.add_argument("--force", action="store_true", help="even while another run holds the local testbed")
     s.set_defaults(func=cmd_clean)
 
     for module in PLUGINS:

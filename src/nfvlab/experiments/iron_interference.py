@@ -237,7 +237,8 @@ def _traffic_summary(tp: dict[str, list[procs.Proc]]) -> dict[str, Any]:
 
     def total(ps: list[procs.Proc]) -> tuple[int, float]:
         stats = [traffic.parse_flood_stats(p.stdout()) for p in ps]
-        return sum(s.packets for s in stats), sum(s.rate_mbps for s in stats)
+        # first-to-last packet: receivers start listening before any traffic arrives
+        return sum(s.packets for s in stats), sum(s.active_rate_mbps for s in stats)
 
     sent, offered = total(tp["send"])
     received, achieved = total(tp["recv"])

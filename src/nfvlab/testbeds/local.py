@@ -15,13 +15,14 @@ import contextlib
 import fcntl
 import ipaddress
 import math
+import os
 import re
 from pathlib import Path
+from typing import IO
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from nfvlab import state
 from nfvlab.testbeds import cgroups, network
 from nfvlab.testbeds.model import Container, Peer, Topology
 
@@ -73,6 +74,33 @@ class TestbedBusy(RuntimeError):
     __test__ = False  # not a pytest test class, despite the name
 
 
+# One local testbed per machine, whatever journal a process uses: a fixed lock file whose flock is held
+# for the testbed's lifetime (the kernel drops it when the holder dies, even by SIGKILL).
+LOCK_PATH = Path("/run/nfvlab-local-testbed.lock")
+
+
+def hold_testbed_lock() -> IO | None:
+    """Take the testbed lock (non-blocking): the open file that holds it, or None if another has it."""
+    f = open(LOCK_PATH, "a+")  # noqa: SIM115 - held until released by the caller
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def testbed_holder() -> str:
+    try:
+        return LOCK_PATH.read_text().strip() or "unknown pid"
+    except OSError:
+        return "unknown pid"
+
+
 class LocalTestbed:
     """Build with `up(roles, ...)`, always `down()` (also a context manager)."""
 
@@ -88,14 +116,9 @@ class LocalTestbed:
         self.down()
 
     def _lock(self) -> None:
-        state.STATE_DIR.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(state.STATE_DIR / "local.lock", "w")  # noqa: SIM115 - held until down()
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            self._lock_file.close()
-            self._lock_file = None
-            raise TestbedBusy("the local testbed is in use by another nfvlab run") from e
+        self._lock_file = hold_testbed_lock()
+        if self._lock_file is None:
+            raise TestbedBusy(f"the local testbed is in use by another nfvlab run ({testbed_holder()})")
 
     def up(self, roles: list[str], core_rate_mbps: float = math.inf) -> Topology:
         """Create len(roles) containers at quota = period/n on the victim core; roles[0] is the victim."""
