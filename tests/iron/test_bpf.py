@@ -35,9 +35,8 @@ def wait_unloaded(before: set[int], timeout: float = 5.0) -> set[int]:
         time.sleep(0.1)
 
 
-def my_pins() -> list[Path]:
-    d = PIN_ROOT / f"iron-{os.getpid()}"
-    return list(d.rglob("*")) if d.exists() else []
+def my_pins(pid: int | None = None) -> list[Path]:
+    return list(PIN_ROOT.glob(f"iron-{pid or os.getpid()}-*")) if PIN_ROOT.exists() else []
 
 
 RECV = """
@@ -63,7 +62,7 @@ def test_accounting_charges_receiver_and_unloads(fixture_topo, send_udp, capsys)
     before = {p["id"] for p in iron_progs()}
     with IronRuntime(topo, drop="xdp") as iron:
         assert len(iron_progs()) > len(before)
-        assert (PIN_ROOT / f"iron-{os.getpid()}").exists()
+        assert len(my_pins()) == 1
         # nobody listens in rx: the stack processes every datagram (softirq on CPU 1 via RPS) in a
         # context that is not rx's own, so all of it must be charged to rx
         sent = send_udp(fx, rx.ip, 9999, 0.7)
@@ -169,8 +168,7 @@ def test_unload_all_after_crash(fixture_topo):
     try:
         assert p.stdout is not None
         assert p.stdout.readline().strip() == "up"
-        pin_dir = PIN_ROOT / f"iron-{p.pid}"
-        assert pin_dir.exists()
+        (pin_dir,) = my_pins(p.pid)
     finally:
         p.send_signal(signal.SIGKILL)
         p.wait(10)

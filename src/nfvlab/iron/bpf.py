@@ -1,7 +1,7 @@
 """Load, attach, read and unload Iron's BPF object (``bpf/iron.bpf.c``).
 
-Everything nfvlab pins lives under ``/sys/fs/bpf/nfvlab/iron-<pid>/`` (maps and links), with a JSON
-description of the slots in ``/run/nfvlab/iron/iron-<pid>.json``, so ``nfvlab iron status`` can read
+Everything nfvlab pins lives under ``/sys/fs/bpf/nfvlab/iron-<pid>-<n>/`` (maps and links), with a JSON
+description of the slots in ``/run/nfvlab/iron/iron-<pid>-<n>.json``, so ``nfvlab iron status`` can read
 the charges of a running experiment and :func:`nfvlab.iron.cleanup.unload_all` can remove what a
 crashed run left behind.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from . import libbpf as lb
 from .build import build
 
 log = logging.getLogger(__name__)
+_instances = itertools.count()
 
 BPFFS = Path("/sys/fs/bpf")
 PIN_ROOT = BPFFS / "nfvlab"
@@ -126,7 +128,7 @@ class IronBPF:
 
     def __init__(self, build_dir: Path | None = None, tag: str | None = None) -> None:
         self.obj_path = build(build_dir)
-        self.tag = tag or f"iron-{os.getpid()}"
+        self.tag = tag or f"iron-{os.getpid()}-{next(_instances)}"
         self.pin_dir = PIN_ROOT / self.tag
         self.meta_path = META_ROOT / f"{self.tag}.json"
         self.obj: int | None = None
