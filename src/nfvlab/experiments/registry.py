@@ -15,6 +15,10 @@ from pydantic import BaseModel
 # kind name -> "module:attribute" of its ExperimentKind, imported on first use.
 _KINDS: dict[str, str] = {
     "iron-interference": "nfvlab.experiments.iron_interference:KIND",
+    "iron-cpu-cap": "nfvlab.experiments.iron_cpu_cap:KIND",
+    "iron-throughput": "nfvlab.experiments.iron_throughput:KIND",
+    "iron-packet-cost": "nfvlab.experiments.iron_packet_cost:KIND",
+    "iron-overhead": "nfvlab.experiments.iron_overhead:KIND",
 }
 
 
