@@ -32,8 +32,8 @@ CALLBACK_RECV = {"pcap_loop", "pcap_dispatch"}
 
 # header-field names as they appear in netinet/*.h, net/ethernet.h, pcap and common middlebox code
 HEADER_FIELDS = {
-    "src_ip": ["saddr", "ip_src", "sin_addr", "sin6_addr", "src_ip", "srcip", "sip", "ip6_src", "src_addr", "s_addr_src"],
-    "dst_ip": ["daddr", "ip_dst", "dst_ip", "dstip", "dip", "ip6_dst", "dst_addr"],
+    "src_ip": ["saddr", "ip_src", "src", "sin_addr", "sin6_addr", "src_ip", "srcip", "sip", "ip6_src", "src_addr", "s_addr_src"],
+    "dst_ip": ["daddr", "ip_dst", "dst", "dst_ip", "dstip", "dip", "ip6_dst", "dst_addr"],
     "src_port": ["source", "th_sport", "sin_port", "sin6_port", "uh_sport", "sport", "src_port", "srcport"],
     "dst_port": ["dest", "th_dport", "uh_dport", "dport", "dst_port", "dstport"],
     "proto": ["protocol", "ip_p", "proto", "ip6_nxt", "ip_proto"],
@@ -79,6 +79,7 @@ class Config:
     # "program": output calls anywhere (sound: a summary printed at exit depends on the state too);
     # "pkt_procs": only in packet-processing procedures, as in Fig 4.11
     output_scope: str = "program"
+    flowspace_budget_s: float = 600.0   # chops are the costliest step; stop (and say so) after this
 
 
 @dataclass
@@ -217,6 +218,10 @@ class StateAlyzr:
                  "globals": len(mod.globals), "sdg_nodes": prog.n,
                  "sdg_edges": sum(len(v) for v in sdg.succ.values()),
                  "forward_slice_nodes": len(fwd),
+                 "flowspace_not_computed": getattr(self, "flow_skipped", []),
+                 "output_scope": self.cfg.output_scope,
+                 "init_procedures_in_slice": len(getattr(self, "init_procs", [])),
+                 "allocation_wrappers": sorted(self._fname(f) for f in self.pta.wrappers),
                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         return Result(self.name, variables, counts, sorted(self._fname(f) for f in loop_procs),
                       sorted(self._fname(f) for f in pkt_procs),
@@ -650,17 +655,21 @@ class StateAlyzr:
                                     n = self.prog.local.get((f, x))
                                     if n is not None:
                                         targets[k].append((n, f"list iteration at {self.where(hit)}"))
-        ctl = {"block", "entry", "callsite"}
-        kind = self.prog.kind
-        fwd_data = {n for n in fwd if kind.get(n) not in ctl}
+        self.flow_why: dict[str, dict[str, str]] = {}
+        self.flow_skipped: list[str] = []
+        t0 = time.perf_counter()
         for k, tl in targets.items():
             if not tl:
+                continue
+            if time.perf_counter() - t0 > self.cfg.flowspace_budget_s:
+                self.flow_skipped.append(k)
                 continue
             seeds = [n for n, _ in tl if n in fwd]
             if not seeds:
                 continue
-            chop = sdg.backward(seeds, allowed=fwd_data)
+            chop = sdg.data_backward(seeds, allowed=fwd)
             fields: set[str] = set()
+            why: dict[str, str] = {}
             for n in chop:
                 if n < len(mod.instrs):
                     line = self.src_line(mod.instrs[n])
@@ -668,6 +677,8 @@ class StateAlyzr:
                         for canon, rx in _FIELD_RE.items():
                             if rx.search(line):
                                 fields.add(canon)
+                                why.setdefault(canon, self.where(mod.instrs[n]))
+            self.flow_why[k] = why
             if fields:
                 out[k] = (fields, tl[0][1])
         return out
