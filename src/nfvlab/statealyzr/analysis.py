@@ -200,6 +200,14 @@ class StateAlyzr:
             if key in upd:
                 v.classes.append("updateable")
                 v.evidence["updated"] = upd[key]
+            elif dv.kind in ("global", "static"):
+                # not updateable itself, but its storage may be updated through an updateable
+                # top-level variable that points to it (how aliased state is covered)
+                objs = self.var_obj.get(key, set())
+                src = next((k for k in sorted(upd) if objs & self.reach_of.get(k, set())
+                            and objs & self.written.keys()), None)
+                if src:
+                    v.evidence["reached_from"] = src
             if key in flows:
                 v.classes.append("keyed")
                 v.flowspace = sorted(flows[key][0])
