@@ -37,9 +37,11 @@ def test_scale_presets_override_sweep_and_repetitions():
     spec = load_spec(REPO / "experiments" / "iron-udp-senders.yaml")
     quick, paper = expand(spec, "quick"), expand(spec, "paper")
     assert quick.repetitions == 3 and paper.repetitions == 10
-    assert len(quick.points) == 4 * 3 and len(paper.points) == 4 * 11
+    # iron.mode x containers_per_core x core_rate_mbps
+    assert len(quick.points) == 2 * 4 * 2 and len(paper.points) == 2 * 4 * 11
     assert math.isinf(flat_params(quick.points[-1].params)["core_rate_mbps"])
-    assert expand(spec, "quick", repetitions=1).total_runs == 12
+    assert [flat_params(p.params)["mode"] for p in quick.points[:2]] == ["off", "off"]
+    assert expand(spec, "quick", repetitions=1).total_runs == 16
 
 
 def test_unknown_scale_is_an_error(write_spec):
