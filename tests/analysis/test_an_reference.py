@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from analysis_fakes import EXPERIMENTS
+from analysis_fakes import SHIPPED
 
 from nfvlab.analysis.reference import ReferenceError, load_references, values_differ
 from nfvlab.spec import load_spec
@@ -25,7 +25,7 @@ def test_chapter2_values_present():
 
 def test_every_spec_claim_reference_resolves_and_agrees():
     refs = load_references()
-    for path in sorted(EXPERIMENTS.glob("*.yaml")):
+    for path in sorted(SHIPPED.glob("*.yaml")):
         for c in load_spec(path).claims:
             if c.reference:
                 assert c.reference in refs, f"{path.name}: {c.id} names unknown {c.reference}"
