@@ -90,6 +90,7 @@ def compile_commands_to_ll(ccj: Path, workdir: Path, include=None, exclude=None,
                            log=print) -> tuple[list[Path], float]:
     """Replay a compile_commands.json with clang-14 to emit IR. Returns (lls, seconds)."""
     entries = json.loads(Path(ccj).read_text())
+    workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     lls, seen = [], set()
     t0 = time.perf_counter()

@@ -154,6 +154,7 @@ def build_ir(recipe: Recipe, workdir: Path, log=print) -> tuple[Path, dict]:
     """Build a recipe with bear, replay its compilations with clang-14 to IR, link. Returns the
     linked module and timings {build_s, ir_compile_s, link_s, units}."""
     from . import build as B
+    workdir = Path(workdir).resolve()
     tree = fetch(recipe, workdir, log)
     t = {}
     ccj = tree / "compile_commands.json"
