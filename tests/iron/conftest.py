@@ -3,6 +3,7 @@ local testbed, always torn down; helpers to send UDP from the peer namespace on 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -27,9 +28,17 @@ def _need_root_tools() -> None:
         pytest.skip("needs 2 CPUs")
 
 
+LOCK = "/run/nfvlab/iron-tests.lock"
+
+
 @pytest.fixture
 def fixture_topo(request: pytest.FixtureRequest) -> Iterator[tuple[IronFixture, Topology]]:
     _need_root_tools()
+    # several checkouts/sessions may run this suite at once: the nfvlab-ti-t* names are shared
+    os.makedirs(os.path.dirname(LOCK), exist_ok=True)
+    lock = open(LOCK, "w")  # noqa: SIM115 - held for the test's lifetime
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    request.addfinalizer(lock.close)
     fx = IronFixture(2, tag="t")
     request.addfinalizer(fx.teardown)
     topo = fx.setup()

@@ -155,6 +155,15 @@ class IronBPF:
                 lb.check(L.bpf_map__pin(m, str(self.pin_dir / name).encode()), f"pin map {name}")
         self.reader = MapReader(dict(self.map_fds))  # shares the object's fds (closed with the object)
 
+    def prog_ids(self) -> dict[str, int]:
+        """Kernel ids of this object's programs (to tell them apart from other instances')."""
+        out = {}
+        for name in [*TRACING_PROGS, *OPTIONAL_TRACING_PROGS, "iron_xdp", "iron_tc"]:
+            fd = lb.lib().bpf_program__fd(self._prog(name))
+            if fd >= 0:
+                out[name] = lb.prog_id(fd)
+        return out
+
     def _prog(self, name: str) -> int:
         return lb.check_ptr(lb.lib().bpf_object__find_program_by_name(self.obj, name.encode()), f"prog {name}")
 

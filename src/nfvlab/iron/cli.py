@@ -90,7 +90,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_unload(args: argparse.Namespace) -> int:
     from .cleanup import unload_all
 
-    removed = unload_all()
+    removed = unload_all(force=args.force)
     print(f"removed {len(removed)} pins/files")
     return 0
 
@@ -102,7 +102,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="loaded Iron programs and live per-container charges")
     s.add_argument("--watch", type=float, default=0.0, help="refresh every N seconds")
     s.set_defaults(func=_status_maybe_watch)
-    u = sub.add_parser("unload", help="detach and unpin every Iron program/link/map")
+    u = sub.add_parser("unload", help="detach and unpin every Iron program/link/map of dead runs")
+    u.add_argument("--force", action="store_true", help="also those of running processes")
     u.set_defaults(func=cmd_unload)
     return p
 

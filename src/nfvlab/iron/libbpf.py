@@ -62,6 +62,7 @@ def lib() -> ctypes.CDLL:
         "bpf_link_detach": (i, [i]),
         "libbpf_num_possible_cpus": (i, []),
         "libbpf_get_error": (ctypes.c_long, [vp]),
+        "bpf_obj_get_info_by_fd": (i, [i, vp, ctypes.POINTER(u32)]),
     }
     for fn, (res, args) in sigs.items():
         f = getattr(handle, fn)
@@ -94,6 +95,14 @@ def possible_cpus() -> int:
 
 def obj_get(path: str | Path) -> int:
     return check(lib().bpf_obj_get(str(path).encode()), f"bpf_obj_get {path}")
+
+
+def prog_id(fd: int) -> int:
+    """The kernel's id of the program behind fd (bpf_prog_info.id)."""
+    info = (ctypes.c_uint32 * 2)()  # struct bpf_prog_info starts with __u32 type, __u32 id
+    n = ctypes.c_uint32(ctypes.sizeof(info))
+    check(lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(n)), "bpf_obj_get_info_by_fd")
+    return int(info[1])
 
 
 def link_detach(fd: int) -> None:

@@ -62,6 +62,7 @@ class IronRuntime:
         self._stat0: dict[str, dict[str, int]] = {}
         self._final: dict[str, float] | None = None
         self._ctl_error: BaseException | None = None
+        self.prog_ids: dict[str, int] = {}  # kernel ids of the loaded programs (name -> id)
 
     # ---------------------------------------------------------------------------------------------
     def __enter__(self) -> IronRuntime:
@@ -84,6 +85,7 @@ class IronRuntime:
                       nslots=max(c.index for c in topo.containers) + 1)
         for c in topo.containers:
             bpf.add_slot(c.index, c.name, c.ip, c.netns, Path(c.cgroup.cpu))
+        self.prog_ids = bpf.prog_ids()
         bpf.attach_tracing()
         for c in topo.containers:
             if self.drop == "xdp":
