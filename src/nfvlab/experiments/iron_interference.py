@@ -97,6 +97,7 @@ METRICS = (
     "qdisc_drops",
     "iron_charged_ms",
     "iron_gained_ms",
+    "core_busy_before_pct",
 )
 
 
@@ -118,13 +119,20 @@ class Driver:
     def __init__(self, build_dir: Path):
         self.flood = traffic.build_nfvflood(build_dir)
         self.sysbench = sysbench.find_sysbench()
+        self.testbed: LocalTestbed | None = None
 
     @contextlib.contextmanager
     def setup(self, p: Params) -> Iterator[Topology]:
         with LocalTestbed() as tb:
-            yield tb.up(roles(p), p.workload.core_rate_mbps)
+            self.testbed = tb
+            try:
+                yield tb.up(roles(p), p.workload.core_rate_mbps)
+            finally:
+                self.testbed = None
 
     def measure(self, topo: Topology, p: Params, raw: Path) -> dict[str, Any]:
+        # Unrelated work on the core (other users of a shared machine) would skew both runs differently.
+        quiet_busy = self.testbed.wait_quiet() if self.testbed is not None else math.nan
         with self._iron(topo, p) as iron:
             base = self._victim_run(topo, p, raw / "baseline", network=False)
             net = self._victim_run(topo, p, raw / "network", network=True)
@@ -136,6 +144,7 @@ class Driver:
             **{k: v for k, v in net.items() if k != "victim_time_s"},
             "iron_charged_ms": iron_stats.get("charged_ns_total", math.nan) / 1e6,
             "iron_gained_ms": iron_stats.get("gained_ns_total", math.nan) / 1e6,
+            "core_busy_before_pct": quiet_busy,
         }
         return row
 

@@ -17,6 +17,8 @@ import ipaddress
 import math
 import os
 import re
+import sys
+import time
 from pathlib import Path
 from typing import IO
 
@@ -41,6 +43,10 @@ class LocalConfig(BaseModel):
     first_container_host: int = 10
     bridge: str = "nfvlab-br0"
     cfs_period_us: int = Field(100_000, ge=1000, le=1_000_000)
+    # Shared machines: before each measurement wait (up to quiet_wait_s) until unrelated work keeps
+    # the containers' core busy less than quiet_busy_pct of the time; 0 s disables the wait.
+    quiet_busy_pct: float = Field(10.0, ge=0, le=100)
+    quiet_wait_s: float = Field(60.0, ge=0)
 
     def address(self, host: int) -> str:
         net = ipaddress.ip_network(self.subnet)
@@ -68,6 +74,24 @@ def owned_netns() -> list[str]:
 
 def owned_links(config: LocalConfig) -> list[str]:
     return [n for n in network.list_links("nfvlab-") if OWNED_LINK.match(n) or n == config.bridge]
+
+
+def core_busy_pct(cpu: int, sample_s: float) -> float:
+    """How busy a core is over sample_s (all non-idle time in /proc/stat, interrupts included)."""
+
+    def ticks() -> tuple[int, int]:
+        for line in Path("/proc/stat").read_text().splitlines():
+            fields = line.split()
+            if fields[0] == f"cpu{cpu}":
+                values = [int(v) for v in fields[1:]]
+                idle = values[3] + values[4]  # idle + iowait
+                return sum(values[:8]) - idle, sum(values[:8])
+        raise RuntimeError(f"no cpu{cpu} line in /proc/stat")
+
+    busy0, total0 = ticks()
+    time.sleep(sample_s)
+    busy1, total1 = ticks()
+    return 100.0 * (busy1 - busy0) / max(1, total1 - total0)
 
 
 class TestbedBusy(RuntimeError):
@@ -155,6 +179,21 @@ class LocalTestbed:
         except BaseException:
             self.down()
             raise
+
+    def wait_quiet(self, sample_s: float = 0.5) -> float:
+        """Wait until the victim core is quiet (see LocalConfig). Returns the busy % last sampled."""
+        cfg = self.config
+        deadline = time.monotonic() + cfg.quiet_wait_s
+        told = False
+        while True:
+            busy = core_busy_pct(cfg.victim_cpu, sample_s)
+            if busy <= cfg.quiet_busy_pct or time.monotonic() >= deadline:
+                return busy
+            if not told:
+                print(f"  waiting up to {cfg.quiet_wait_s:.0f} s for CPU {cfg.victim_cpu} to be quiet: other "
+                      f"work keeps it {busy:.0f} % busy (testbed/local.yaml: quiet_busy_pct)", file=sys.stderr)
+                told = True
+            time.sleep(1.0)
 
     def down(self) -> None:
         """Remove what up() created: links (and with them qdiscs), namespaces, cgroups."""
