@@ -98,3 +98,16 @@ def test_clean_after_sigkill_removes_everything(no_leftovers, isolated_state, tm
     assert "nfvlab-br0" not in network.list_links("nfvlab-")
     assert list(state.entries()) == []
     json.dumps(removed)
+
+
+def test_core_busy_pct_sees_a_busy_core(tmp_path):
+    from nfvlab.testbeds.local import core_busy_pct
+
+    spin = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        assert core_busy_pct(1, 0.5) > 80
+    finally:
+        spin.kill()
+        spin.wait()
+    assert 0 <= core_busy_pct(0, 0.2) <= 100
