@@ -278,6 +278,7 @@ METRICS = (
     "unused_pct",
     "allocated_pct",
     "cap_error_pp",
+    "iron_counted_pct",
     "core_busy_pct",
     "foreign_pct",
     "containers_cpu_pct",
@@ -330,8 +331,10 @@ class Driver:
                 self._start(topo, p, raw, started, senders, receivers)
                 time.sleep(w.warmup_s)
                 a = meter.snapshot()
+                s0 = iron.stats() if iron is not None else None
                 time.sleep(w.window_s)
                 b = meter.snapshot()
+                s1 = iron.stats() if iron is not None else None
             finally:
                 procs.stop_all(started)
             if iron is not None:
@@ -343,11 +346,19 @@ class Driver:
         _, offered = flood_totals(senders)
         _, achieved = flood_totals(receivers)
         allocated = p.topology.quota_pct * p.topology.containers_per_core
+        counted = math.nan
+        if s0 is not None and s1 is not None:  # what Iron counts: CFS run time + charged - credited
+            def total(key: str) -> float:
+                return sum(s1[f"{c.name}.{key}"] - s0[f"{c.name}.{key}"] for c in topo.containers)
+
+            net_charge = total("charged_ns") - total("gained_ns")
+            counted = d["containers_cpu_pct"] + 100 * net_charge / 1e9 / d["wall_s"]
         (raw / "cpu.json").write_text(json.dumps({**d, "per_container_pct": per_ct}, indent=1))
         return {
             **{k: v for k, v in d.items() if k in METRICS},
             "allocated_pct": allocated,
             "cap_error_pp": d["cpu_used_pct"] - allocated,
+            "iron_counted_pct": counted,
             "sysbench_cpu_pct": sysb,
             "network_cpu_pct": net,
             "offered_mbps": offered,

@@ -101,16 +101,17 @@ def runtime_prog_ids(rt: Any) -> list[int]:
     return sorted(ids)
 
 
-def prog_run_stats(ids: list[int]) -> tuple[int, int]:
-    """Summed (run_time_ns, run_cnt) of the given programs."""
+def prog_run_stats(ids: list[int]) -> dict[str, tuple[int, int]]:
+    """(run_time_ns, run_cnt) of the given programs, by program name."""
     out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True).stdout
     want = set(ids)
-    ns = cnt = 0
+    res: dict[str, tuple[int, int]] = {}
     for prog in json.loads(out or "[]"):
         if prog.get("id") in want:
-            ns += int(prog.get("run_time_ns", 0))
-            cnt += int(prog.get("run_cnt", 0))
-    return ns, cnt
+            name = str(prog.get("name", prog["id"]))
+            ns, cnt = res.get(name, (0, 0))
+            res[name] = (ns + int(prog.get("run_time_ns", 0)), cnt + int(prog.get("run_cnt", 0)))
+    return res
 
 
 class Driver:
@@ -163,11 +164,11 @@ class Driver:
                 started.append(procs.start_on_peer(topo.peer, "send", send.argv(), raw))
                 time.sleep(w.warmup_s)
                 n0, t0 = eth0_rx_packets(c.netns), time.monotonic()
-                b0 = prog_run_stats(ids) if ids else (0, 0)
+                b0 = prog_run_stats(ids) if ids else {}
                 s0 = rt.stats() if rt is not None else None
                 time.sleep(w.window_s)
                 n1, t1 = eth0_rx_packets(c.netns), time.monotonic()
-                b1 = prog_run_stats(ids) if ids else (0, 0)
+                b1 = prog_run_stats(ids) if ids else {}
                 s1 = rt.stats() if rt is not None else None
                 if stats and BPF_STATS.read_text().strip() != "1":
                     raise RuntimeError("kernel.bpf_stats_enabled was switched off by someone else mid-window")
@@ -177,7 +178,12 @@ class Driver:
         out["packets"] = n1 - n0
         out["kpps"] = (n1 - n0) / (t1 - t0) / 1e3
         out["app_mbps"] = got.active_rate_mbps
-        out["bpf_ns"], out["bpf_runs"] = b1[0] - b0[0], b1[1] - b0[1]
+        per_prog = {k: (v[0] - b0.get(k, (0, 0))[0], v[1] - b0.get(k, (0, 0))[1]) for k, v in b1.items()}
+        out["bpf_ns"] = sum(v[0] for v in per_prog.values())
+        out["bpf_runs"] = sum(v[1] for v in per_prog.values())
+        if out["packets"]:
+            out["per_program"] = {k: {"runs_per_packet": r / out["packets"], "ns_per_run": ns / r if r else 0.0}
+                                  for k, (ns, r) in sorted(per_prog.items())}
         out["programs"] = len(ids)
         if s0 is not None and s1 is not None and out["packets"]:
             out["cost_ns"] = (s1[f"{c.name}.rx_cost_ns"] - s0[f"{c.name}.rx_cost_ns"]) / out["packets"]
