@@ -10,8 +10,9 @@ send. Each repetition runs three phases back to back, each ``warmup_s`` + ``wind
 3. **with** Iron and ``kernel.bpf_stats_enabled = 1``: the kernel times every run of every program.
    The run time of *this* runtime's programs (found through its pinned links, so another developer's
    Iron instance is not counted) over the window, divided by the container's ``eth0`` packets, is
-   ``bpf_ns_per_packet``; also runs per packet and ns per run. The sysctl's old value is restored
-   afterwards, also on errors. The programs run for every traced event on every CPU (and for other
+   ``bpf_ns_per_packet``; also runs per packet and ns per run (per program in the raw
+   ``phases.json``). The sysctl's old value is restored afterwards, also on errors; if someone else
+   switches it off mid-window, the BPF metrics of that repetition are NaN. The programs run for every traced event on every CPU (and for other
    traffic on the machine), all of which is charged to the flood's packets here: an upper bound.
 
 ``rate_change_pct`` = (with − without) / without on the ``eth0`` packet rate. Phase order alternates
@@ -170,8 +171,8 @@ class Driver:
                 n1, t1 = eth0_rx_packets(c.netns), time.monotonic()
                 b1 = prog_run_stats(ids) if ids else {}
                 s1 = rt.stats() if rt is not None else None
-                if stats and BPF_STATS.read_text().strip() != "1":
-                    raise RuntimeError("kernel.bpf_stats_enabled was switched off by someone else mid-window")
+                # someone else may switch the sysctl off mid-window: then the run times are incomplete
+                disturbed = stats and BPF_STATS.read_text().strip() != "1"
             finally:
                 procs.stop_all(started)
         got = traffic.parse_flood_stats(recv.stdout())
@@ -179,8 +180,9 @@ class Driver:
         out["kpps"] = (n1 - n0) / (t1 - t0) / 1e3
         out["app_mbps"] = got.active_rate_mbps
         per_prog = {k: (v[0] - b0.get(k, (0, 0))[0], v[1] - b0.get(k, (0, 0))[1]) for k, v in b1.items()}
-        out["bpf_ns"] = sum(v[0] for v in per_prog.values())
-        out["bpf_runs"] = sum(v[1] for v in per_prog.values())
+        out["bpf_ns"] = math.nan if disturbed else sum(v[0] for v in per_prog.values())
+        out["bpf_runs"] = math.nan if disturbed else sum(v[1] for v in per_prog.values())
+        out["bpf_stats_disturbed"] = disturbed
         if out["packets"]:
             out["per_program"] = {k: {"runs_per_packet": r / out["packets"], "ns_per_run": ns / r if r else 0.0}
                                   for k, (ns, r) in sorted(per_prog.items())}
