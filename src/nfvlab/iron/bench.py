@@ -154,30 +154,36 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fx.setup()
         for rep in range(a.reps):
-            if a.wait_quiet:
-                quiet = wait_quiet(25.0, a.wait_quiet)
-                print(f"rep {rep}: machine {'quiet' if quiet else 'still busy'}", flush=True)
-            r = run_once(fx, "baseline", a.events, "sysbench", None)
-            r["rep"] = rep
-            # a clean repetition: the victim got its 50 % next to sysbench and CPU 0 was idle
-            r["clean"] = r["victim_cpu_s"] / r["victim_s"] >= 0.45 and r["cpu_busy_pct"][0] < 30
-            clean = r["clean"]
-            results.append(r)
-            print(f"rep {rep} baseline: victim {r['victim_s']:.2f}s cpu {r['victim_cpu_s']:.2f}s "
-                  f"busy% {r['cpu_busy_pct']}", flush=True)
-            for m in modes:
-                r = run_once(fx, m, a.events, "udp_receiver", MODES[m], a.control_period_ms)
-                r["clean"] = clean
+            try:
+                if a.wait_quiet:
+                    quiet = wait_quiet(25.0, a.wait_quiet)
+                    print(f"rep {rep}: machine {'quiet' if quiet else 'still busy'}", flush=True)
+                r = run_once(fx, "baseline", a.events, "sysbench", None)
                 r["rep"] = rep
+                # a clean repetition: the victim got its 50 % next to sysbench and CPU 0 was idle
+                r["clean"] = r["victim_cpu_s"] / r["victim_s"] >= 0.45 and r["cpu_busy_pct"][0] < 30
+                clean = r["clean"]
                 results.append(r)
-                extra = ""
-                if "iron" in r:
-                    s = r["iron"]
-                    extra = (f" charged {s['nfvlab-ti-c1.charged_ns'] / 1e6:.0f}ms gained "
-                             f"{s['nfvlab-ti-c0.gained_ns'] / 1e6:.0f}ms drops {s['nfvlab-ti-c1.drops']:.0f} "
-                             f"rx {s['nfvlab-ti-c1.rx_packets']:.0f}")
-                print(f"rep {rep} {m}: victim {r['victim_s']:.2f}s cpu {r['victim_cpu_s']:.2f}s "
-                      f"busy% {r['cpu_busy_pct']}{extra}", flush=True)
+                print(f"rep {rep} baseline: victim {r['victim_s']:.2f}s cpu {r['victim_cpu_s']:.2f}s "
+                      f"busy% {r['cpu_busy_pct']}", flush=True)
+                for m in modes:
+                    r = run_once(fx, m, a.events, "udp_receiver", MODES[m], a.control_period_ms)
+                    r["clean"] = clean
+                    r["rep"] = rep
+                    results.append(r)
+                    extra = ""
+                    if "iron" in r:
+                        s = r["iron"]
+                        extra = (f" charged {s['nfvlab-ti-c1.charged_ns'] / 1e6:.0f}ms gained "
+                                 f"{s['nfvlab-ti-c0.gained_ns'] / 1e6:.0f}ms drops {s['nfvlab-ti-c1.drops']:.0f} "
+                                 f"rx {s['nfvlab-ti-c1.rx_packets']:.0f}")
+                    print(f"rep {rep} {m}: victim {r['victim_s']:.2f}s cpu {r['victim_cpu_s']:.2f}s "
+                          f"busy% {r['cpu_busy_pct']}{extra}", flush=True)
+            except Exception as e:  # noqa: BLE001 - e.g. someone's `nfvlab clean` removed the fixture
+                print(f"rep {rep} failed ({e!r}); rebuilding the fixture", flush=True)
+                results[:] = [r for r in results if r.get("rep") != rep]
+                fx.teardown()
+                fx.setup()
     finally:
         fx.teardown()
     summary = {}
