@@ -111,3 +111,12 @@ def test_core_busy_pct_sees_a_busy_core(tmp_path):
         spin.kill()
         spin.wait()
     assert 0 <= core_busy_pct(0, 0.2) <= 100
+
+
+def test_refused_up_leaves_the_running_testbed_alone(no_leftovers, isolated_state):
+    with LocalTestbed() as tb:
+        tb.up(["victim", "sysbench"])
+        with pytest.raises(TestbedBusy), LocalTestbed() as other:
+            other.up(["victim", "sysbench"])
+        assert network.netns_exists("nfvlab-c0") and network.netns_exists("nfvlab-peer")
+    assert leftovers() == []

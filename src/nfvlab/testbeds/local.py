@@ -196,7 +196,10 @@ class LocalTestbed:
             time.sleep(1.0)
 
     def down(self) -> None:
-        """Remove what up() created: links (and with them qdiscs), namespaces, cgroups."""
+        """Remove what up() created: links (and with them qdiscs), namespaces, cgroups. Only the
+        holder of the testbed lock tears down: a refused up() must not touch another run's testbed."""
+        if self._lock_file is None:
+            return
         for name in owned_links(self.config):
             with contextlib.suppress(Exception):
                 network.delete_link(name)
