@@ -62,7 +62,7 @@ def local_testbed(roles: list[str], core_rate_mbps: float = math.inf,
         try:
             topo = tb.up(roles, core_rate_mbps)
         except TestbedBusy:
-            tb.down()
+            # never tb.down() here: the namespaces and links it would remove are the lock holder's
             if time.monotonic() > deadline:
                 raise
             time.sleep(2.0)
