@@ -12,8 +12,9 @@ send. Each repetition runs three phases back to back, each ``warmup_s`` + ``wind
    Iron instance is not counted) over the window, divided by the container's ``eth0`` packets, is
    ``bpf_ns_per_packet``; also runs per packet and ns per run (per program in the raw
    ``phases.json``). The sysctl's old value is restored afterwards, also on errors; if someone else
-   switches it off mid-window, the BPF metrics of that repetition are NaN. The programs run for every traced event on every CPU (and for other
-   traffic on the machine), all of which is charged to the flood's packets here: an upper bound.
+   switches it off mid-window, the BPF metrics of that repetition are NaN. The programs run for
+   every traced event on every CPU (and for other traffic on the machine), all of which is charged
+   to the flood's packets here: an upper bound.
 
 ``rate_change_pct`` = (with − without) / without on the ``eth0`` packet rate. Phase order alternates
 between repetitions (even: without first), so a drift in machine load does not favour one side.
