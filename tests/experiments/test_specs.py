@@ -96,3 +96,32 @@ def test_core_meter_without_per_cpu_totals():
     meter.hc = type("HC", (), {"user_hz": 100})()
     d = meter.delta(_snap(0.0, 0, 0, 0, 0, None, {}), _snap(1.0, 25, 0, 0, 0, None, {}))
     assert math.isnan(d["foreign_pct"]) and d["cpu_used_pct"] == pytest.approx(75.0)
+
+
+def test_busy_testbed_is_waited_for_and_never_torn_down(monkeypatch):
+    """TestbedBusy: retry later; down() would remove the lock holder's namespaces, so it must not run."""
+    from nfvlab.testbeds.local import TestbedBusy
+
+    calls = {"up": 0, "down": 0}
+
+    class FakeTestbed:
+        def up(self, roles, core_rate_mbps):
+            calls["up"] += 1
+            if calls["up"] < 3:
+                raise TestbedBusy("busy")
+            return f"topology for {roles}"
+
+        def down(self):
+            calls["down"] += 1
+
+    monkeypatch.setattr(iron_cpu_cap, "LocalTestbed", FakeTestbed)
+    monkeypatch.setattr(iron_cpu_cap.time, "sleep", lambda s: None)
+    with iron_cpu_cap.local_testbed(["receiver"], wait_s=60) as topo:
+        assert topo == "topology for ['receiver']"
+        assert calls == {"up": 3, "down": 0}
+    assert calls["down"] == 1  # only the testbed this run built
+
+    calls.update(up=-10**6, down=0)
+    with pytest.raises(TestbedBusy), iron_cpu_cap.local_testbed(["receiver"], wait_s=0):
+        pass
+    assert calls["down"] == 0
