@@ -87,7 +87,7 @@ def _ir_command(entry: dict, out: Path) -> tuple[list[str], str]:
 
 
 def compile_commands_to_ll(ccj: Path, workdir: Path, include=None, exclude=None,
-                           log=print) -> tuple[list[Path], float]:
+                           log=print, root: Path | None = None) -> tuple[list[Path], float]:
     """Replay a compile_commands.json with clang-14 to emit IR. Returns (lls, seconds)."""
     entries = json.loads(Path(ccj).read_text())
     workdir = Path(workdir).resolve()
@@ -98,7 +98,7 @@ def compile_commands_to_ll(ccj: Path, workdir: Path, include=None, exclude=None,
         src = str(Path(e["directory"], e["file"]).resolve())
         if not src.endswith(".c") or src in seen:
             continue
-        rel = os.path.relpath(src, e["directory"])
+        rel = os.path.relpath(src, root or Path(ccj).parent)
         if include and not any(Path(src).match(p) or rel.startswith(p) for p in include):
             continue
         if exclude and any(Path(src).match(p) or rel.startswith(p) or p in src for p in exclude):
@@ -114,4 +114,6 @@ def compile_commands_to_ll(ccj: Path, workdir: Path, include=None, exclude=None,
             log(f"statealyzr: skip {rel}: clang failed: {err}")
             continue
         lls.append(out)
+    if not lls:
+        raise RuntimeError(f"no compilation unit of {ccj} produced IR (include={include}, exclude={exclude})")
     return lls, time.perf_counter() - t0

@@ -163,12 +163,12 @@ def build_ir(recipe: Recipe, workdir: Path, log=print) -> tuple[Path, dict]:
         env = dict(os.environ, CC="gcc")
         for c in recipe.configure:
             _run(c, tree, log)
-        for c in recipe.make:
-            _run(f"bear --output compile_commands.json -- {c}", tree, log)
+        for i, c in enumerate(recipe.make):
+            _run(f"bear --output compile_commands.json {'--append ' if i else ''}-- {c}", tree, log)
         t["build_s"] = round(time.perf_counter() - t0, 2)
         del env
     lls, dt = B.compile_commands_to_ll(ccj, workdir / f"{recipe.name}-ir", recipe.include or None,
-                                       recipe.exclude or None, log)
+                                       recipe.exclude or None, log, root=tree)
     t["ir_compile_s"] = round(dt, 2)
     t["units"] = len(lls)
     t0 = time.perf_counter()

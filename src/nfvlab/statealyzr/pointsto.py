@@ -103,6 +103,7 @@ class Program:
         self.obj_label: dict[int, str] = {}
         self.obj_fn: dict[int, str] = {}  # object node -> function name for function objects
         self.node_fn: dict[int, str] = {}
+        self.strobj: int | None = None
         for ins in mod.instrs:
             if ins.res:
                 self.local[(ins.fn, ins.res)] = ins.id
@@ -124,6 +125,16 @@ class Program:
 
     def _global(self, g: str) -> int:
         if g not in self.gobj:
+            gl = self.mod.globals.get(g)
+            if gl is not None and gl.is_const and (g.startswith("@.str") or (
+                    "unnamed_addr" in gl.text and ' c"' in gl.text)):
+                # string literals: one abstract read-only object (thousands in printing code)
+                if self.strobj is None:
+                    self.strobj = self.new("obj")
+                    self.obj_label[self.strobj] = "<string literals>"
+                self.gobj[g] = self.strobj
+                self.gconst[g] = self.new("const")
+                return self.strobj
             o = self.new("obj")
             self.gobj[g] = o
             self.obj_label[o] = g
@@ -190,9 +201,26 @@ class PointsTo:
         self._delta: dict[int, set[int]] = {}
         self.ext_written: dict[int, list[int]] = defaultdict(list)  # call id -> pointer arg nodes written
         self._cb_pending: dict[int, tuple[Instr, list]] = {}
+        self.rep: dict[int, int] = {}
 
     # ------------------------------------------------------------------ constraint helpers
+    def find(self, n: int) -> int:
+        """Representative of n (nodes on a copy cycle share one points-to set)."""
+        rep = self.rep
+        r = rep.get(n)
+        if r is None:
+            return n
+        root = r
+        while root in rep:
+            root = rep[root]
+        while n != root:
+            nxt = rep[n]
+            rep[n] = root
+            n = nxt
+        return root
+
     def _add(self, n: int, objs) -> None:
+        n = self.find(n)
         cur = self.pts[n]
         new = set(objs) - cur if not isinstance(objs, set) else objs - cur
         if new:
@@ -205,7 +233,10 @@ class PointsTo:
                 d |= new
 
     def _edge(self, a: int | None, b: int | None) -> None:
-        if a is None or b is None or a == b:
+        if a is None or b is None:
+            return
+        a, b = self.find(a), self.find(b)
+        if a == b:
             return
         s = self.copy[a]
         if b not in s:
@@ -216,6 +247,7 @@ class PointsTo:
     def _load(self, p: int | None, x: int | None) -> None:
         if p is None or x is None:
             return
+        p = self.find(p)
         self.loads[p].append(x)
         for o in list(self.pts.get(p, ())):
             self._edge(o, x)
@@ -223,9 +255,88 @@ class PointsTo:
     def _store(self, v: int | None, p: int | None) -> None:
         if p is None or v is None:
             return
+        p = self.find(p)
         self.stores[p].append(v)
         for o in list(self.pts.get(p, ())):
-            self._edge(v, o)
+            if o != self.prog.strobj:       # string literals are never written
+                self._edge(v, o)
+
+    def _collapse(self) -> int:
+        """Merge the strongly connected components of the copy graph (Tarjan, iterative)."""
+        find = self.find
+        adj: dict[int, set[int]] = {}
+        for a, bs in self.copy.items():
+            if a in self.rep or a in self._cb_pending:
+                continue
+            t = {find(b) for b in bs}
+            t.discard(a)
+            if t:
+                adj[a] = t
+        index: dict[int, int] = {}
+        low: dict[int, int] = {}
+        onst: set[int] = set()
+        st: list[int] = []
+        merged = 0
+        counter = 0
+        for root in list(adj):
+            if root in index:
+                continue
+            work = [(root, iter(adj.get(root, ())))]
+            index[root] = low[root] = counter
+            counter += 1
+            st.append(root)
+            onst.add(root)
+            while work:
+                v, it = work[-1]
+                w = next(it, None)
+                if w is not None:
+                    if w not in index:
+                        index[w] = low[w] = counter
+                        counter += 1
+                        st.append(w)
+                        onst.add(w)
+                        work.append((w, iter(adj.get(w, ()))))
+                    elif w in onst:
+                        low[v] = min(low[v], index[w])
+                    continue
+                work.pop()
+                if work:
+                    u = work[-1][0]
+                    low[u] = min(low[u], low[v])
+                if low[v] == index[v]:
+                    comp = []
+                    while True:
+                        x = st.pop()
+                        onst.discard(x)
+                        comp.append(x)
+                        if x == v:
+                            break
+                    if len(comp) > 1 and not any(c in self._cb_pending for c in comp):
+                        self._merge(comp)
+                        merged += len(comp) - 1
+        return merged
+
+    def _merge(self, comp: list[int]) -> None:
+        r = comp[0]
+        pr = self.pts[r]
+        for m in comp[1:]:
+            self.rep[m] = r
+            pm = self.pts.pop(m, None)
+            if pm:
+                pr |= pm
+            cm = self.copy.pop(m, None)
+            if cm:
+                self.copy[r] |= cm
+            for table in (self.loads, self.stores, self.icalls):
+                lm = table.pop(m, None)
+                if lm:
+                    table[r].extend(lm)
+            dm = self._delta.pop(m, None)
+            del dm
+        self.copy[r] = {self.find(b) for b in self.copy.get(r, ())} - {r}
+        if pr:
+            self._delta[r] = set(pr)      # re-propagate everything from the merged node
+            self._wl.append(r)
 
     # ------------------------------------------------------------------ constraints
     @classmethod
@@ -355,6 +466,7 @@ class PointsTo:
                 v = self.prog.value(ins.fn, r)
                 if v is None:
                     continue
+                v = self.find(v)
                 self.icalls[v].append(ins)
                 for o in list(self.pts.get(v, ())):
                     f = self.prog.obj_fn.get(o)
@@ -498,12 +610,23 @@ class PointsTo:
                 self._add(dst, {self.prog.site(ins, k)})
 
     # ------------------------------------------------------------------ solver
-    def solve(self) -> None:
+    def solve(self, max_steps: int | None = None, collapse_every: int = 400_000) -> None:
         wl, delta = self._wl, self._delta
+        steps = 0
         obj_fn = self.prog.obj_fn
         pending = self._cb_pending
+        find = self.find
+        strobj = self.prog.strobj
+        self._collapse()
         while wl:
+            steps += 1
+            if max_steps and steps > max_steps:
+                return
+            if steps % collapse_every == 0:
+                self._collapse()
             n = wl.pop()
+            if n in self.rep:
+                continue
             d = delta.pop(n, None)
             if not d:
                 continue
@@ -515,20 +638,25 @@ class PointsTo:
                     if lds:
                         for x in lds:
                             self._edge(o, x)
-                    if sts:
+                    if sts and o != strobj:
                         for v in sts:
                             self._edge(v, o)
                     f = obj_fn.get(o)
                     if f:
                         if ics:
-                            for c in ics:
+                            for c in list(ics):
                                 self.bind(c, f)
                         if n in pending:
                             self._cb_bind(n, f)
             succ = self.copy.get(n)
             if succ:
                 for m in list(succ):
-                    self._add(m, d)
+                    if find(m) != n:
+                        self._add(m, d)
+        # every merged node shares its representative's set
+        for m in list(self.rep):
+            r = find(m)
+            self.pts[m] = self.pts[r]
 
     # ------------------------------------------------------------------ queries
     def of(self, fn: str, ref: str) -> set[int]:
