@@ -87,3 +87,31 @@ def test_clang_roundtrip(tmp_path):
     m = ir.parse_module(build.compile_sources([src], tmp_path / "w"))
     kinds = {(v.name, v.kind) for v in m.debug_vars().values()}
     assert {("g", "global"), ("s", "global"), ("k", "static"), ("x", "formal"), ("p", "local")} <= kinds
+
+
+def test_string_contents_are_not_references():
+    m = ir.parse_text('@.str = private unnamed_addr constant [16 x i8] c"lcamtuf@coredump\\00", align 1\n'
+                      '@tbl = global [1 x i8*] [i8* getelementptr ([16 x i8], [16 x i8]* @.str, i32 0, i32 0)]\n')
+    assert m.globals["@.str"].init_refs == []
+    assert m.globals["@tbl"].init_refs == ["@.str"]
+
+
+def test_function_pointer_store_carries_points_to():
+    """A store of a function-pointer typed value (type with spaces) must propagate points-to."""
+    from nfvlab.statealyzr.pointsto import PointsTo, Program
+    m = ir.parse_text('''
+@fp = global void (i32, i8*)* null
+define void @h(i32 %0, i8* %1) {
+  ret void
+}
+define void @set() {
+  store void (i32, i8*)* @h, void (i32, i8*)** @fp, align 8
+  %1 = load void (i32, i8*)*, void (i32, i8*)** @fp, align 8
+  call void %1(i32 1, i8* null)
+  ret void
+}
+''')
+    prog = Program(m)
+    pta = PointsTo.analyze(prog)
+    call = [i for i in m.instrs if i.op == "call"][0]
+    assert pta.callees[call.id] == {"@h"}

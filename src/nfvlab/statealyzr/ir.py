@@ -27,6 +27,7 @@ _MD_LINE = re.compile(r'^!(\d+) = (?:distinct )?!(\w+)\((.*)\)\s*$')
 _MD_TUPLE = re.compile(r'^!(\d+) = (?:distinct )?!\{(.*)\}\s*$')
 _MD_FIELD = re.compile(r'(\w+): ("(?:[^"\\]|\\.)*"|[^,]+)')
 _DBG = re.compile(r'!dbg !(\d+)')
+_CSTR = re.compile(r'c"[^"]*"')
 _TYPE_DEF = re.compile(r'^(%(?:"[^"]+"|[-\w.$]+)) = type ')
 
 
@@ -304,6 +305,7 @@ def parse_text(text: str) -> Module:
             kw = re.search(r"\b(global|constant|alias|ifunc)\b", body)
             external = bool(re.match(r"(?:extern_weak|external)\b", body))
             init = body[kw.end():] if kw else body
+            init = _CSTR.sub('c""', init)          # "user@host" inside a string is no reference
             refs = [r for r in _refs(init, types) if r.startswith("@") and r != name]
             m.globals[name] = Global(name, refs, bool(kw and kw.group(1) == "constant"), external, dbg, ln)
             i += 1
