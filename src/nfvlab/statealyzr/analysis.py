@@ -179,6 +179,8 @@ class StateAlyzr:
         self.t["flowspace"] = time.perf_counter() - t1
         t1 = time.perf_counter()
         pkt_out, log_out = self._output(upd, pkt_procs)
+        other = "pkt_procs" if self.cfg.output_scope == "program" else "program"
+        pkt_out2, log_out2 = self._output(upd, pkt_procs, other)
         self.t["output"] = time.perf_counter() - t1
         t1 = time.perf_counter()
         from .instrument import plan_instrumentation
@@ -221,7 +223,8 @@ class StateAlyzr:
             variables.append(v)
         counts = {"all": len(self.vars), "persistent": len(persistent), "top_level": len(top),
                   "updateable": len(upd), "keyed": len(flows), "pkt_output": len(pkt_out),
-                  "log_output": len(log_out)}
+                  "log_output": len(log_out),
+                  f"pkt_output_{other}": len(pkt_out2), f"log_output_{other}": len(log_out2)}
         stats = {"functions": len(mod.functions), "instructions": len(mod.instrs),
                  "globals": len(mod.globals), "sdg_nodes": prog.n,
                  "sdg_edges": sum(len(v) for v in sdg.succ.values()),
@@ -692,14 +695,15 @@ class StateAlyzr:
         return out
 
     # ---------------------------------------------------------------- Fig 4.11
-    def _output(self, upd: dict[str, str], pkt_procs: set[str]):
+    def _output(self, upd: dict[str, str], pkt_procs: set[str], scope_name: str | None = None):
         mod, sdg = self.mod, self.sdg
+        scope_name = scope_name or self.cfg.output_scope
         pkt_o, log_o = set(self.cfg.pkt_output), set(self.cfg.log_output)
         seeds = {"pkt": [], "log": []}
         first = {}
-        scope = pkt_procs if self.cfg.output_scope == "pkt_procs" else list(mod.functions)
+        scope = pkt_procs if scope_name == "pkt_procs" else list(mod.functions)
         for f in scope:
-            it = self.pp_instrs(f) if self.cfg.output_scope == "pkt_procs" else mod.functions[f].instrs()
+            it = self.pp_instrs(f) if scope_name == "pkt_procs" else mod.functions[f].instrs()
             for ins in it:
                 if ins.op not in ("call", "invoke"):
                     continue
