@@ -33,7 +33,11 @@ MODES = {
     "iron-tc": dict(drop="tc"),
     "iron-nodrop": dict(drop="none"),
     "naive-xdp": dict(drop="xdp", attribution="naive"),
+    # the same with the calibrated per hard IRQ overhead (--irq-extra-ns)
+    "iron-xdp+irq": dict(drop="xdp"),
+    "iron-tc+irq": dict(drop="tc"),
 }
+IRQ_EXTRA_NS = 0
 
 
 def cpu_jiffies() -> list[tuple[int, int]]:
@@ -107,6 +111,7 @@ def run_once(fx: IronFixture, mode: str, events: int, interferer: str, iron_kw: 
             time.sleep(0.5)
         iron = IronRuntime(topo, control_period_ms=control_period_ms, **iron_kw) if iron_kw else None
         if iron is not None:
+            iron.irq_extra_ns = IRQ_EXTRA_NS if mode.endswith("+irq") else 0
             iron.__enter__()
         try:
             time.sleep(0.3)
@@ -140,10 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--control-period-ms", type=float, default=None)
     ap.add_argument("--json", type=Path, default=None, help="write all raw results here")
     ap.add_argument("--iperf3", action="store_true", help="flood with iperf3 instead of nfvflood")
+    ap.add_argument("--irq-extra-ns", type=int, default=0, help="IronRuntime.irq_extra_ns for the *+irq modes")
     ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                     help="before each repetition wait up to this long for both CPUs to be < 25%% busy")
     a = ap.parse_args(argv)
-    global TOOLS
+    global TOOLS, IRQ_EXTRA_NS
+    IRQ_EXTRA_NS = a.irq_extra_ns
     if not a.iperf3:
         from .build import default_build_dir
 

@@ -46,7 +46,8 @@ MAP_NAMES = ["iron_cfg", "netns_slot", "ip_slot", "cg_slot", "ct_stats", "budget
 
 
 class IronCfg(ctypes.Structure):
-    _fields_ = [("cpu_mask", ctypes.c_uint64), ("naive", ctypes.c_uint32), ("nslots", ctypes.c_uint32)]
+    _fields_ = [("cpu_mask", ctypes.c_uint64), ("naive", ctypes.c_uint32), ("nslots", ctypes.c_uint32),
+                ("irq_extra_ns", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
 
 
 class CtStats(ctypes.Structure):
@@ -231,10 +232,11 @@ class IronBPF:
             log.warning("iron: errors while unloading: %s", errors)
 
     # -- configuration -------------------------------------------------------------------------
-    def configure(self, cpu_mask: int, naive: bool, nslots: int = MAX_SLOTS) -> None:
-        """Accounted CPUs, attribution, and how many slots (0..nslots-1) will be used."""
+    def configure(self, cpu_mask: int, naive: bool, nslots: int = MAX_SLOTS, irq_extra_ns: int = 0) -> None:
+        """Accounted CPUs, attribution, how many slots (0..nslots-1) will be used, and the per hard
+        IRQ cost the tracepoints cannot see (added to each hard IRQ's H)."""
         lb.map_update(self.map_fds["iron_cfg"], ctypes.c_uint32(0),
-                      IronCfg(cpu_mask, int(naive), max(0, min(MAX_SLOTS, nslots))))
+                      IronCfg(cpu_mask, int(naive), max(0, min(MAX_SLOTS, nslots)), max(0, int(irq_extra_ns)), 0))
 
     def add_slot(self, slot: int, name: str, ip: str, netns: str | None, cgroup_cpu: Path | None) -> None:
         if not 0 <= slot < MAX_SLOTS:

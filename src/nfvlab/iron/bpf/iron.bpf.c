@@ -47,6 +47,8 @@ struct iron_cfg {
 	__u64 cpu_mask;  /* CPUs whose softirqs are accounted */
 	__u32 naive;     /* 1: naive attribution: the drop budget counts CFS time only */
 	__u32 nslots;    /* slots 0..nslots-1 are in use (loops stop there, plus UNOWNED) */
+	__u32 irq_extra_ns; /* per hard IRQ: entry/exit cost the tracepoints cannot see (calibrated) */
+	__u32 pad;
 };
 
 struct ct_stats {
@@ -367,6 +369,14 @@ __noinline int close_window(void)
 	return 0;
 }
 
+static __always_inline __u64 irq_extra(void)
+{
+	__u32 zero = 0;
+	struct iron_cfg *cfg = bpf_map_lookup_elem(&iron_cfg, &zero);
+
+	return cfg ? cfg->irq_extra_ns : 0;
+}
+
 static __always_inline void hardirq_enter(void)
 {
 	struct cpu_state *cs = accounted_cpu();
@@ -395,7 +405,7 @@ static __always_inline void hardirq_exit(void)
 	d = bpf_ktime_get_ns() - cs->h_start;
 	if (d > MAX_HARDIRQ_NS) /* unmatched entry (e.g. attached between entry and exit): ignore */
 		return;
-	cs->win_h += d;
+	cs->win_h += d + irq_extra();
 	if (cs->in_sirq) {
 		cs->nested += d;
 		cs->nested_total += d;
