@@ -459,6 +459,60 @@ class SDG:
                                 push(y)
         return seen
 
+    def _reader_index(self):
+        if getattr(self, "_readers", None) is None:
+            r: dict[int, dict] = defaultdict(lambda: defaultdict(list))
+            rall: dict[int, list[int]] = defaultdict(list)
+            for iid, objs in self.reads.items():
+                op = self.prog.mod.instrs[iid].op
+                k = self.mem_key(iid) if op == "load" else None
+                for o in objs:
+                    r[o][k].append(iid)
+                    rall[o].append(iid)
+            self._readers = (r, rall)
+        return self._readers
+
+    def data_forward(self, seeds, allowed=None) -> set[int]:
+        """Forward counterpart of data_backward (same field-aware memory dependences)."""
+        r, rall = self._reader_index()
+        succ = self.succ
+        skip = {"rd", "wr", "obj", "block", "entry", "callsite"}
+        kind = self.prog.kind
+        instrs = self.prog.mod.instrs
+        ninstr = len(instrs)
+        seen: set[int] = set()
+        done: set = set()
+        st = [x for x in seeds if x is not None and (allowed is None or x in allowed)]
+        seen.update(st)
+
+        def push(y):
+            if y not in seen and (allowed is None or y in allowed):
+                seen.add(y)
+                st.append(y)
+        while st:
+            x = st.pop()
+            for y in succ.get(x, ()):
+                if y not in seen and kind.get(y) not in skip:
+                    push(y)
+            objs = self.writes.get(x) if x < ninstr else None
+            if objs:
+                k = self.mem_key(x) if instrs[x].op == "store" else None
+                for o in objs:
+                    if (o, None) in done or (o, k) in done:
+                        continue
+                    done.add((o, k))
+                    if k is None:
+                        for y in rall.get(o, ()):
+                            push(y)
+                    else:
+                        ro = r.get(o)
+                        if ro:
+                            for y in ro.get(k, ()):
+                                push(y)
+                            for y in ro.get(None, ()):
+                                push(y)
+        return seen
+
     def forward(self, seeds, allowed=None) -> set[int]:
         return self._reach(self.succ, seeds, allowed)
 
@@ -466,8 +520,9 @@ class SDG:
         return self._reach(self.pred, seeds, allowed)
 
 
-def build(mod: Module) -> tuple[Program, PointsTo, SDG]:
+def build(mod: Module, progress=lambda _m: None) -> tuple[Program, PointsTo, SDG]:
     prog = Program(mod)
     pta = PointsTo.analyze(prog)
+    progress(f"points-to: {len(pta.wrappers)} allocation wrappers, {len(pta.rep)} nodes merged")
     sdg = SDG(prog, pta).build()
     return prog, pta, sdg
