@@ -12,6 +12,7 @@ everything (also on exceptions, and also when ``__enter__`` itself fails half-wa
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -21,6 +22,7 @@ from typing import Literal
 from nfvlab.testbeds.model import Topology
 
 from .bpf import MAX_SLOTS, UNOWNED, IronBPF
+from .build import default_build_dir
 from .cgroup import CfsFiles
 from .controller import Controller
 
@@ -29,9 +31,25 @@ log = logging.getLogger(__name__)
 DEFAULT_CONTROL_PERIODS = 1  # control period = one CFS period (see docs/iron.md for the measurement)
 # Per hard IRQ cost that no tracepoint brackets (interrupt entry/exit, and in a VM the exit/entry of
 # the vCPU), added to H. 0 = only what irq_handler_entry/exit and the vector tracepoints measure.
-# Override per runtime (``IronRuntime.irq_extra_ns = ...`` before entering) or with the environment
-# variable NFVLAB_IRON_IRQ_EXTRA_NS; see docs/iron.md for the calibration.
-DEFAULT_IRQ_EXTRA_NS = int(os.environ.get("NFVLAB_IRON_IRQ_EXTRA_NS", "0"))
+# Default: NFVLAB_IRON_IRQ_EXTRA_NS, else the machine's calibration saved by
+# ``python -m nfvlab.iron.calibrate --save``, else 0; per runtime ``IronRuntime.irq_extra_ns = ...``
+# before entering. See docs/iron.md.
+CALIBRATION_FILE = "calibration.json"  # in the build dir, written by python -m nfvlab.iron.calibrate --save
+
+
+def default_irq_extra_ns(build_dir: Path | None = None) -> int:
+    """NFVLAB_IRON_IRQ_EXTRA_NS, else this machine's saved calibration (same kernel), else 0."""
+    env = os.environ.get("NFVLAB_IRON_IRQ_EXTRA_NS")
+    if env:
+        return int(env)
+    f = Path(build_dir or default_build_dir()) / CALIBRATION_FILE
+    try:
+        cal = json.loads(f.read_text())
+        if cal.get("kernel") == os.uname().release:
+            return int(cal["irq_extra_ns"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return 0
 
 
 class IronError(RuntimeError):
@@ -68,7 +86,7 @@ class IronRuntime:
         self._final: dict[str, float] | None = None
         self._ctl_error: BaseException | None = None
         self.prog_ids: dict[str, int] = {}  # kernel ids of the loaded programs (name -> id)
-        self.irq_extra_ns = DEFAULT_IRQ_EXTRA_NS
+        self.irq_extra_ns = default_irq_extra_ns(build_dir)
 
     # ---------------------------------------------------------------------------------------------
     def __enter__(self) -> IronRuntime:
@@ -172,6 +190,7 @@ class IronRuntime:
             out[f"{pre}.naive_ns"] = s["naive_ns"]
             out[f"{pre}.run_ns"] = s["run_ns"]
             out[f"{pre}.drops"] = s["drops"]
+            out[f"{pre}.irqs"] = s["irqs"]
             out[f"{pre}.throttled_ns"] = st.get("throttled_ns", 0) - base.get("throttled_ns", 0)
             ct = by_slot.get(c.index)
             if ct is not None:

@@ -64,6 +64,7 @@ struct ct_stats {
 	__u64 naive_ns;   /* softirq time in own context, whoever the packets belonged to */
 	__u64 run_ns;     /* on-CPU time of the container's tasks (sched_switch), as CFS sees it */
 	__u64 sleeps;     /* voluntary switch-outs (demand-limited: Alg 2.7 cgroup_idled) */
+	__u64 irqs;       /* hard IRQs taken while the container's task ran (calibration) */
 };
 
 struct budget_cfg { /* written by the controller */
@@ -389,6 +390,13 @@ static __always_inline void hardirq_enter(void)
 		cs->h_depth = 0;
 		cs->h_start = now;
 		close_window();
+		if (cs->cur_valid && cs->cur_slot < MAX_SLOTS) {
+			__u32 c = cs->cur_slot;
+			struct ct_stats *st = bpf_map_lookup_elem(&ct_stats, &c);
+
+			if (st)
+				st->irqs++;
+		}
 	}
 	cs->h_depth++;
 }
