@@ -36,7 +36,10 @@ MODES = {
     # the same with the calibrated per hard IRQ overhead (--irq-extra-ns)
     "iron-xdp+irq": dict(drop="xdp"),
     "iron-tc+irq": dict(drop="tc"),
+    # ... and with the pre-throttle drop (--pre-throttle-pct)
+    "iron-xdp+irq+pre": dict(drop="xdp"),
 }
+PRE_THROTTLE_PCT = 0.0
 IRQ_EXTRA_NS = 0
 
 
@@ -109,9 +112,11 @@ def run_once(fx: IronFixture, mode: str, events: int, interferer: str, iron_kw: 
             time.sleep(0.3)
             started.append(fx.run_peer(tx, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             time.sleep(0.5)
+        if iron_kw and mode.endswith("+pre"):
+            iron_kw = {**iron_kw, "pre_throttle_pct": PRE_THROTTLE_PCT}
         iron = IronRuntime(topo, control_period_ms=control_period_ms, **iron_kw) if iron_kw else None
         if iron is not None:
-            iron.irq_extra_ns = IRQ_EXTRA_NS if mode.endswith("+irq") else 0
+            iron.irq_extra_ns = IRQ_EXTRA_NS if "+irq" in mode else 0
             iron.__enter__()
         try:
             time.sleep(0.3)
@@ -145,12 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--control-period-ms", type=float, default=None)
     ap.add_argument("--json", type=Path, default=None, help="write all raw results here")
     ap.add_argument("--iperf3", action="store_true", help="flood with iperf3 instead of nfvflood")
-    ap.add_argument("--irq-extra-ns", type=int, default=0, help="IronRuntime.irq_extra_ns for the *+irq modes")
+    ap.add_argument("--irq-extra-ns", type=int, default=0, help="IronRuntime.irq_extra_ns for the *+irq* modes")
+    ap.add_argument("--pre-throttle-pct", type=float, default=20.0, help="pre_throttle_pct of the *+pre modes")
     ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                     help="before each repetition wait up to this long for both CPUs to be < 25%% busy")
     a = ap.parse_args(argv)
-    global TOOLS, IRQ_EXTRA_NS
+    global TOOLS, IRQ_EXTRA_NS, PRE_THROTTLE_PCT
     IRQ_EXTRA_NS = a.irq_extra_ns
+    PRE_THROTTLE_PCT = a.pre_throttle_pct
     if not a.iperf3:
         from .build import default_build_dir
 
