@@ -100,17 +100,18 @@ def test_clean_after_sigkill_removes_everything(no_leftovers, isolated_state, tm
     json.dumps(removed)
 
 
-def test_core_busy_pct_sees_a_busy_core(tmp_path):
-    from nfvlab.testbeds.local import core_busy_pct
+def test_core_load_sees_a_busy_core(tmp_path):
+    from nfvlab.testbeds.local import core_load
 
     spin = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.2)
-        assert core_busy_pct(1, 0.5) > 80
+        load = core_load(1, 0.5)
+        assert load.busy_pct > 80 and 0 <= load.irq_pct <= load.busy_pct
     finally:
         spin.kill()
         spin.wait()
-    assert 0 <= core_busy_pct(0, 0.2) <= 100
+    assert 0 <= core_load(0, 0.2).busy_pct <= 100
 
 
 def test_refused_up_leaves_the_running_testbed_alone(no_leftovers, isolated_state):

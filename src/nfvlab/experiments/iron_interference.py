@@ -98,6 +98,7 @@ METRICS = (
     "iron_charged_ms",
     "iron_gained_ms",
     "core_busy_before_pct",
+    "core_irq_before_pct",
 )
 
 
@@ -132,7 +133,7 @@ class Driver:
 
     def measure(self, topo: Topology, p: Params, raw: Path) -> dict[str, Any]:
         # Unrelated work on the core (other users of a shared machine) would skew both runs differently.
-        quiet_busy = self.testbed.wait_quiet() if self.testbed is not None else math.nan
+        load = self.testbed.wait_quiet() if self.testbed is not None else None
         with self._iron(topo, p) as iron:
             base = self._victim_run(topo, p, raw / "baseline", network=False)
             net = self._victim_run(topo, p, raw / "network", network=True)
@@ -144,7 +145,8 @@ class Driver:
             **{k: v for k, v in net.items() if k != "victim_time_s"},
             "iron_charged_ms": iron_stats.get("charged_ns_total", math.nan) / 1e6,
             "iron_gained_ms": iron_stats.get("gained_ns_total", math.nan) / 1e6,
-            "core_busy_before_pct": quiet_busy,
+            "core_busy_before_pct": load.busy_pct if load else math.nan,
+            "core_irq_before_pct": load.irq_pct if load else math.nan,
         }
         return row
 

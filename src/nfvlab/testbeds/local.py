@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -43,9 +44,10 @@ class LocalConfig(BaseModel):
     first_container_host: int = 10
     bridge: str = "nfvlab-br0"
     cfs_period_us: int = Field(100_000, ge=1000, le=1_000_000)
-    # Shared machines: before each measurement wait (up to quiet_wait_s) until unrelated work keeps
-    # the containers' core busy less than quiet_busy_pct of the time; 0 s disables the wait.
-    quiet_busy_pct: float = Field(10.0, ge=0, le=100)
+    # Shared machines: before each measurement wait (up to quiet_wait_s) until interrupt work of
+    # others (irq + softirq, which no CPU weight keeps away) takes less than quiet_irq_pct of the
+    # containers' core; 0 s disables the wait. Others' processes are held off by the cgroup weights.
+    quiet_irq_pct: float = Field(3.0, ge=0, le=100)
     quiet_wait_s: float = Field(60.0, ge=0)
 
     def address(self, host: int) -> str:
@@ -76,22 +78,29 @@ def owned_links(config: LocalConfig) -> list[str]:
     return [n for n in network.list_links("nfvlab-") if OWNED_LINK.match(n) or n == config.bridge]
 
 
-def core_busy_pct(cpu: int, sample_s: float) -> float:
-    """How busy a core is over sample_s (all non-idle time in /proc/stat, interrupts included)."""
+@dataclass(frozen=True)
+class CoreLoad:
+    busy_pct: float  # all non-idle time
+    irq_pct: float  # hard + soft interrupt time
 
-    def ticks() -> tuple[int, int]:
+
+def core_load(cpu: int, sample_s: float) -> CoreLoad:
+    """How busy a core is over sample_s, from /proc/stat."""
+
+    def ticks() -> tuple[int, int, int]:
         for line in Path("/proc/stat").read_text().splitlines():
             fields = line.split()
             if fields[0] == f"cpu{cpu}":
-                values = [int(v) for v in fields[1:]]
-                idle = values[3] + values[4]  # idle + iowait
-                return sum(values[:8]) - idle, sum(values[:8])
+                user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+                total = user + nice + system + idle + iowait + irq + softirq + steal
+                return total - idle - iowait, irq + softirq, total
         raise RuntimeError(f"no cpu{cpu} line in /proc/stat")
 
-    busy0, total0 = ticks()
+    busy0, irq0, total0 = ticks()
     time.sleep(sample_s)
-    busy1, total1 = ticks()
-    return 100.0 * (busy1 - busy0) / max(1, total1 - total0)
+    busy1, irq1, total1 = ticks()
+    span = max(1, total1 - total0)
+    return CoreLoad(100.0 * (busy1 - busy0) / span, 100.0 * (irq1 - irq0) / span)
 
 
 class TestbedBusy(RuntimeError):
@@ -180,18 +189,19 @@ class LocalTestbed:
             self.down()
             raise
 
-    def wait_quiet(self, sample_s: float = 0.5) -> float:
-        """Wait until the victim core is quiet (see LocalConfig). Returns the busy % last sampled."""
+    def wait_quiet(self, sample_s: float = 0.5) -> CoreLoad:
+        """Wait until others' interrupt work on the victim core is low (see LocalConfig); returns the
+        load last sampled, for the results."""
         cfg = self.config
         deadline = time.monotonic() + cfg.quiet_wait_s
         told = False
         while True:
-            busy = core_busy_pct(cfg.victim_cpu, sample_s)
-            if busy <= cfg.quiet_busy_pct or time.monotonic() >= deadline:
-                return busy
+            load = core_load(cfg.victim_cpu, sample_s)
+            if load.irq_pct <= cfg.quiet_irq_pct or time.monotonic() >= deadline:
+                return load
             if not told:
-                print(f"  waiting up to {cfg.quiet_wait_s:.0f} s for CPU {cfg.victim_cpu} to be quiet: other "
-                      f"work keeps it {busy:.0f} % busy (testbed/local.yaml: quiet_busy_pct)", file=sys.stderr)
+                print(f"  waiting up to {cfg.quiet_wait_s:.0f} s for CPU {cfg.victim_cpu}: others' interrupt "
+                      f"work takes {load.irq_pct:.0f} % of it (testbed/local.yaml: quiet_irq_pct)", file=sys.stderr)
                 told = True
             time.sleep(1.0)
 
