@@ -232,7 +232,8 @@ class StateAlyzr:
                 v.evidence["log_output"] = log_out[key]
             variables.append(v)
         counts = {"all": len(self.vars), "persistent": len(persistent), "top_level": len(top),
-                  "updateable": len(upd), "keyed": len(flows), "pkt_output": len(pkt_out),
+                  "updateable": len(upd), "keyed": len(flows),
+                  "keyed_updateable": len(set(flows) & set(upd)), "pkt_output": len(pkt_out),
                   "log_output": len(log_out),
                   f"pkt_output_{other}": len(pkt_out2), f"log_output_{other}": len(log_out2)}
         stats = {"functions": len(mod.functions), "instructions": len(mod.instrs),

@@ -187,6 +187,8 @@ class SDG:
         self.callsite: dict[int, int] = {}
         self._rd: dict[frozenset, int] = {}
         self._wr: dict[frozenset, int] = {}
+        self._rd_id: dict[int, tuple] = {}
+        self._wr_id: dict[int, tuple] = {}
         self.cd: dict[str, dict[str, set[str]]] = {}
         self.reads: dict[int, set[int]] = {}    # instr -> objects read (loads, reading calls)
         self.writes: dict[int, set[int]] = {}   # instr -> objects written
@@ -195,36 +197,43 @@ class SDG:
         if a is not None and b is not None:
             self.succ[a].append(b)
 
-    def _rnode(self, objs: set[int]) -> int | None:
+    def _memnode(self, objs, table: dict, byid: dict, kind: str, read: bool) -> int | None:
+        """One vertex per distinct points-to set (shared sets are recognised by identity)."""
         if not objs:
             return None
+        hit = byid.get(id(objs))
+        if hit is not None and hit[0] is objs:
+            return hit[1]
         k = frozenset(objs)
-        n = self._rd.get(k)
+        n = table.get(k)
         if n is None:
-            n = self.prog.new("rd")
-            self._rd[k] = n
-            for o in k:
-                self.succ[o].append(n)
+            n = self.prog.new(kind)
+            table[k] = n
+            if read:
+                for o in k:
+                    self.succ[o].append(n)
+            else:
+                self.succ[n].extend(k)
+        byid[id(objs)] = (objs, n)
         return n
+
+    def _rnode(self, objs: set[int]) -> int | None:
+        return self._memnode(objs, self._rd, self._rd_id, "rd", True)
 
     def _wnode(self, objs: set[int]) -> int | None:
-        if not objs:
-            return None
-        k = frozenset(objs)
-        n = self._wr.get(k)
-        if n is None:
-            n = self.prog.new("wr")
-            self._wr[k] = n
-            self.succ[n].extend(k)
-        return n
+        return self._memnode(objs, self._wr, self._wr_id, "wr", False)
 
     def _ptsof(self, ins, part: int) -> set[int]:
+        """Objects an operand may point to; the analysis' own set when there is one value (shared,
+        never mutated), a new union otherwise."""
+        if part >= len(ins.parts):
+            return set()
+        vals = [v for v in (self.prog.value(ins.fn, r) for r in ins.parts[part]) if v is not None]
+        if len(vals) == 1:
+            return self.pta.pts.get(vals[0]) or set()
         out: set[int] = set()
-        if part < len(ins.parts):
-            for r in ins.parts[part]:
-                v = self.prog.value(ins.fn, r)
-                if v is not None:
-                    out |= self.pta.pts.get(v, set())
+        for v in vals:
+            out |= self.pta.pts.get(v, set())
         return out
 
     def build(self) -> SDG:
