@@ -85,13 +85,15 @@ class IronFixture:
             d.mkdir(exist_ok=True)
             (d / "cpuset.cpus").write_text(str(self.cpu))
             (d / "cpuset.mems").write_text("0")
-        cpuacct = CG / "cpuacct"
+        cpuacct = CG / "cpuacct" / self.prefix / name
+        cpuacct.mkdir(parents=True, exist_ok=True)
         return CgroupPaths(version=1, cpu=cpu, cpuset=cpuset, cpuacct=cpuacct)
 
     # ---------------------------------------------------------------------------------------------
     def run_in(self, c: Container, argv: list[str], **kw) -> subprocess.Popen:
         """Start argv inside container c: its cgroups, its netns, pinned to its CPU."""
         cmd = (f"echo $$ > {c.cgroup.cpu}/tasks && echo $$ > {c.cgroup.cpuset}/tasks && "
+               f"echo $$ > {c.cgroup.cpuacct}/tasks && "
                f"exec ip netns exec {c.netns} taskset -c {c.cpu} {shlex.join(argv)}")
         proc = subprocess.Popen(["sh", "-c", cmd], **kw)
         self.procs.append(proc)
@@ -125,7 +127,7 @@ class IronFixture:
                 sh(f"ip netns del {ns}", check=False)
             sh(f"ip link del {ns}-h 2>/dev/null", check=False)
         sh(f"ip link del {self.bridge} 2>/dev/null", check=False)
-        for ctrl in ("cpu", "cpuset"):
+        for ctrl in ("cpu", "cpuset", "cpuacct"):
             root = CG / ctrl / p
             if not root.exists():
                 continue
