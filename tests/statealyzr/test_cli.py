@@ -36,7 +36,7 @@ def test_analyze_writes_json_with_counts_and_evidence(tmp_path, capsys):
 
 def test_recipes_are_valid():
     names = corpus.recipes()
-    assert {"haproxy", "openvpn", "p0f", "tcpdump"} <= set(names)
+    assert {"haproxy", "openvpn", "p0f", "tcpdump", "prads", "snort"} <= set(names)
     for n in names:
         r = corpus.load_recipe(n)
         assert r.source and (r.make or r.configure)

@@ -30,7 +30,7 @@ PKT_OUTPUT = ["pcap_inject", "pcap_sendpacket", "send", "sendto", "sendmsg", "wr
 LOG_OUTPUT = ["fprintf", "printf", "vfprintf", "vprintf", "fputs", "puts", "fputc", "putc", "putchar",
               "fwrite", "syslog", "vsyslog", "write", "dprintf", "vdprintf", "__fprintf_chk",
               "__printf_chk", "__vfprintf_chk", "__syslog_chk"]
-CALLBACK_RECV = {"pcap_loop", "pcap_dispatch"}
+CALLBACK_RECV = {"pcap_loop", "pcap_dispatch", "daq_acquire", "DAQ_Acquire"}
 
 # header-field names as they appear in netinet/*.h, net/ethernet.h, pcap and common middlebox code
 HEADER_FIELDS = {
