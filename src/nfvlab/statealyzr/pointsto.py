@@ -71,8 +71,8 @@ RECEIVERS = {
 CALLBACKS = {
     "@pcap_loop": (2, [(0, ("arg", 3)), (1, ("obj", "hdr")), (2, ("obj", "pkt"))]),
     "@pcap_dispatch": (2, [(0, ("arg", 3)), (1, ("obj", "hdr")), (2, ("obj", "pkt"))]),
-    # DAQ 2.x: daq_acquire(module, handle, cnt, callback, metacallback, user); callback(user, hdr, pkt)
-    "@daq_acquire": (3, [(0, ("arg", 5)), (1, ("obj", "hdr")), (2, ("obj", "pkt"))]),
+    # DAQ 2.x: daq_acquire(module, handle, cnt, callback, user); callback(user, hdr, pkt)
+    "@daq_acquire": (3, [(0, ("arg", 4)), (1, ("obj", "hdr")), (2, ("obj", "pkt"))]),
     "@DAQ_Acquire": (1, [(0, ("arg", 2)), (1, ("obj", "hdr")), (2, ("obj", "pkt"))]),
     "@pthread_create": (2, [(0, ("arg", 3))]),
     "@qsort": (3, [(0, ("arg", 0)), (1, ("arg", 0))]),
