@@ -116,6 +116,15 @@ def cmd_table(a) -> int:
     return run_table(a.recipes or None, Path(a.out), Path(a.workdir), include_gt=not a.no_ground_truth)
 
 
+def cmd_instrument(a) -> int:
+    from .study import instrument_recipe
+    out = Path(a.out)
+    rep = instrument_recipe(a.recipe, out / f"{a.recipe}.json", Path(a.workdir).resolve())
+    (out / f"{a.recipe}-instrumentation.json").write_text(json.dumps(rep, indent=1))
+    print(json.dumps(rep, indent=1))
+    return 0 if rep["instrumented_build_ok"] else 1
+
+
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("statealyzr", help="StateAlyzr: find the state of C middleboxes (ch. 4)")
     sp = p.add_subparsers(dest="statealyzr_cmd", required=True)
@@ -141,6 +150,11 @@ def register(subparsers) -> argparse.ArgumentParser:
     x.add_argument("--workdir", default="results/statealyzr-work")
     x.add_argument("--no-ground-truth", action="store_true")
     x.set_defaults(func=cmd_table)
+    x = sp.add_parser("instrument", help="patch a recipe's tree with update tracking and rebuild it")
+    x.add_argument("recipe")
+    x.add_argument("--out", default="results/statealyzr-table", help="where the table put <recipe>.json")
+    x.add_argument("--workdir", default="results/statealyzr-work")
+    x.set_defaults(func=cmd_instrument)
     return p
 
 

@@ -119,6 +119,34 @@ def run_table(recipes: list[str] | None, out: Path, workdir: Path, include_gt: b
     return 1 if failures else 0
 
 
+def instrument_recipe(name: str, result_json: Path, workdir: Path, log=print) -> dict:
+    """Apply the update-tracking patch to a copy of a recipe's tree and rebuild it with the
+    recipe's own commands: does the instrumented middlebox compile?"""
+    import shutil
+    from .analysis import Result  # noqa: F401  (documentation of the JSON shape)
+    from .instrument import make_patch
+    r = corpus.load_recipe(name)
+    tree = corpus.fetch(r, workdir, log)
+    res = json.loads(Path(result_json).read_text())
+    dst = workdir / f"{name}-instrumented"
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(tree, dst, symlinks=True)
+    diff, info = make_patch(res["instrumentation"], dst, root=tree)
+    (workdir / f"{name}-instrumentation.patch").write_text(diff)
+    t0 = time.perf_counter()
+    ok, err = True, ""
+    for c in r.make:
+        p = subprocess.run(c, shell=True, cwd=dst, capture_output=True, text=True)
+        if p.returncode != 0:
+            ok, err = False, (p.stdout + p.stderr)[-1500:]
+            break
+    return {"middlebox": name, "settings_inserted": res["instrumentation"]["n_inserted"],
+            "settings_pruned": res["instrumentation"]["n_pruned"], **info["placed"],
+            "files_patched": len(info["files"]), "patch_lines": diff.count("\n+") ,
+            "instrumented_build_ok": ok, "build_s": round(time.perf_counter() - t0, 1), "error": err}
+
+
 def _write_csv(path: Path, rows: list[dict]) -> None:
     if not rows:
         path.write_text("")
