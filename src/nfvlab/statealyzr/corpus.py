@@ -94,6 +94,7 @@ class Recipe:
     log_output: list[str] = field(default_factory=list)
     paper: dict | None = None
     notes: str = ""
+    dynamic: dict | None = None   # {libs: [...], argv: [... "{pcap}" ...], recv: [...]}: gdb check
 
 
 def recipes() -> list[str]:

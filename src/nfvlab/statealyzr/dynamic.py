@@ -127,30 +127,95 @@ def dynamic_check(name: str, workdir: Path, n_packets: int = 257) -> dict:
     if not out.exists():
         return {"middlebox": name, "error": "no snapshots", "gdb_log": log[-2000:]}
     snaps = json.loads(out.read_text())
+    rep = _compare(name, syms, snaps, res.to_json()["variables"], n_packets)
+    rep["updateable"] = sorted(v.key for v in res.variables if "updateable" in v.classes)
+    return rep
+
+
+def _run_under_gdb(binary: Path, argv: list[str], syms: dict, workdir: Path, recv: list[str],
+                   cwd: Path | None = None, timeout: int = 300) -> tuple[dict | None, str]:
+    (workdir / "syms.json").write_text(json.dumps(syms))
+    script = workdir / "snap.py"
+    out = workdir / "snaps.json"
+    out.unlink(missing_ok=True)
+    script.write_text(f"SYMS={str(workdir / 'syms.json')!r}\nOUT={str(out)!r}\nRECV={recv!r}\n" + GDB_SCRIPT)
+    cmd = ["gdb", "-q", "-batch", "-nx", "-x", str(script), "--args", str(binary), *argv]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    log = p.stdout + p.stderr
+    return (json.loads(out.read_text()) if out.exists() else None), log
+
+
+def dynamic_check_recipe(name: str, result_json: Path, workdir: Path, n_packets: int = 257) -> dict:
+    """The same check on a real middlebox: rebuild its units at -O0 -g -no-pie from the recorded
+    compile commands, run it on a generated pcap under gdb, compare with the analysis JSON."""
+    from .build import CLANG, _ir_command
+    r = corpus.load_recipe(name)
+    dyn = getattr(r, "dynamic", None) or {}
+    if not dyn:
+        return {"middlebox": name, "skipped": "recipe has no dynamic: section"}
+    workdir = Path(workdir).resolve()
+    tree = corpus.fetch(r, workdir)
+    entries = json.loads((tree / "compile_commands.json").read_text())
+    wd = workdir / f"{name}-dynamic"
+    wd.mkdir(parents=True, exist_ok=True)
+    objs, seen = [], set()
+    for e in entries:
+        src = str(Path(e["directory"], e["file"]).resolve())
+        if not src.endswith(".c") or src in seen or any(x in src for x in r.exclude):
+            continue
+        seen.add(src)
+        o = wd / (Path(src).stem + f"-{len(objs)}.o")
+        cmd, cwd = _ir_command(dict(e, file=src), o)
+        cmd = [c for c in cmd if c not in ("-S", "-emit-llvm")]
+        cmd = [CLANG, "-O0", "-g", "-fno-pie", "-w", *cmd[1:]]
+        subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
+        objs.append(o)
+    binary = wd / name
+    subprocess.run([CLANG, "-no-pie", *map(str, objs), "-o", str(binary), *dyn.get("libs", [])],
+                   check=True, capture_output=True)
+    pcap = make_pcap(wd / "in.pcap", n_packets)
+    argv = [a.format(pcap=pcap, tree=tree, out=wd / "out") for a in dyn.get("argv", ["{pcap}"])]
+    syms = _data_symbols(binary)
+    snaps, log = _run_under_gdb(binary, argv, syms, wd, dyn.get("recv", ["pcap_dispatch", "pcap_loop"]),
+                                cwd=tree)
+    if snaps is None or "start" not in snaps or "end" not in snaps:
+        return {"middlebox": name, "error": "no snapshots", "gdb_log": log[-2000:]}
+    res = json.loads(Path(result_json).read_text())
+    return _compare(name, syms, snaps, res["variables"], n_packets)
+
+
+def _compare(name, syms, snaps, variables, n_packets) -> dict:
     changed = sorted(n for n in syms if snaps["start"].get(n) != snaps["end"].get(n))
     by_name: dict[str, list] = {}
-    for v in res.variables:
-        if v.kind in ("global", "static"):
-            by_name.setdefault(v.name, []).append(v)
-    upd = {v.key for v in res.variables if "updateable" in v.classes}
-    # alias coverage: a changed variable reachable from an updateable top-level variable
-    missed, covered = [], {}
+    by_static: dict[tuple[str, str], list] = {}
+    for v in variables:
+        if v["kind"] == "global":
+            by_name.setdefault(v["name"], []).append(v)
+        elif v["kind"] == "static":
+            by_static.setdefault((v["function"], v["name"]), []).append(v)
+            by_name.setdefault(v["name"], []).append(v)
+    upd = {v["key"] for v in variables if "updateable" in v["classes"]}
+    missed, covered, unknown = [], {}, []
     for sym in changed:
-        vname = sym.split(".")[0]
-        cands = by_name.get(vname, [])
+        cands = by_name.get(sym, [])
+        if not cands and "." in sym:
+            a, b = sym.split(".", 1)
+            b = b.split(".")[0]
+            # clang names a function static "<function>.<var>", gcc "<var>.<n>"
+            cands = by_static.get((a, b), []) or by_name.get(a, [])
         if not cands:
-            continue   # not a program variable (libc/crt data)
-        if any(c.key in upd for c in cands):
+            unknown.append(sym)   # not a program variable (libc/crt data)
+            continue
+        if any(c["key"] in upd for c in cands):
             covered[sym] = "updateable"
             continue
-        src = next((c.evidence["reached_from"] for c in cands if c.evidence.get("reached_from")), None)
+        src = next((c["evidence"]["reached_from"] for c in cands if c["evidence"].get("reached_from")), None)
         if src:
             covered[sym] = f"reachable from updateable {src}"
         else:
             missed.append(sym)
-    return {"middlebox": name, "packets": n_packets, "globals_tracked": len(syms),
-            "changed": changed, "covered": covered, "missed": missed,
-            "updateable": sorted(upd), "sound": not missed}
+    return {"middlebox": name, "packets": n_packets, "globals_tracked": len(syms), "changed": changed,
+            "covered": covered, "missed": missed, "not_program_variables": unknown, "sound": not missed}
 
 
 if __name__ == "__main__":
