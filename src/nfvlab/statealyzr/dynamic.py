@@ -69,6 +69,20 @@ def make_pcap(path: Path, n: int = 300, seed: int = 7) -> Path:
     return path
 
 
+def _wait_udp_bound(port: int, timeout: float) -> bool:
+    """Wait until something listens on UDP 127.0.0.1:port (the middlebox under gdb is slow to start)."""
+    hexport = f":{port:04X} "
+    t_end = time.time() + timeout
+    while time.time() < t_end:
+        try:
+            if hexport in Path("/proc/net/udp").read_text():
+                return True
+        except OSError:
+            return False
+        time.sleep(0.1)
+    return False
+
+
 def _data_symbols(binary: Path) -> dict[str, tuple[int, int]]:
     r = subprocess.run(["nm", "-S", "--defined-only", str(binary)], capture_output=True, text=True, check=True)
     out = {}
@@ -110,15 +124,17 @@ def dynamic_check(name: str, workdir: Path, n_packets: int = 257) -> dict:
     cmd = ["gdb", "-q", "-batch", "-nx", "-x", str(script), "--args", str(binary), *argv]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if port is not None:
-        time.sleep(1.5)
+        _wait_udp_bound(port, 60)
         rnd = random.Random(3)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            for i in range(n_packets // 3):
+            for _ in range(n_packets // 3):
                 s.sendto(b"d" + bytes(rnd.randrange(256) for _ in range(31)), ("127.0.0.1", port))
                 time.sleep(0.002)
             s.sendto(b"!DRAIN", ("127.0.0.1", port))
-            time.sleep(0.05)
-            s.sendto(b"!QUIT", ("127.0.0.1", port))
+            t_end = time.time() + 60
+            while proc.poll() is None and time.time() < t_end:
+                s.sendto(b"!QUIT", ("127.0.0.1", port))
+                time.sleep(0.2)
     try:
         log, _ = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
