@@ -115,3 +115,29 @@ define void @set() {
     pta = PointsTo.analyze(prog)
     call = [i for i in m.instrs if i.op == "call"][0]
     assert pta.callees[call.id] == {"@h"}
+
+
+def test_store_value_type_with_constant_expressions():
+    from nfvlab.statealyzr.pointsto import store_value_type
+    assert store_value_type("store i8* getelementptr inbounds ([17 x i8], [17 x i8]* @buf, i64 0, i64 17), "
+                            "i8** %2, align 8") == "i8*"
+    assert store_value_type("store void (i32, i8*)* @h, void (i32, i8*)** @fp, align 8") == "void (i32, i8*)*"
+    assert store_value_type("store i32 %5, i32* @head, align 4") == "i32"
+    assert store_value_type("store volatile i64 0, i64* %3, align 8") == "i64"
+
+
+@needs_clang
+def test_pointer_one_past_a_static_array_updates_it(tmp_path):
+    """tcpdump's intoa(): `cp = buf + sizeof(buf); *--cp = 0;` writes the static buffer (a miss the
+    dynamic check found: the store of a constant-expression pointer was dropped)."""
+    from nfvlab.statealyzr import build
+    from nfvlab.statealyzr.pointsto import PointsTo, Program
+    src = tmp_path / "a.c"
+    src.write_text("char *f(void){ static char buf[8]; char *cp = buf + sizeof(buf); *--cp = 0; return cp; }\n")
+    m = ir.parse_module(build.compile_sources([src], tmp_path / "w"))
+    prog = Program(m)
+    pta = PointsTo.analyze(prog)
+    stores = [i for i in m.instrs if i.op == "store" and i.text.startswith("store i8 0")]
+    assert stores
+    v = prog.value(stores[0].fn, stores[0].parts[1][0])
+    assert prog.gobj["@f.buf"] in pta.pts[v]

@@ -183,6 +183,22 @@ _NO_PTR_OPS = {"icmp", "fcmp", "trunc", "fptosi", "fptoui", "sitofp", "uitofp", 
 _INT_OPS = {"add", "sub", "and", "or", "xor", "zext", "sext"}
 
 
+def store_value_type(text: str) -> str:
+    """The type of the value a `store` writes. The pointer operand's type is that type plus '*',
+    which also handles constant-expression values (`store i8* getelementptr (...), i8** %p`)."""
+    parts = split_top(text.split("store ", 1)[-1].removeprefix("volatile "))
+    if len(parts) < 2:
+        return ""
+    v, p = parts[0], parts[1]
+    i = v.find(" ")
+    while i > 0:
+        t = v[:i]
+        if p.startswith(t + "*"):
+            return t
+        i = v.find(" ", i + 1)
+    return v.split(" ", 1)[0]
+
+
 def _carries_ptr(ty: str) -> bool:
     """Can a value of this IR type hold an address? (pointers, 64-bit integers, aggregates)"""
     ty = ty.strip()
@@ -430,7 +446,7 @@ class PointsTo:
             for p in self._vals(ins, 0):
                 self._load(p, ins.id)
         elif op == "store":
-            if not _carries_ptr(split_top(ins.text.split("store ", 1)[-1].removeprefix("volatile "))[0].rsplit(" ", 1)[0]):
+            if not _carries_ptr(store_value_type(ins.text)):
                 return
             for p in self._vals(ins, 1):
                 for v in self._vals(ins, 0):
