@@ -11,13 +11,17 @@ IRON_TCP   := iron-tcp-senders iron-tcp-receivers iron-tcp-receivers-iron
 IRON_MICRO := iron-naive-attribution $(patsubst experiments/%.yaml,%,$(wildcard experiments/iron-cpu-cap.yaml \
               experiments/iron-throughput.yaml experiments/iron-packet-cost.yaml experiments/iron-overhead.yaml))
 
-.PHONY: help install test lint exp-iron-udp exp-iron-tcp exp-iron-micro report clean-testbed
+# Iron's per-interrupt cost that no tracepoint sees, measured once per machine (python -m nfvlab.iron.calibrate).
+IRON_CAL := build/iron/calibration.json
+
+.PHONY: help install test lint exp-iron-udp exp-iron-tcp exp-iron-micro iron-calibrate report clean-testbed
 
 help:
 	@echo "make exp-iron-udp    Iron UDP study: interference (Fig 2.1, 2.2, 2.4) and Iron (Fig 2.9, 2.11, 2.16)"
 	@echo "make exp-iron-tcp    Iron TCP study: interference (Fig 2.3, 2.5) and Iron (Fig 2.10, 2.12)"
 	@echo "make exp-iron-micro  Iron microbenchmarks (attribution, Fig 2.14, throughput, Table 2.15, overhead)"
 	@echo "make exp-NAME        one spec: experiments/NAME.yaml"
+	@echo "make iron-calibrate  re-measure Iron's hidden per-interrupt cost (done once, before the first study)"
 	@echo "make report          rebuild results/report/index.html from whatever results exist"
 	@echo "make test            install and run the test suite"
 	@echo "make clean-testbed   remove every namespace, cgroup, qdisc, BPF program and process nfvlab made"
@@ -40,16 +44,22 @@ define run-specs
 	$(NFVLAB) report
 endef
 
-exp-iron-udp: install
+$(IRON_CAL): | install
+	$(VENV)/bin/python -m nfvlab.iron.calibrate --save
+
+iron-calibrate: install
+	$(VENV)/bin/python -m nfvlab.iron.calibrate --save
+
+exp-iron-udp: install $(IRON_CAL)
 	$(call run-specs,$(IRON_UDP))
 
-exp-iron-tcp: install
+exp-iron-tcp: install $(IRON_CAL)
 	$(call run-specs,$(IRON_TCP))
 
-exp-iron-micro: install
+exp-iron-micro: install $(IRON_CAL)
 	$(call run-specs,$(IRON_MICRO))
 
-exp-%: install experiments/%.yaml
+exp-%: install $(IRON_CAL) experiments/%.yaml
 	$(call run-specs,$*)
 
 report: install
