@@ -61,7 +61,8 @@ def run_table(recipes: list[str] | None, out: Path, workdir: Path, include_gt: b
     workdir.mkdir(parents=True, exist_ok=True)
     # by default only recipes whose sources this machine can reach (apt or a local path); URL
     # recipes (PRADS, Snort) run when named explicitly
-    names = recipes or [n for n in corpus.recipes() if "url" not in corpus.load_recipe(n).source]
+    names = recipes if recipes is not None else [n for n in corpus.recipes()
+                                                 if "url" not in corpus.load_recipe(n).source]
     rows, flows, costs, failures = [], [], [], []
     targets = [(n, "recipe") for n in names] + ([(g, "ground truth") for g in corpus.ground_truths()]
                                                   if include_gt else [])
