@@ -142,7 +142,6 @@ def run(spec_path: Path, scale: str | None = "quick", repetitions: int | None = 
                             "point_index": point.index,
                             **flat_params(point.params),
                             **{m: metrics.get(m) for m in spec.metrics},
-                            **{m: v for m, v in metrics.items() if m not in spec.metrics},
                             "seconds": round(time.time() - t0, 3),
                             "finished_at": provenance.now_iso(),
                         }
