@@ -107,6 +107,9 @@ def compile_commands_to_ll(ccj: Path, workdir: Path, include=None, exclude=None,
         h = hashlib.sha1(src.encode()).hexdigest()[:8]
         out = workdir / f"{Path(src).stem}-{h}.ll"
         e = dict(e, file=src)
+        if out.exists() and out.stat().st_mtime > max(Path(src).stat().st_mtime, Path(ccj).stat().st_mtime):
+            lls.append(out)      # up to date (headers are not tracked: delete the IR dir to force)
+            continue
         cmd, cwd = _ir_command(e, out)
         r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
         if r.returncode != 0:
