@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from nfvlab.experiments import floods
 from nfvlab.experiments.registry import ExperimentKind
 from nfvlab.testbeds import cgroups
 from nfvlab.testbeds import processes as procs
@@ -205,12 +206,6 @@ class CoreMeter:
         }
 
 
-def flood_totals(ps: list[procs.Proc]) -> tuple[int, float]:
-    """(packets, payload Mbit/s) summed over nfvflood processes that were stopped."""
-    stats = [traffic.parse_flood_stats(p.stdout()) for p in ps]
-    return sum(s.packets for s in stats), sum(s.rate_mbps for s in stats)
-
-
 def iron_totals(stats: dict[str, float] | None, prefix: str = "") -> dict[str, float]:
     if not stats:
         return {f"{prefix}iron_charged_ms": math.nan, f"{prefix}iron_gained_ms": math.nan,
@@ -322,13 +317,12 @@ class Driver:
         set_quota_pct(topo, p.topology.quota_pct)  # as allocated, whatever ran before
         meter = CoreMeter(topo.victim_cpu, topo.containers)
         started: list[procs.Proc] = []
-        senders: list[procs.Proc] = []
-        receivers: list[procs.Proc] = []
+        flood = floods.Flood()
         iron_stats = None
         with iron_runtime(topo, p.iron.mode == "ebpf", drop=p.iron.drop, pre_throttle_pct=p.iron.pre_throttle_pct,
                           attribution=p.iron.attribution) as iron:
             try:
-                self._start(topo, p, raw, started, senders, receivers)
+                flood = self._start(topo, p, raw, started)
                 time.sleep(w.warmup_s)
                 a = meter.snapshot()
                 s0 = iron.stats() if iron is not None else None
@@ -343,8 +337,8 @@ class Driver:
         per_ct = d.pop("cpu_pct")
         sysb = sum(per_ct[c.name] for c in topo.containers if c.role == "sysbench")
         net = sum(per_ct[c.name] for c in topo.containers if c.role != "sysbench")
-        _, offered = flood_totals(senders)
-        _, achieved = flood_totals(receivers)
+        totals = flood.totals()
+        offered, achieved = totals["offered_mbps"], totals["achieved_mbps"]
         allocated = p.topology.quota_pct * p.topology.containers_per_core
         counted = math.nan
         if s0 is not None and s1 is not None:  # what Iron counts: CFS run time + charged - credited
@@ -366,39 +360,19 @@ class Driver:
             **iron_totals(iron_stats),
         }
 
-    def _start(self, topo: Topology, p: Params, raw: Path, started: list[procs.Proc],
-               senders: list[procs.Proc], receivers: list[procs.Proc]) -> None:
+    def _start(self, topo: Topology, p: Params, raw: Path, started: list[procs.Proc]) -> floods.Flood:
         w = p.workload
         forever = sysbench.sysbench_forever_argv(w.window_s + w.warmup_s + 120, prime=w.sysbench_prime,
                                                  binary=self.sysbench)
         for c in topo.containers:
             if c.role == "sysbench":
                 started.append(procs.start_in_container(c, f"{c.name}-sysbench", forever, raw))
-        rate = None if math.isinf(w.send_rate_mbps) else w.send_rate_mbps
         net = [c for c in topo.containers if c.role != "sysbench"]
-        recv_argv = traffic.FloodReceiver(self.flood, "udp", PORT).argv()
         if p.topology.case == "senders":
-            sink = procs.start_on_peer(topo.peer, "peer-recv", recv_argv, raw)
-            started.append(sink)
-            receivers.append(sink)
-            time.sleep(0.2)
-            for c in net:
-                argv = traffic.FloodSender(self.flood, "udp", [topo.peer.ip], PORT, flows=w.flows,
-                                           size=w.payload_bytes, rate_mbps=rate).argv()
-                s = procs.start_in_container(c, f"{c.name}-send", argv, raw)
-                started.append(s)
-                senders.append(s)
-        else:
-            for c in net:
-                r = procs.start_in_container(c, f"{c.name}-recv", recv_argv, raw)
-                started.append(r)
-                receivers.append(r)
-            time.sleep(0.2)
-            argv = traffic.FloodSender(self.flood, "udp", [c.ip for c in net], PORT,
-                                       flows=max(w.flows, len(net)), size=w.payload_bytes, rate_mbps=rate).argv()
-            s = procs.start_on_peer(topo.peer, "peer-send", argv, raw)
-            started.append(s)
-            senders.append(s)
+            return floods.containers_send(self.flood, topo, net, "udp", w.flows, w.payload_bytes, w.send_rate_mbps,
+                                          raw, started)
+        return floods.peer_sends(self.flood, topo, net, "udp", w.flows, w.payload_bytes, w.send_rate_mbps, raw,
+                                 started)
 
 
 def _driver_factory(build_dir: Path) -> Driver:

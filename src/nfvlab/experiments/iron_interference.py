@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from nfvlab.experiments import floods
 from nfvlab.experiments.registry import ExperimentKind
 from nfvlab.testbeds import network
 from nfvlab.testbeds import processes as procs
@@ -24,7 +25,6 @@ from nfvlab.testbeds.local import LocalTestbed
 from nfvlab.testbeds.model import Container, Topology
 from nfvlab.workloads import hostcounters, sysbench, traffic
 
-PORT = 5001
 VICTIM_TIMEOUT_S = 600.0
 
 Interferer = Literal["udp_sender", "tcp_sender", "udp_receiver", "tcp_receiver"]
@@ -165,7 +165,7 @@ class Driver:
     def _victim_run(self, topo: Topology, p: Params, raw: Path, network: bool) -> dict[str, Any]:
         w = p.workload
         started: list[procs.Proc] = []
-        traffic_procs: dict[str, list[procs.Proc]] = {"send": [], "recv": []}
+        flood: floods.Flood | None = None
         try:
             for c in topo.interferers:
                 if c.role == "sysbench" or not network:
@@ -173,7 +173,7 @@ class Driver:
                                                           binary=self.sysbench)
                     started.append(procs.start_in_container(c, f"{c.name}-sysbench", argv, raw))
             if network:
-                self._start_traffic(topo, p, raw, started, traffic_procs)
+                flood = self._start_traffic(topo, p, raw, started)
             time.sleep(w.warmup_s)
             before = hostcounters.HostCounters().snapshot(topo.victim_cpu)
             qd_before = _qdisc_drops(topo)
@@ -202,66 +202,23 @@ class Driver:
             "net_tx_softirqs": counters["net_tx_softirqs"],
             "qdisc_drops": _qdisc_drops(topo) - qd_before,
         }
-        if network:
-            row |= _traffic_summary(traffic_procs)
+        if flood is not None:
+            row |= flood.totals()
         return row
 
-    def _start_traffic(self, topo: Topology, p: Params, raw: Path, started: list[procs.Proc],
-                       out: dict[str, list[procs.Proc]]) -> None:
+    def _start_traffic(self, topo: Topology, p: Params, raw: Path, started: list[procs.Proc]) -> floods.Flood:
         w, t = p.workload, p.topology
         proto = t.interferer.split("_")[0]
         active = [c for c in topo.interferers if c.role == t.interferer]
-        receiver_argv = traffic.FloodReceiver(self.flood, proto, PORT).argv()
-        if t.interferer.endswith("_sender"):
-            sink = procs.start_on_peer(topo.peer, "peer-recv", receiver_argv, raw)
-            started.append(sink)
-            out["recv"].append(sink)
-            time.sleep(0.2)  # the sink must listen before TCP senders connect
-            per_container = max(1, w.flows // len(active))
-            for c in active:
-                argv = traffic.FloodSender(self.flood, proto, [topo.peer.ip], PORT, flows=per_container,
-                                           size=w.payload_bytes).argv()
-                s = procs.start_in_container(c, f"{c.name}-send", argv, raw)
-                started.append(s)
-                out["send"].append(s)
-        else:
-            for c in active:
-                r = procs.start_in_container(c, f"{c.name}-recv", receiver_argv, raw)
-                started.append(r)
-                out["recv"].append(r)
-            time.sleep(0.2)
-            rate = None if math.isinf(w.send_rate_mbps) else w.send_rate_mbps
-            argv = traffic.FloodSender(self.flood, proto, [c.ip for c in active], PORT,
-                                       flows=max(w.flows, len(active)), size=w.payload_bytes,
-                                       rate_mbps=rate).argv()
-            s = procs.start_on_peer(topo.peer, "peer-send", argv, raw)
-            started.append(s)
-            out["send"].append(s)
+        if t.interferer.endswith("_sender"):  # the core's flows divided among its senders
+            return floods.containers_send(self.flood, topo, active, proto, max(1, w.flows // len(active)),
+                                          w.payload_bytes, math.inf, raw, started)
+        return floods.peer_sends(self.flood, topo, active, proto, w.flows, w.payload_bytes, w.send_rate_mbps,
+                                 raw, started)
 
 
 def _qdisc_drops(topo: Topology) -> int:
     return network.qdisc_stats(topo.peer.host_ifname).get("qdisc_drops", 0)
-
-
-def _traffic_summary(tp: dict[str, list[procs.Proc]]) -> dict[str, Any]:
-    """Sum the senders' and receivers' own counts (they print JSON when stopped)."""
-
-    def total(ps: list[procs.Proc]) -> tuple[int, float]:
-        stats = [traffic.parse_flood_stats(p.stdout()) for p in ps]
-        # first-to-last packet: receivers start listening before any traffic arrives
-        return sum(s.packets for s in stats), sum(s.active_rate_mbps for s in stats)
-
-    sent, offered = total(tp["send"])
-    received, achieved = total(tp["recv"])
-    drops = max(0, sent - received)
-    return {
-        "offered_mbps": offered,
-        "achieved_mbps": achieved,
-        "sent_packets": sent,
-        "received_packets": received,
-        "drops": drops,
-        "drop_pct": 100 * drops / sent if sent else 0.0,
-    }
 
 
 def _driver_factory(build_dir: Path) -> Driver:
