@@ -25,7 +25,7 @@ define dso_local void @handler(i32 noundef %0) #0 !dbg !10 {
   br label %6
 
 5:                                                ; preds = %1
-  %r = call i32 (i8*, ...) @printf(i8* noundef getelementptr inbounds ([4 x i8], [4 x i8]* @.str, i64 0, i64 0)), !dbg !13
+  %r = call i32 (i8*, ...) @printf(i8* getelementptr inbounds ([4 x i8], [4 x i8]* @.str, i64 0, i64 0))
   br label %6
 
 6:
@@ -37,7 +37,7 @@ declare void @ext(...)
 declare i32 @printf(i8* noundef, ...)
 
 !0 = !DIGlobalVariableExpression(var: !1, expr: !DIExpression())
-!1 = distinct !DIGlobalVariable(name: "count", scope: !2, file: !3, line: 4, type: !5, isLocal: false, isDefinition: true)
+!1 = distinct !DIGlobalVariable(name: "count", scope: !2, file: !3, line: 4, type: !5)
 !2 = distinct !DICompileUnit(language: DW_LANG_C99, file: !3)
 !3 = !DIFile(filename: "x.c", directory: "/tmp")
 !5 = !DIBasicType(name: "int", size: 32, encoding: DW_ATE_signed)

@@ -22,8 +22,9 @@ __all__ = ["Config", "Result", "StateAlyzr", "analyze_ll", "analyze_sources"]
 
 
 def analyze_ll(path: str | Path, name: str | None = None, config: Config | None = None) -> Result:
-    from .ir import parse_module
     import time
+
+    from .ir import parse_module
     t0 = time.perf_counter()
     mod = parse_module(path)
     parse_s = time.perf_counter() - t0
@@ -34,8 +35,9 @@ def analyze_ll(path: str | Path, name: str | None = None, config: Config | None 
 
 def analyze_sources(srcs, name: str | None = None, config: Config | None = None,
                     flags: list[str] | None = None, workdir: str | Path | None = None) -> Result:
-    from .build import compile_sources
     import time
+
+    from .build import compile_sources
     srcs = [Path(s) for s in srcs]
     with tempfile.TemporaryDirectory(prefix="statealyzr-") as tmp:
         wd = Path(workdir) if workdir else Path(tmp)

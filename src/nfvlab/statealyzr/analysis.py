@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .ir import DebugVar, Module, load_lines
 from .pointsto import CALLBACKS
-from .sdg import SDG, build, natural_loops
+from .sdg import build, natural_loops
 
 PKT_RECV = ["pcap_next", "pcap_next_ex", "pcap_loop", "pcap_dispatch", "recv", "recvfrom", "recvmsg",
             "daq_acquire", "DAQ_Acquire", "daq_instance_msg_receive"]
@@ -34,7 +34,8 @@ CALLBACK_RECV = {"pcap_loop", "pcap_dispatch", "daq_acquire", "DAQ_Acquire"}
 
 # header-field names as they appear in netinet/*.h, net/ethernet.h, pcap and common middlebox code
 HEADER_FIELDS = {
-    "src_ip": ["saddr", "ip_src", "src", "sin_addr", "sin6_addr", "src_ip", "srcip", "sip", "ip6_src", "src_addr", "s_addr_src"],
+    "src_ip": ["saddr", "ip_src", "src", "sin_addr", "sin6_addr", "src_ip", "srcip", "sip", "ip6_src",
+               "src_addr"],
     "dst_ip": ["daddr", "ip_dst", "dst", "dst_ip", "dstip", "dip", "ip6_dst", "dst_addr"],
     "src_port": ["source", "th_sport", "sin_port", "sin6_port", "uh_sport", "sport", "src_port", "srcport"],
     "dst_port": ["dest", "th_dport", "uh_dport", "dport", "dst_port", "dstport"],
@@ -417,7 +418,7 @@ class StateAlyzr:
             if ins.fn not in loop_procs:
                 # the loop is in a caller: the blocks of the loops around the call chain
                 continue
-            for h, body in natural_loops(mod.functions[ins.fn]):
+            for _h, body in natural_loops(mod.functions[ins.fn]):
                 if ins.block in body:
                     recv_loop_blocks.setdefault(ins.fn, set()).update(body)
         for f in loop_procs:
@@ -425,7 +426,7 @@ class StateAlyzr:
                 continue
             # receive happens in a callee (or via a callback): loops around calls reaching it
             fn = mod.functions[f]
-            for h, body in natural_loops(fn):
+            for _h, body in natural_loops(fn):
                 for b in body:
                     for ins in fn.blocks[b].instrs:
                         if ins.op == "call" and any(self._reaches_recv(g) for g in pta.callees.get(ins.id, ())):
@@ -564,9 +565,9 @@ class StateAlyzr:
                            if mod.instrs[a].fn == f and self.vars[k].kind == "formal"}
                 formal_refs = {mod.instrs[a].res for a in formals} | set(fn.params)
                 for ins in fn.instrs():
-                    if ins.op == "call" and ins.parts and (self._callee_names(ins) & {x[1:] for x in frees}
-                                                           or (ins.direct in out)):
-                        if set(self._ssa_closure(f, ins.parts[0])) & formal_refs:
+                    frees_it = ins.op == "call" and ins.parts and (
+                        self._callee_names(ins) & {x[1:] for x in frees} or ins.direct in out)
+                    if frees_it and set(self._ssa_closure(f, ins.parts[0])) & formal_refs:
                             out.add(f)
                             changed = True
                             break
@@ -646,7 +647,7 @@ class StateAlyzr:
                             if n is not None:
                                 targets[k].append((n, f"index at {self.where(ins)}"))
             # iteration: loops whose exit condition refers to a keyed variable
-            for header, body in natural_loops(fn):
+            for _header, body in natural_loops(fn):
                 conds = []
                 for b in body:
                     term = fn.blocks[b].instrs[-1] if fn.blocks[b].instrs else None
@@ -684,7 +685,6 @@ class StateAlyzr:
         # data dependences: one forward pass per field instead of one backward pass per variable
         t0 = time.perf_counter()
         field_seeds: dict[str, list[int]] = {c: [] for c in _FIELD_RE}
-        field_where: dict[str, dict[int, str]] = {c: {} for c in _FIELD_RE}
         for n in fwd:
             if n < len(mod.instrs) and mod.instrs[n].dbg:
                 line = self.src_line(mod.instrs[n])

@@ -77,10 +77,10 @@ def _ir_command(entry: dict, out: Path) -> tuple[list[str], str]:
             keep += [a, args[i + 1]]
             i += 2
             continue
-        if a.startswith(("-I", "-D", "-U", "-std=", "-isystem", "-iquote", "-include", "-m", "-pthread",
-                         "--sysroot")) and not a.startswith(("-MD", "-MM", "-MF", "-MT", "-MQ", "-MP")):
-            keep.append(a)
-        elif a.startswith("-f") and not a.startswith(_DROP_F):
+        keep_flag = a.startswith(("-I", "-D", "-U", "-std=", "-isystem", "-iquote", "-include", "-m",
+                                  "-pthread", "--sysroot")) and not a.startswith(("-MD", "-MM", "-MF", "-MT",
+                                                                                 "-MQ", "-MP"))
+        if keep_flag or (a.startswith("-f") and not a.startswith(_DROP_F)):
             keep.append(a)
         i += 1
     return [CLANG, *IR_FLAGS, *keep, "-c", src, "-o", str(out)], entry["directory"]

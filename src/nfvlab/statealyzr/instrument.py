@@ -146,7 +146,8 @@ def make_patch(plan: dict, out_dir: str | Path | None = None, root: str | Path |
         if s["file"] and s["file"] == s["fn_file"] and _safe_line(ls, s["line"], s["scope_line"]):
             edits.setdefault(s["file"], {}).setdefault(s["line"], set()).add(s["bit"])
             placed["at_statement"] += 1
-        elif s["fn_file"] and s["scope_line"] and "{" in (lines_of(s["fn_file"]) + [""] * s["scope_line"])[s["scope_line"] - 1]:
+        elif s["fn_file"] and s["scope_line"] and \
+                "{" in (lines_of(s["fn_file"]) + [""] * s["scope_line"])[s["scope_line"] - 1]:
             func_edits.setdefault(s["fn_file"], {}).setdefault(s["scope_line"], set()).add(s["bit"])
             placed["at_procedure_entry"] += 1
         else:

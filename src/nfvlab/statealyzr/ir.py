@@ -194,11 +194,7 @@ class Module:
                 name = self.md_str(mid, "filename")
                 d = self.md_str(mid, "directory")
                 return name if name.startswith("/") or not d else f"{d}/{name}"
-            fid = self.md_ref(mid, "file")
-            if fid:
-                mid = fid
-            else:
-                mid = self.md_ref(mid, "scope")
+            mid = self.md_ref(mid, "file") or self.md_ref(mid, "scope")
             seen += 1
         return ""
 

@@ -41,7 +41,7 @@ PURE = {"@strlen", "@strnlen", "@strcmp", "@strncmp", "@strcasecmp", "@strncasec
         "@usleep", "@getpid", "@__errno_location", "@strerror", "@gettimeofday",
         "@clock_gettime", "@__ctype_b_loc", "@__ctype_tolower_loc", "@__ctype_toupper_loc",
         "@pcap_dump", "@pcap_close", "@pcap_dump_close", "@pcap_geterr", "@pcap_datalink",
-        "@inet_addr", "@ntohs", "@socket", "@bind", "@listen", "@connect", "@setsockopt"}
+        "@inet_addr", "@socket", "@bind", "@listen", "@connect", "@setsockopt"}
 # library functions that store a pointer through an argument: name -> [(arg index, source)]
 #   source "arg0": a pointer into argument 0 (strtol's endptr...); "fresh": a new object
 PTR_OUT = {
@@ -469,7 +469,8 @@ class PointsTo:
         elif ins.res:
             if op in _NO_PTR_OPS:
                 return
-            if op in _INT_OPS and not ins.text.split(op + " ", 1)[-1].replace("nuw ", "").replace("nsw ", "").replace("exact ", "").startswith("i64"):
+            rest = ins.text.split(op + " ", 1)[-1].replace("nuw ", "").replace("nsw ", "").replace("exact ", "")
+            if op in _INT_OPS and not rest.startswith("i64"):
                 return
             for k in range(len(ins.parts)):
                 for v in self._vals(ins, k):

@@ -237,7 +237,7 @@ class SDG:
         return out
 
     def build(self) -> SDG:
-        prog, pta, mod = self.prog, self.pta, self.prog.mod
+        prog, mod = self.prog, self.prog.mod
         for fn in mod.functions.values():
             self.entry[fn.name] = prog.new("entry", fn.name)
         for fn in mod.functions.values():
@@ -269,7 +269,7 @@ class SDG:
                             self.succ[v].append(ins.id)
 
     def _instr(self, ins, bn: int) -> None:
-        prog, pta, op = self.prog, self.pta, ins.op
+        prog, op = self.prog, ins.op
         if op == "load":
             self._uses(ins)
             objs = self._ptsof(ins, 0)

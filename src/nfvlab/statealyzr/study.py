@@ -124,6 +124,7 @@ def instrument_recipe(name: str, result_json: Path, workdir: Path, log=print) ->
     """Apply the update-tracking patch to a copy of a recipe's tree and rebuild it with the
     recipe's own commands: does the instrumented middlebox compile?"""
     import shutil
+
     from .analysis import Result  # noqa: F401  (documentation of the JSON shape)
     from .instrument import make_patch
     r = corpus.load_recipe(name)
