@@ -17,6 +17,7 @@ import re
 import resource
 import sys
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -531,9 +532,25 @@ class StateAlyzr:
                         written.setdefault(o, ins.id)
         self.written = written
         out = dict(direct)
+        # objects from which some written object is reachable: one reverse traversal of the
+        # points-to graph instead of one forward traversal per top-level variable
+        rev: dict[int, list[int]] = defaultdict(list)
+        for o in self.prog.obj_label:
+            for p in self.pta.pts.get(o, ()):
+                rev[p].append(o)
+        can_reach = set(written)
+        stack = list(written)
+        while stack:
+            o = stack.pop()
+            for q in rev.get(o, ()):
+                if q not in can_reach:
+                    can_reach.add(q)
+                    stack.append(q)
         self.reach_of: dict[str, set[int]] = {}
         for k in top:
             objs = self.var_obj.get(k, set())
+            if k not in out and not objs & can_reach:
+                continue
             r = self.pta.reach(objs)
             self.reach_of[k] = r
             if k in out:
