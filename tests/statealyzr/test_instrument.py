@@ -59,3 +59,12 @@ __attribute__((destructor)) static void sa_dump(void) {
     set_vars = {names[int(i)] for i, v in bits.items() if v == "1"}
     assert {"conn_table", "total_packets", "total_conns", "cur_ip"} <= set_vars
     assert "dropped" not in set_vars      # all generated packets are IPv4
+
+
+def test_multiline_for_header_is_not_a_statement_boundary():
+    """HAProxy has `for (...;\n     ...; ctx->obj2 = srv_drop(sv))`: no insertion inside the header."""
+    from nfvlab.statealyzr.instrument import _paren_depth, _safe_line
+    lines = ["int f(void) {", "  for (i = 0; i < n;", "       i++) {", "    x = 1;", "  }",
+             '  s = "(";', "  y = 2;"]
+    assert _paren_depth(lines, 1, 3) == 1 and not _safe_line(lines, 3, 1)
+    assert _safe_line(lines, 4, 1) and _safe_line(lines, 7, 1)

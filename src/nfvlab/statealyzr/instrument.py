@@ -102,8 +102,41 @@ def _site(sa, i: int, bit: int, upd: list[str]) -> dict:
 _UNSAFE_START = ("else", "}", "case ", "case\t", "default", "#", ")", "&&", "||", "?", ":", ".", "-", "+")
 
 
+def _paren_depth(lines: list[str], start: int, end: int) -> int:
+    """Parenthesis depth at the start of line `end` (1-based), counted from line `start`, skipping
+    string/char literals and comments (a `for (...;\n ...)` header is not a statement boundary)."""
+    depth, in_block = 0, False
+    for ln in range(max(1, start), end):
+        t = lines[ln - 1]
+        i, n = 0, len(t)
+        while i < n:
+            c = t[i]
+            if in_block:
+                if c == "*" and i + 1 < n and t[i + 1] == "/":
+                    in_block = False
+                    i += 1
+            elif c == "/" and i + 1 < n and t[i + 1] == "/":
+                break
+            elif c == "/" and i + 1 < n and t[i + 1] == "*":
+                in_block = True
+                i += 1
+            elif c in "\"'":
+                q = c
+                i += 1
+                while i < n and t[i] != q:
+                    i += 2 if t[i] == "\\" else 1
+            elif c == "(":
+                depth += 1
+            elif c == ")":
+                depth -= 1
+            i += 1
+    return depth
+
+
 def _safe_line(lines: list[str], ln: int, scope_line: int) -> bool:
     if ln <= scope_line or ln > len(lines):
+        return False
+    if _paren_depth(lines, scope_line, ln) != 0:
         return False
     cur = lines[ln - 1].strip()
     if not cur or cur.startswith(_UNSAFE_START):
