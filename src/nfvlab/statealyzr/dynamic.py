@@ -143,6 +143,8 @@ def dynamic_check(name: str, workdir: Path, n_packets: int = 257) -> dict:
     if not out.exists():
         return {"middlebox": name, "error": "no snapshots", "gdb_log": log[-2000:]}
     snaps = json.loads(out.read_text())
+    if "start" not in snaps or "end" not in snaps:
+        return {"middlebox": name, "error": "receive or exit breakpoint not hit", "gdb_log": log[-2000:]}
     rep = _compare(name, syms, snaps, res.to_json()["variables"], n_packets)
     rep["updateable"] = sorted(v.key for v in res.variables if "updateable" in v.classes)
     return rep
