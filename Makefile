@@ -8,18 +8,20 @@ RUNARGS ?=
 # Which specs each study runs (experiments/<name>.yaml), in order.
 IRON_UDP   := iron-udp-receiver-pair iron-udp-senders iron-udp-receivers iron-udp-receivers-iron iron-drop-mechanism
 IRON_TCP   := iron-tcp-senders iron-tcp-receivers iron-tcp-receivers-iron
+STATEALYZR := statealyzr-table statealyzr-flowspace statealyzr-cost
 IRON_MICRO := iron-naive-attribution $(patsubst experiments/%.yaml,%,$(wildcard experiments/iron-cpu-cap.yaml \
               experiments/iron-throughput.yaml experiments/iron-packet-cost.yaml experiments/iron-overhead.yaml))
 
 # Iron's per-interrupt cost that no tracepoint sees, measured once per machine (python -m nfvlab.iron.calibrate).
 IRON_CAL := build/iron/calibration.json
 
-.PHONY: help install test lint exp-iron-udp exp-iron-tcp exp-iron-micro iron-calibrate report clean-testbed
+.PHONY: help install test lint exp-iron-udp exp-iron-tcp exp-iron-micro exp-statealyzr iron-calibrate report clean-testbed
 
 help:
 	@echo "make exp-iron-udp    Iron UDP study: interference (Fig 2.1, 2.2, 2.4) and Iron (Fig 2.9, 2.11, 2.16)"
 	@echo "make exp-iron-tcp    Iron TCP study: interference (Fig 2.3, 2.5) and Iron (Fig 2.10, 2.12)"
 	@echo "make exp-iron-micro  Iron microbenchmarks (attribution, Fig 2.14, throughput, Table 2.15, overhead)"
+	@echo "make exp-statealyzr  StateAlyzr on real middleboxes (Table 4.13, Fig 4.14, Table 4.17; hours)"
 	@echo "make exp-NAME        one spec: experiments/NAME.yaml"
 	@echo "make iron-calibrate  re-measure Iron's hidden per-interrupt cost (done once, before the first study)"
 	@echo "make report          rebuild results/report/index.html from whatever results exist"
@@ -58,6 +60,10 @@ exp-iron-tcp: install $(IRON_CAL)
 
 exp-iron-micro: install $(IRON_CAL)
 	$(call run-specs,$(IRON_MICRO))
+
+# StateAlyzr on the middlebox corpus (Table 4.13, Fig 4.14, Table 4.17): builds real middleboxes, hours.
+exp-statealyzr: install
+	$(call run-specs,$(STATEALYZR))
 
 exp-%: install $(IRON_CAL) experiments/%.yaml
 	$(call run-specs,$*)

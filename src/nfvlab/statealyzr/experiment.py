@@ -5,7 +5,7 @@ A point is one middlebox (a recipe or a ground-truth name); its "measurement" is
 
     "statealyzr": "nfvlab.statealyzr.experiment:KIND",
 
-after which the specs staged in ``nfvlab/statealyzr/specs/`` can move to ``experiments/``.
+its specs are experiments/statealyzr-*.yaml.
 """
 
 from __future__ import annotations
