@@ -61,8 +61,10 @@ exp-iron-tcp: install $(IRON_CAL)
 exp-iron-micro: install $(IRON_CAL)
 	$(call run-specs,$(IRON_MICRO))
 
-# StateAlyzr on the middlebox corpus (Table 4.13, Fig 4.14, Table 4.17): builds real middleboxes, hours.
+# StateAlyzr on the middlebox corpus (Table 4.13, Fig 4.14, Table 4.17): builds real middleboxes.
+# statealyzr-deps.sh adds deb-src twins of the apt sources and the recipes' build dependencies.
 exp-statealyzr: install
+	@scripts/statealyzr-deps.sh
 	$(call run-specs,$(STATEALYZR))
 
 exp-%: install $(IRON_CAL) experiments/%.yaml
