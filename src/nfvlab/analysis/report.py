@@ -14,6 +14,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ TEMPLATE = "report.html.j2"
 CLAIM_COLUMNS = ["spec", "claim_id", "statement", "verdict", "paper_value", "reference", "reference_value",
                  "reference_mismatch", "measured", "condition", "metric", "where", "point_stat",
                  "across_points", "op", "value", "tolerance", "n_points", "n_rows", "notes"]
+# experiment kind -> "module:function" adding kind-specific tables and figures (paper vs measured)
+KIND_SECTIONS = {"statealyzr": "nfvlab.analysis.statealyzr:sections"}
 PROVENANCE_FIELDS = [("status", "status"), ("start", "start"), ("end", "end"), ("scale", "scale"),
                      ("spec_hash", "spec hash"), ("host", "host"), ("kernel", "kernel"),
                      ("cpu_model", "CPU model"), ("cores", "cores"), ("cgroup_version", "cgroup version"),
@@ -90,6 +93,7 @@ class Experiment:
     summary_rows: list[list[str]] = field(default_factory=list)
     summary_metrics: list[str] = field(default_factory=list)
     claims: list[ClaimResult] = field(default_factory=list)
+    tables: list[Any] = field(default_factory=list)  # kind-specific paper-vs-measured tables
     provenance: list[tuple[str, str]] | None = None
     provenance_tools: list[tuple[str, str]] = field(default_factory=list)
     provenance_error: str | None = None
@@ -209,9 +213,29 @@ def _experiment(path: Path, results_root: Path, report_dir: Path,
         long = point_summary(df, spec.metrics)
         if not long.empty:
             atomic_write(store.dir / "summary.csv", long.to_csv(index=False))
+    # also without rows: the paper's side of a paper-vs-measured table is worth showing
+    _kind_sections(exp, spec, df, store.figures_dir, report_dir, references)
     exp.claims = [evaluate_claim(c, df, spec.name, references) for c in spec.claims]
     exp.provenance, exp.provenance_tools, exp.provenance_error = read_provenance(store)
     return exp
+
+
+def _kind_sections(exp: Experiment, spec: Spec, df: pd.DataFrame, figures_dir: Path, report_dir: Path,
+                   references: dict[str, ReferenceValue]) -> None:
+    """Tables and figures of the spec's kind that the generic figure kinds cannot draw."""
+    target = KIND_SECTIONS.get(spec.kind)
+    if target is None:
+        return
+    module, attr = target.split(":")
+    try:
+        tables, figures = getattr(import_module(module), attr)(spec, df, references, figures_dir)
+    except Exception as e:  # noqa: BLE001 - a broken section is reported, not fatal
+        exp.error = f"{spec.kind} report sections failed: {type(e).__name__}: {e}"
+        return
+    exp.tables = tables
+    for fid, title, paper_figure, files, n, err in figures:
+        out = FigureOutput(fid, title, "bar", paper_figure, files, n, err)
+        exp.figures.append(_copy_figure(out, spec.name, report_dir))
 
 
 def _orphans(results_root: Path, known: set[str]) -> list[str]:
