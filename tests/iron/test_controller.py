@@ -37,6 +37,7 @@ def make_container(tmp: Path, name: str, index: int, quota_us: int = 50_000, ver
         (d / "cpu.cfs_quota_us").write_text(f"{quota_us}\n")
         (d / "cpu.cfs_period_us").write_text("100000\n")
         (d / "cpu.stat").write_text("nr_periods 0\nnr_throttled 0\nthrottled_time 0\n")
+        (d / "cpuacct.usage").write_text("0\n")
     else:
         (d / "cpu.max").write_text(f"{quota_us} 100000\n")
         (d / "cpu.stat").write_text("usage_usec 0\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\n")
@@ -49,6 +50,18 @@ def throttled(c: Container, n: int) -> None:
     f = c.cgroup.cpu / "cpu.stat"
     lines = dict(line.split() for line in f.read_text().splitlines())
     lines["nr_throttled"] = str(int(lines["nr_throttled"]) + n)
+    f.write_text("".join(f"{k} {v}\n" for k, v in lines.items()))
+
+
+def use_cpu(c: Container, ns: int) -> None:
+    """The group ran ``ns`` more of CPU time (cpuacct.usage / cpu.stat usage_usec)."""
+    if c.cgroup.version == 1:
+        f = c.cgroup.cpuacct / "cpuacct.usage"
+        f.write_text(f"{int(f.read_text()) + ns}\n")
+        return
+    f = c.cgroup.cpu / "cpu.stat"
+    lines = dict(line.split() for line in f.read_text().splitlines())
+    lines["usage_usec"] = str(int(lines["usage_usec"]) + ns // 1000)
     f.write_text("".join(f"{k} {v}\n" for k, v in lines.items()))
 
 
@@ -136,3 +149,56 @@ def test_unlimited_container_not_controlled(tmp_path):
     free = make_container(tmp_path, "f", 0, quota_us=-1)
     ctl = Controller(FakeBPF(), [free])
     assert ctl.cts == []
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_in_period_step_applies_credit_and_charge_before_the_boundary(tmp_path, version):
+    victim = make_container(tmp_path, "v", 0, version=version)
+    recv = make_container(tmp_path, "r", 1, version=version)
+    bpf = FakeBPF()
+    ctl = Controller(bpf, [victim, recv], mid_step_ms=10)
+    now = 1_000_000_000
+    for ct in ctl.cts:  # phase known, the period started just now
+        ct.next_boundary = now + 100 * MS
+    v, r = ctl.cts
+    # 30 ms into the period: v ran 20 ms of which 6 ms were r's packets; r ran 30 ms and was charged 6
+    bpf.add(0, run_ns=20 * MS, gained_ns=6 * MS)
+    bpf.add(1, run_ns=30 * MS, charged_ns=6 * MS)
+    use_cpu(victim, 20 * MS)
+    use_cpu(recv, 30 * MS)
+    ctl._mid_step(v, now + 30 * MS)
+    ctl._mid_step(r, now + 30 * MS)
+    assert quota(victim) == 36_000  # 50 + 6 credit - 20 used: the pool now holds what is left
+    assert quota(recv) == 14_000  # 50 - 6 charge - 30 used
+    # 10 ms later, nothing new: no further writes (the pools are right)
+    use_cpu(victim, 5 * MS)
+    (victim.cgroup.cpu / ("cpu.cfs_quota_us" if version == 1 else "cpu.max")).write_text(
+        "36000\n" if version == 1 else "36000 100000\n")
+    ctl._mid_step(v, now + 40 * MS)
+    assert v.mid_writes == 1
+    # r is charged past its allocation: its pool is emptied (kernel minimum)
+    bpf.add(1, charged_ns=20 * MS)
+    ctl._mid_step(r, now + 50 * MS)
+    assert quota(recv) == 1000
+    # the boundary step sees the whole period and rewrites the quota for the next one: v used its raised
+    # allocation (50 + 6), so it starts afresh at 50; r ran 31 ms and was charged 26: 7 ms of debt
+    bpf.add(0, run_ns=36 * MS)
+    bpf.add(1, run_ns=1 * MS)
+    throttled(victim, 1)
+    throttled(recv, 1)
+    step(ctl, 0)
+    step(ctl, 1)
+    assert quota(victim) == 50_000 and quota(recv) == 43_000
+    assert v.mid_written_ns is None and r.mid_written_ns is None
+
+
+def test_no_in_period_steps_near_the_boundary(tmp_path):
+    victim = make_container(tmp_path, "v", 0)
+    bpf = FakeBPF()
+    ctl = Controller(bpf, [victim], mid_step_ms=10)
+    (v,) = ctl.cts
+    v.next_boundary = 100 * MS
+    v.next_mid = 96 * MS
+    bpf.add(0, gained_ns=6 * MS)
+    ctl._mid_step(v, 96 * MS)
+    assert v.next_mid is None and v.mid_writes == 0 and quota(victim) == 50_000

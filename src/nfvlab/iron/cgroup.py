@@ -13,6 +13,7 @@ class CfsFiles:
     def __init__(self, cg: CgroupPaths) -> None:
         self.version = cg.version
         self.dir = Path(cg.cpu)
+        self.acct = Path(cg.cpuacct)
 
     # quota/period in microseconds; quota -1 = unlimited
     def read(self) -> tuple[int, int]:
@@ -49,3 +50,12 @@ class CfsFiles:
             if first.startswith(b"nr_periods"):
                 return int(first.split()[1])
         return self.stat().get("nr_periods", 0)
+
+    def usage_ns(self) -> int:
+        """CPU time the group's tasks used so far, up to now (also for the task running right now)."""
+        if self.version == 1:
+            return int((self.acct / "cpuacct.usage").read_text())
+        for line in (self.dir / "cpu.stat").read_text().splitlines():
+            if line.startswith("usage_usec"):
+                return int(line.split()[1]) * 1000
+        return 0

@@ -42,6 +42,9 @@ LATE_NS = 500_000  # a window's first poll later than this after it opened: the 
 RT_PRIORITY = 10  # SCHED_FIFO for the controller thread: wake-ups on time even on a loaded core
 WINDOW_BEFORE_NS = 1_000_000
 WINDOW_AFTER_NS = 5_000_000
+# In-period steps (see Controller): how often, and the smallest quota change worth a write.
+DEFAULT_MID_STEP_MS = 10.0
+MID_STEP_MIN_CHANGE_NS = 500_000
 
 
 @dataclass
@@ -68,14 +71,22 @@ class ContainerCtl:
     steps: int = 0
     forced_steps: int = 0
     history: list[tuple[float, int, int, int, int]] = field(default_factory=list)  # t, quota, charged, gained, run
+    usage0: int = 0  # cgroup CPU usage at the last boundary step
+    next_mid: int | None = None  # when the next in-period step is due
+    mid_written_ns: int | None = None  # quota written by an in-period step in this period (None: none)
+    mid_usage: int = 0  # cgroup CPU usage when it was written
+    mid_writes: int = 0
 
 
 class Controller:
     def __init__(self, bpf: IronBPF, containers: list[Container], *, k: int = 1,
                  attribution: Literal["iron", "naive"] = "iron", pre_throttle_pct: float = 0.0,
-                 cpus: set[int] | None = None, keep_history: int = 10_000) -> None:
+                 cpus: set[int] | None = None, keep_history: int = 10_000,
+                 mid_step_ms: float | None = DEFAULT_MID_STEP_MS) -> None:
         self.bpf = bpf
         self.k = max(1, int(k))
+        # in-period steps need the period phase and apply to one period at a time (k = 1)
+        self.mid_ns = int(mid_step_ms * 1e6) if mid_step_ms and self.k == 1 and attribution == "iron" else 0
         self.attribution = attribution
         self.pre = max(0.0, min(100.0, pre_throttle_pct))
         self.cpus = cpus
@@ -95,7 +106,7 @@ class Controller:
             self.cts.append(ContainerCtl(
                 c=c, slot=c.index, cfs=cfs, period_ns=p_us * 1000, quota_ns=q_us * 1000, orig_quota_us=q_us,
                 written_ns=q_us * 1000, last=st, last_stat=stat, last_nr_periods=stat.get("nr_periods", 0),
-                unknown_since=time.monotonic_ns()))
+                unknown_since=time.monotonic_ns(), usage0=cfs.usage_ns()))
         for ct in self.cts:
             self._set_budget(ct, ct.quota_ns, force=False)
 
@@ -135,6 +146,13 @@ class Controller:
             while not self.stop_ev.is_set():
                 now = time.monotonic_ns()
                 wake = min((self._window_open(ct, now) for ct in self.cts), default=now + 50_000_000)
+                for ct in self.cts:
+                    if ct.next_mid is not None:
+                        if ct.next_mid <= now:
+                            self._mid_step(ct, now)
+                        if ct.next_mid is not None:
+                            wake = min(wake, ct.next_mid)
+                now = time.monotonic_ns()
                 if wake > now:
                     if self.stop_ev.wait((wake - now) / 1e9):
                         break
@@ -187,6 +205,8 @@ class Controller:
             return
         if ct.periods >= self.k:
             self._step(ct)
+            if self.mid_ns and ct.next_boundary is not None:
+                ct.next_mid = now + self.mid_ns
 
     @staticmethod
     def _poll_ns(ct: ContainerCtl) -> int:
@@ -209,12 +229,44 @@ class Controller:
             min_quota=MIN_QUOTA_US * 1000, max_quota=ct.period_ns * (os.cpu_count() or 1))
         ct.carry, ct.gained = dec.carry, dec.gained
         q_us = max(MIN_QUOTA_US, dec.quota // 1000)
-        if q_us * 1000 != ct.written_ns:
+        if q_us * 1000 != ct.written_ns or ct.mid_written_ns is not None:
             ct.cfs.write_quota(q_us)
             ct.written_ns = q_us * 1000
+        ct.mid_written_ns = None
+        ct.usage0 = ct.cfs.usage_ns()
         self._set_budget(ct, ct.written_ns, dec.force_drop)
         ct.steps += 1
         ct.forced_steps += int(dec.force_drop)
         if len(ct.history) < self.keep_history:
             ct.history.append((time.time(), q_us, d["charged_ns"], d["gained_ns"], d["run_ns"]))
         self.step_ns_total += time.monotonic_ns() - t0
+
+    def _mid_step(self, ct: ContainerCtl, now: int) -> None:
+        """Apply this period's charges and credits so far within the period (Alg. 2.8's local refill
+        does it per slice in the kernel; a boundary-only step would pay a victim back one period late
+        and let the interferers keep the time meanwhile).
+
+        The period's allocation becomes ``written - (charged - gained)``; the kernel pool is set to what
+        is left of it (writing the quota sets the pool to the written value without moving the period
+        timer). The boundary step is unchanged: it computes the next quota from the whole period's
+        charges, so nothing is applied twice.
+        """
+        if ct.next_boundary is None or now + self.mid_ns // 2 >= ct.next_boundary - WINDOW_BEFORE_NS:
+            ct.next_mid = None  # the boundary step comes next
+            return
+        ct.next_mid = now + self.mid_ns
+        cur = self.bpf.stats(ct.slot)
+        net = (cur["charged_ns"] - ct.last.get("charged_ns", 0)) - (cur["gained_ns"] - ct.last.get("gained_ns", 0))
+        usage = ct.cfs.usage_ns()
+        want = ct.written_ns - net - (usage - ct.usage0)  # what the pool should hold now
+        if ct.mid_written_ns is None:
+            pool = ct.written_ns - (usage - ct.usage0)
+        else:
+            pool = ct.mid_written_ns - (usage - ct.mid_usage)
+        if abs(want - pool) < MID_STEP_MIN_CHANGE_NS or (want <= 0 and pool <= 0):
+            return  # the kernel pool is about right (or the group is out of runtime either way)
+        q = max(MIN_QUOTA_US * 1000, min(ct.period_ns * (os.cpu_count() or 1), want))
+        ct.cfs.write_quota(q // 1000)
+        ct.mid_written_ns = q // 1000 * 1000
+        ct.mid_usage = usage
+        ct.mid_writes += 1

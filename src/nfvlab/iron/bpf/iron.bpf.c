@@ -91,6 +91,7 @@ struct cpu_state {
 	__u64 win_h, win_s, win_s_rx, win_s_tx;
 	__u32 in_sirq, vec, ctx, npk, last_owner, h_depth, cur_slot, cur_valid;
 	__u32 win_ctx, win_nrx, win_ntx, pad;
+	__u32 last_rx_owner, last_tx_owner; /* owner of the newest packet per direction (+1; 0 = none) */
 	__u32 cur_cnt[NSLOTS];
 	__u32 win_rx[NSLOTS];
 	__u32 win_tx[NSLOTS];
@@ -535,6 +536,7 @@ int BPF_PROG(iron_tx_skb, struct sk_buff *skb, struct net_device *dev)
 	if (!cs || !cs->in_sirq || cs->vec != VEC_NET_TX)
 		return 0;
 	owner = skb_owner(skb, 0);
+	cs->last_owner = owner;
 	cs->npk++;
 	if (owner < NSLOTS)
 		cs->cur_cnt[owner]++;
@@ -545,6 +547,28 @@ int BPF_PROG(iron_tx_skb, struct sk_buff *skb, struct net_device *dev)
 			st->tx_pkts++;
 	}
 	return 0;
+}
+
+static __always_inline void remember_owner(struct cpu_state *cs, int rx)
+{
+	/* cur_cnt holds this softirq's packets; the newest one's owner is last_owner (rx) or any (tx) */
+	if (rx)
+		cs->last_rx_owner = cs->last_owner + 1;
+	else
+		cs->last_tx_owner = cs->last_owner + 1;
+}
+
+/* an empty softirq of the direction: put one packet of the remembered owner into cur_cnt */
+static __always_inline int blame_empty(struct cpu_state *cs, int rx)
+{
+	__u32 o = rx ? cs->last_rx_owner : cs->last_tx_owner;
+
+	if (!o || o - 1 >= NSLOTS)
+		return 0;
+	o -= 1;
+	cs->last_owner = o;
+	cs->cur_cnt[o]++;
+	return 1;
 }
 
 /* softirqs without packets: counted in the UNOWNED entry's rx_pkts / tx_pkts */
@@ -586,6 +610,18 @@ int BPF_PROG(iron_softirq_exit, unsigned int vec)
 			st->naive_ns += dur;
 	}
 	n = cs->npk;
+	if (n)
+		remember_owner(cs, vec == VEC_NET_RX);
+	else if (blame_empty(cs, vec == VEC_NET_RX)) {
+		/* A NET softirq that found no packet (the HTB watchdog with nothing eligible yet, a completion
+		 * run, a poll after another softirq drained the backlog) is a consequence of the recent traffic:
+		 * book it as one packet of the newest packet's owner in this direction, window share included. */
+		empty_softirq(vec == VEC_NET_RX);
+		n = cs->npk = 1;
+		cs->first_gap = dur;
+		cs->last_ts = now;
+		cs->nested = 0;
+	}
 	if (vec == VEC_NET_RX) {
 		cs->win_s_rx += dur;
 		if (n) {
