@@ -24,7 +24,7 @@ from nfvlab.statealyzr import build as sa_build
 from nfvlab.statealyzr.experiment import Driver
 
 REPO = Path(__file__).resolve().parents[2]
-GT = ["conntrack", "hostcount", "aliasmon"]
+GT = ["conntrack", "hostcount", "aliasmon", "hostflow"]
 pytestmark = pytest.mark.skipif(not (sa_build.have_toolchain() and Path("/usr/include/pcap/pcap.h").exists()),
                                 reason="clang-14/llvm-14 or libpcap-dev not installed")
 
@@ -98,6 +98,8 @@ def test_flowspace_table_and_figure(report):
     assert body["conntrack (ground truth)"][1:4] == ["1", "5", "5"]
     assert body["conntrack (ground truth)"][rows[0].index("5 field(s)")] == "1"
     assert body["hostcount (ground truth)"][2:4] == ["1", "1"]
+    # hostflow: host table by source address, flow table by 4-tuple, TTL histogram by TTL
+    assert body["hostflow (ground truth)"][1:5] == ["3", "1", "4", "3"]
     assert body["Snort (paper)"][3] == "6" and body["PRADS (paper)"][3] == "3"
     assert 'id="statealyzr-flowspace-fig4-14"' in html
     png = root / "report" / "figures" / "statealyzr-flowspace" / "fig4-14.png"
@@ -116,7 +118,7 @@ def test_claims_verdicts_follow_the_rows(report):
     _, _, claims = report
     assert claims.loc["statealyzr-ground-truth-sound", "verdict"] == "reproduced"
     assert claims.loc["statealyzr-ground-truth-sound", "measured"] == 0
-    assert claims.loc["statealyzr-ground-truth-sound", "n_points"] == 3
+    assert claims.loc["statealyzr-ground-truth-sound", "n_points"] == len(GT)
     for cid in ("statealyzr-top-level-reduction", "statealyzr-updateable-reduction",
                 "flowspace-differs-between-variables", "statealyzr-minutes-not-hours",
                 "statealyzr-memory-within-paper"):

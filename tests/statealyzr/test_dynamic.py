@@ -16,7 +16,7 @@ def test_make_pcap_is_a_valid_capture(tmp_path):
 
 
 @needs_gdb
-@pytest.mark.parametrize("name", ["conntrack", "hostcount", "aliasmon", "paperfig45", "queueproxy"])
+@pytest.mark.parametrize("name", ["conntrack", "hostcount", "aliasmon", "paperfig45", "queueproxy", "hostflow"])
 def test_changed_globals_are_updateable(tmp_path, name):
     rep = dynamic_check(name, tmp_path)
     if "error" in rep:

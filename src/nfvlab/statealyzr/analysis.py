@@ -21,7 +21,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .ir import DebugVar, Module, load_lines
+from .flowchop import FlowChop
+from .ir import DebugVar, Instr, Module, load_lines
 from .pointsto import CALLBACKS
 from .sdg import build, natural_loops
 
@@ -591,19 +592,65 @@ class StateAlyzr:
         return out
 
     # ---------------------------------------------------------------- Fig 4.10
-    def _refers(self, fn: str, ref: str, k: str) -> bool:
-        if ref[0] == "@":
-            return self.global_var.get(ref) == k
-        v = self.prog.local.get((fn, ref))
-        if v is None:
-            return False
-        if self.alloca_var.get(v) == k:
-            return True
-        objs = self.var_obj.get(k, set())
-        near = set(objs)
-        for o in objs:
-            near |= self.pta.pts.get(o, set())
-        return bool(self.pta.pts.get(v, set()) & near)
+    def _index_keyed(self, keyed: list[str]) -> None:
+        """Indexes for _keyed_refs: which candidates own which objects."""
+        self._keyed = set(keyed)
+        # object -> global/static keyed candidates whose storage holds or points to it (a local
+        # such as the loop's `entry` pointing into a global table does not make it shared)
+        self._owners: dict[int, int] = defaultdict(int)
+        self._near_of: dict[int, set[str]] = defaultdict(set)   # object -> candidates near it
+        for k in keyed:
+            for o in self._near(k):
+                self._near_of[o].add(k)
+                if self.vars[k].kind in ("global", "static"):
+                    self._owners[o] += 1
+        self._pts_keyed: dict[int, frozenset] = {}
+
+    def _keyed_refs(self, fn: str, refs: list[str]) -> set[str]:
+        """Keyed candidates that the values `refs` (an SSA closure through spill slots) refer to:
+        by name, or through a pointer whose points-to set lies in the candidate's storage and
+        what it points to, and which no other global owns. A generic pointer whose field-
+        insensitive set merely overlaps (allocator internals, byte buffers, one merged heap
+        object) would otherwise make every table "keyed" by every loop over those objects."""
+        out: set[str] = set()
+        for ref in refs:
+            if ref[0] == "@":
+                k = self.global_var.get(ref)
+                if k in self._keyed:
+                    out.add(k)
+                continue
+            v = self.prog.local.get((fn, ref))
+            if v is None:
+                continue
+            k = self.alloca_var.get(v)
+            if k in self._keyed:
+                out.add(k)
+            ks = self._pts_keyed.get(v)
+            if ks is None:
+                pts = self.pta.pts.get(v) or ()
+                ks = frozenset()
+                if pts and all(self._owners.get(o, 0) <= 1 for o in pts):
+                    common: set[str] | None = None
+                    for o in pts:
+                        near = self._near_of.get(o, set())
+                        common = set(near) if common is None else common & near
+                        if not common:
+                            break
+                    ks = frozenset(common or ())
+                self._pts_keyed[v] = ks
+            out |= ks
+        return out
+
+    def _near(self, k: str) -> set[int]:
+        c = self.__dict__.setdefault("_near_c", {})
+        near = c.get(k)
+        if near is None:
+            objs = self.var_obj.get(k, set())
+            near = set(objs)
+            for o in objs:
+                near |= self.pta.pts.get(o, set())
+            c[k] = near
+        return near
 
     def _ssa_closure(self, fn: str, refs: list[str], depth: int = 12) -> list[str]:
         """The local SSA definitions a value is computed from (through loads' pointers)."""
@@ -621,6 +668,11 @@ class StateAlyzr:
             if d is None or d >= len(mod.instrs):
                 continue
             ins = mod.instrs[d]
+            chop = getattr(self, "_chop", None)
+            if ins.op == "load" and chop is not None and len(ins.parts[0]) == 1:
+                chop.origins(fn)
+                for st in chop._slot_stores[fn].get(ins.parts[0][0], ()):
+                    todo.extend(mod.instrs[st].parts[0])   # through the spill slot to its values
             if ins.op in ("alloca", "call", "invoke", "phi"):
                 continue
             for p in ins.parts:
@@ -628,7 +680,7 @@ class StateAlyzr:
         return out
 
     def _flowspace(self, top, pkt_procs, fwd) -> dict[str, tuple[set[str], str]]:
-        mod, sdg = self.mod, self.sdg
+        mod = self.mod
         keyed = [k for k in top if self.type_str(self.vars[k].type_md) in ("pointer", "struct", "array")]
         # a variable that only ever points into received packets is the packet, not a state table
         pkt_objs: set[int] = set()
@@ -645,10 +697,14 @@ class StateAlyzr:
                 contents |= self.pta.pts.get(o, set())
             return bool(contents) and contents <= pkt_objs
         keyed = [k for k in keyed if not packet_only(k)]
+        self._chop = FlowChop(self)
+        self._index_keyed(keyed)
         out: dict[str, tuple[set[str], str]] = {}
         targets: dict[str, list[tuple[int, str]]] = {k: [] for k in keyed}
         for f in sorted(pkt_procs):
             fn = mod.functions[f]
+            if f in self.mm_wrappers:
+                continue      # allocator internals index whatever memory they manage
             # square brackets / pointer arithmetic: non-constant gep index on a keyed base
             for ins in self.pp_instrs(f):
                 if ins.op != "getelementptr" or len(ins.parts) < 2:
@@ -656,13 +712,11 @@ class StateAlyzr:
                 idx = [r for p in ins.parts[1:] for r in p if r[0] == "%"]
                 if not idx:
                     continue
-                base = ins.parts[0]
-                for k in keyed:
-                    if any(self._refers(f, r, k) for r in self._ssa_closure(f, base, 3)):
-                        for r in idx:
-                            n = self.prog.local.get((f, r))
-                            if n is not None:
-                                targets[k].append((n, f"index at {self.where(ins)}"))
+                for k in self._keyed_refs(f, self._ssa_closure(f, ins.parts[0], 3)):
+                    for r in idx:
+                        n = self.prog.local.get((f, r))
+                        if n is not None:
+                            targets[k].append((n, f"index at {self.where(ins)}"))
             # iteration: loops whose exit condition refers to a keyed variable
             for _header, body in natural_loops(fn):
                 conds = []
@@ -671,59 +725,57 @@ class StateAlyzr:
                     if term is not None and term.is_cond and term.parts:
                         conds.append(term)
                 exiting = [t for t in conds if any(s not in body for s in (t.targets or []))]
-                for k in keyed:
-                    hit = None
-                    for t in exiting:
-                        if any(self._refers(f, r, k) for r in self._ssa_closure(f, t.parts[0])):
-                            hit = t
-                            break
-                    if hit is None:
-                        continue
-                    for t in conds:
-                        for r in t.parts[0]:
-                            d = self.prog.local.get((f, r))
-                            if d is None or d >= len(mod.instrs):
+                hits: dict[str, Instr] = {}
+                for t in exiting:
+                    for k in self._keyed_refs(f, self._ssa_closure(f, t.parts[0])):
+                        hits.setdefault(k, t)
+                if not hits:
+                    continue
+                for t in conds:
+                    for r in t.parts[0]:
+                        d = self.prog.local.get((f, r))
+                        if d is None or d >= len(mod.instrs):
+                            continue
+                        cmp = mod.instrs[d]
+                        ops = cmp.parts if cmp.op in ("icmp", "fcmp") else [[r]]
+                        for part in ops:
+                            if not part:
                                 continue
-                            cmp = mod.instrs[d]
-                            ops = cmp.parts if cmp.op in ("icmp", "fcmp") else [[r]]
-                            for part in ops:
-                                if not part:
-                                    continue
-                                if any(self._refers(f, x, k) for x in self._ssa_closure(f, part)):
-                                    continue
-                                for x in part:
-                                    n = self.prog.local.get((f, x))
-                                    if n is not None:
-                                        targets[k].append((n, f"list iteration at {self.where(hit)}"))
+                            own = self._keyed_refs(f, self._ssa_closure(f, part))
+                            nodes = [n for n in (self.prog.local.get((f, x)) for x in part) if n is not None]
+                            for k, hit in hits.items():
+                                if k in own:
+                                    continue   # the variable's own side of the comparison
+                                targets[k].extend((n, f"list iteration at {self.where(hit)}") for n in nodes)
+        self.flow_targets = targets
         self.flow_why: dict[str, dict[str, str]] = {}
         self.flow_skipped: list[str] = []
-        # chop(pkt -> targets) string-matched for header fields == for each header field, the
-        # statements naming it (inside the packet's forward slice) that reach a target through
-        # data dependences: one forward pass per field instead of one backward pass per variable
+        # chop(pkt -> targets), string-matched for header fields: a backward data chop from the
+        # variable's index/comparison operands, field- and call-site-aware (flowchop.py), inside
+        # the packet's forward slice; all variables in one pass, header fields as bit masks
         t0 = time.perf_counter()
-        field_seeds: dict[str, list[int]] = {c: [] for c in _FIELD_RE}
-        for n in fwd:
-            if n < len(mod.instrs) and mod.instrs[n].dbg:
-                line = self.src_line(mod.instrs[n])
-                if line and ("->" in line or "." in line):
-                    for canon, rx in _FIELD_RE.items():
-                        if rx.search(line):
-                            field_seeds[canon].append(n)
-        reach_of_field: dict[str, set[int]] = {}
-        for canon, seeds in field_seeds.items():
-            if not seeds:
-                continue
-            if time.perf_counter() - t0 > self.cfg.flowspace_budget_s:
-                self.flow_skipped.append(canon)
-                continue
-            reach_of_field[canon] = sdg.data_forward(seeds, allowed=fwd)
-        for k, tl in targets.items():
-            if not tl:
-                continue
-            tnodes = {n for n, _ in tl if n in fwd}
-            fields = {c for c, reached in reach_of_field.items() if tnodes & reached}
-            if fields:
-                out[k] = (fields, tl[0][1])
+        names = list(_FIELD_RE)
+        line_mask: dict[int, int] = {}
+
+        def own(n: int) -> int:
+            m = line_mask.get(n)
+            if m is None:
+                m = 0
+                if n < len(mod.instrs) and mod.instrs[n].dbg:
+                    line = self.src_line(mod.instrs[n])
+                    if line and ("->" in line or "." in line):
+                        for b, c in enumerate(names):
+                            if _FIELD_RE[c].search(line):
+                                m |= 1 << b
+                line_mask[n] = m
+            return m
+        keys = [k for k, tl in targets.items() if any(n in fwd for n, _ in tl)]
+        groups = [sorted({n for n, _ in targets[k] if n in fwd}) for k in keys]
+        masks = self._chop.field_masks(groups, fwd, own)
+        for k, m in zip(keys, masks, strict=True):
+            if m:
+                out[k] = ({c for b, c in enumerate(names) if m >> b & 1}, targets[k][0][1])
+        self.t["flowspace_chop"] = time.perf_counter() - t0
         return out
 
     # ---------------------------------------------------------------- Fig 4.11
