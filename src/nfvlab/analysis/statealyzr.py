@@ -109,18 +109,19 @@ def table_4_13(df: pd.DataFrame, refs: dict[str, ReferenceValue]) -> ReportTable
 
 def flowspace_table(df: pd.DataFrame, refs: dict[str, ReferenceValue]) -> ReportTable:
     cols = ["middlebox", "keyed variables", "min fields", "max fields", "distinct flowspaces"] + [
-        f"{label} field(s)" for _, label in FIELD_BINS]
+        f"{label} field(s)" for _, label in FIELD_BINS] + ["not computed (budget)"]
     t = ReportTable("fig4-14-table", "Flowspace dimensions of keyed variables", "4.14", cols, [])
     for r in measured_rows(df):
         t.rows.append([r["middlebox"] + (" (ground truth)" if r["ground_truth"] else ""), _num(r.get("keyed")),
                        _num(r.get("min_flowspace_fields")), _num(r.get("max_flowspace_fields")),
-                       _num(r.get("distinct_flowspaces"))] + [_num(r.get(k)) for k, _ in FIELD_BINS])
+                       _num(r.get("distinct_flowspaces"))] + [_num(r.get(k)) for k, _ in FIELD_BINS]
+                      + [_num(r.get("flowspace_not_computed"))])
         t.row_classes.append("measured")
     t.rows.append(["Snort (paper)", "–", "1", _num(_ref(refs, "fig4.14.snort_max_fields")), "–",
                    _num(_ref(refs, "fig4.14.snort_keyed_on_1_field")), "–", "–", "–", "–",
-                   _num(_ref(refs, "fig4.14.snort_keyed_on_6_fields"))])
+                   _num(_ref(refs, "fig4.14.snort_keyed_on_6_fields")), "–"])
     t.row_classes.append("paper")
-    t.rows.append(["PRADS (paper)", "–", "–", _num(_ref(refs, "fig4.14.prads_max_fields"))] + ["–"] * 7)
+    t.rows.append(["PRADS (paper)", "–", "–", _num(_ref(refs, "fig4.14.prads_max_fields"))] + ["–"] * 8)
     t.row_classes.append("paper")
     t.notes.append("distinct flowspaces = how many different header-field sets key the keyed variables of a "
                    "middlebox (1 means every keyed variable got the same fields).")

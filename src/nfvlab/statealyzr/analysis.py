@@ -84,7 +84,7 @@ class Config:
     # "program": output calls anywhere (sound: a summary printed at exit depends on the state too);
     # "pkt_procs": only in packet-processing procedures, as in Fig 4.11
     output_scope: str = "program"
-    flowspace_budget_s: float = 600.0   # chops are the costliest step; stop (and say so) after this
+    flowspace_budget_s: float = 1200.0  # chops can be costly; stop (and say so) after this
 
 
 @dataclass
@@ -771,9 +771,11 @@ class StateAlyzr:
             return m
         keys = [k for k, tl in targets.items() if any(n in fwd for n, _ in tl)]
         groups = [sorted({n for n, _ in targets[k] if n in fwd}) for k in keys]
-        masks = self._chop.field_masks(groups, fwd, own)
+        masks = self._chop.field_masks(groups, fwd, own, t0 + self.cfg.flowspace_budget_s)
         for k, m in zip(keys, masks, strict=True):
-            if m:
+            if m is None:
+                self.flow_skipped.append(k)   # over the budget: said in stats, not guessed
+            elif m:
                 out[k] = ({c for b, c in enumerate(names) if m >> b & 1}, targets[k][0][1])
         self.t["flowspace_chop"] = time.perf_counter() - t0
         return out

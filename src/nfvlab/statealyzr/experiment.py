@@ -37,7 +37,7 @@ class CorpusParams(Strict):
 
 class AnalysisParams(Strict):
     output_scope: Literal["program", "pkt_procs"] = "program"
-    flowspace_budget_s: float = Field(600.0, gt=0)
+    flowspace_budget_s: float = Field(1200.0, gt=0)
 
 
 class Params(Strict):
@@ -48,7 +48,7 @@ class Params(Strict):
 METRICS = ("all", "persistent", "top_level", "updateable", "keyed", "pkt_output", "log_output",
            "persistent_pct_of_all", "top_level_reduction_pct", "updateable_reduction_pct",
            "pkt_output_share_pct", "log_output_share_pct", "missed_labels",
-           "max_flowspace_fields", "min_flowspace_fields", "distinct_flowspaces",
+           "max_flowspace_fields", "min_flowspace_fields", "distinct_flowspaces", "flowspace_not_computed",
            "keyed_1_field", "keyed_2_fields", "keyed_3_fields", "keyed_4_fields", "keyed_5_fields",
            "keyed_6plus_fields", "ir_compile_s", "build_s", "analysis_s", "peak_rss_mb", "instructions",
            "functions", "instrumentation_inserted", "instrumentation_pruned", "cached")
@@ -74,6 +74,7 @@ def metrics_of(res_json: dict, missed: int | None = None) -> dict[str, Any]:
     m["max_flowspace_fields"] = max(nf, default=0)
     m["min_flowspace_fields"] = min(nf, default=0)
     m["distinct_flowspaces"] = len({tuple(sorted(v["flowspace"])) for v in keyed})
+    m["flowspace_not_computed"] = len(res_json["stats"].get("flowspace_not_computed") or [])
     for k, name in ((1, "keyed_1_field"), (2, "keyed_2_fields"), (3, "keyed_3_fields"),
                     (4, "keyed_4_fields"), (5, "keyed_5_fields")):
         m[name] = sum(1 for n in nf if n == k)
@@ -118,7 +119,7 @@ def child_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--output-scope", default="program")
-    ap.add_argument("--flowspace-budget-s", type=float, default=600.0)
+    ap.add_argument("--flowspace-budget-s", type=float, default=1200.0)
     a = ap.parse_args(argv)
     from . import analyze_ll, analyze_sources, corpus
     from .analysis import Config

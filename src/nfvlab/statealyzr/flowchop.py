@@ -24,6 +24,7 @@ all actuals: it never drops a dependence the field-insensitive slice has through
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
 from .ir import Instr, split_top
@@ -401,16 +402,24 @@ class FlowChop:
                         trace[y >> 1] = st >> 1 if st >= 0 else -1
         return nodes
 
-    def field_masks(self, groups: list[list[int]], allowed: set[int] | None, own) -> list[int]:
+    def field_masks(self, groups: list[list[int]], allowed: set[int] | None, own,
+                    deadline: float | None = None) -> list[int | None]:
         """For each group of seed nodes, the OR of own(node) over every node its chop contains
         (own: node -> bit mask of header fields on its source line). One pass over all groups:
-        strongly connected states share a mask, completed states are memoised."""
+        strongly connected states share a mask, completed states are memoised. Groups not
+        finished by `deadline` (time.perf_counter()) get None."""
         done: dict[int, int] = {}
+        out: list[int | None] = []
         for g in groups:
-            for s in g:
-                if allowed is None or s in allowed:
-                    self._tarjan(self._state(s, 1), allowed, own, done)
-        return [self._or(done.get(self._state(s, 1), 0) for s in g) for g in groups]
+            try:
+                for s in g:
+                    if allowed is None or s in allowed:
+                        self._tarjan(self._state(s, 1), allowed, own, done, deadline)
+            except TimeoutError:
+                out.append(None)
+                continue
+            out.append(self._or(done.get(self._state(s, 1), 0) for s in g))
+        return out
 
     @staticmethod
     def _or(masks) -> int:
@@ -419,9 +428,11 @@ class FlowChop:
             m |= x
         return m
 
-    def _tarjan(self, root: int, allowed, own, done: dict[int, int]) -> None:
+    def _tarjan(self, root: int, allowed, own, done: dict[int, int], deadline: float | None = None) -> None:
         if root in done:
             return
+        if deadline is not None and time.perf_counter() > deadline:
+            raise TimeoutError
         index: dict[int, int] = {}
         low: dict[int, int] = {}
         mask: dict[int, int] = {}
@@ -442,7 +453,11 @@ class FlowChop:
             mask[st] = m
             return [st, iter(succ)]
         work = [enter(root)]
+        steps = 0
         while work:
+            steps += 1
+            if deadline is not None and steps % 20000 == 0 and time.perf_counter() > deadline:
+                raise TimeoutError     # nothing of this root is in `done`: no partial masks
             frame = work[-1]
             v = frame[0]
             w = next(frame[1], None)

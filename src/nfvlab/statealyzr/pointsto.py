@@ -366,8 +366,35 @@ class PointsTo:
             w = pta.detect_wrappers()
             if len(w) == len(pta.wrappers):
                 break
+            del pta                  # one pass in memory at a time (the passes are the peak)
             pta = cls(prog, w).run()
+        pta.freeze()
         return pta
+
+    def release_solver(self) -> None:
+        """Drop what only the solver needs (constraint graph, work lists, bindings seen)."""
+        self.n_merged = len(self.rep)
+        self.copy = self.loads = self.stores = self.icalls = None  # type: ignore[assignment]
+        self._delta, self._wl, self.bound, self._cb_pending = {}, [], set(), {}
+
+    def freeze(self) -> None:
+        """Points-to sets as shared frozensets: equal sets (copy chains, merged cycles) become
+        one object, and the dependence graph can key memory vertices by them without copies."""
+        intern: dict[frozenset, frozenset] = {}
+        by_id: dict[int, frozenset] = {}
+        pts = self.pts
+        for n in list(pts):
+            s = pts[n]
+            if not s:
+                del pts[n]
+                continue
+            f = by_id.get(id(s))
+            if f is None:
+                f = frozenset(s)
+                f = intern.setdefault(f, f)
+                by_id[id(s)] = f
+            pts[n] = f
+        self.pts = dict(pts)        # a plain dict: a missing node has no points-to set
 
     def run(self) -> PointsTo:
         prog, mod = self.prog, self.prog.mod
@@ -677,6 +704,7 @@ class PointsTo:
         for m in list(self.rep):
             r = find(m)
             self.pts[m] = self.pts[r]
+        self.release_solver()
 
     # ------------------------------------------------------------------ queries
     def of(self, fn: str, ref: str) -> set[int]:
