@@ -53,7 +53,7 @@ class IronCfg(ctypes.Structure):
 class CtStats(ctypes.Structure):
     _fields_ = [(n, ctypes.c_uint64) for n in (
         "charged_ns", "gained_ns", "own_ns", "rx_pkts", "tx_pkts", "rx_cost_ns", "tx_cost_ns", "ovh_ns",
-        "drops", "naive_ns", "run_ns", "sleeps", "irqs")]
+        "drops", "naive_ns", "run_ns", "sleeps", "irqs", "irq_ns")]
 
 
 STAT_FIELDS = [f[0] for f in CtStats._fields_]

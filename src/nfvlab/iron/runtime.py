@@ -191,6 +191,7 @@ class IronRuntime:
             out[f"{pre}.run_ns"] = s["run_ns"]
             out[f"{pre}.drops"] = s["drops"]
             out[f"{pre}.irqs"] = s["irqs"]
+            out[f"{pre}.irq_ns"] = s["irq_ns"]
             out[f"{pre}.throttled_ns"] = st.get("throttled_ns", 0) - base.get("throttled_ns", 0)
             ct = by_slot.get(c.index)
             if ct is not None:
@@ -206,6 +207,7 @@ class IronRuntime:
         out["unowned.tx_cost_ns"] = u["tx_cost_ns"]
         out["unowned.empty_rx_softirqs"] = u["rx_pkts"]
         out["unowned.empty_tx_softirqs"] = u["tx_pkts"]
+        out["unowned.irq_ns"] = u["irq_ns"]  # hard-IRQ time of windows without NET packets (charged to no one)
         out["controller.steps"] = steps
         out["controller.step_us_mean"] = (ctl.step_ns_total / steps / 1000) if ctl and steps else 0.0
         end = self._t1 if self._t1 is not None else time.monotonic()

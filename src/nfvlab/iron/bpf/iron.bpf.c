@@ -65,6 +65,7 @@ struct ct_stats {
 	__u64 run_ns;     /* on-CPU time of the container's tasks (sched_switch), as CFS sees it */
 	__u64 sleeps;     /* voluntary switch-outs (demand-limited: Alg 2.7 cgroup_idled) */
 	__u64 irqs;       /* hard IRQs taken while the container's task ran (calibration) */
+	__u64 irq_ns;     /* their time (+ irq_extra_ns each); UNOWNED: H of windows without NET packets */
 };
 
 struct budget_cfg { /* written by the controller */
@@ -90,7 +91,7 @@ struct cpu_state {
 	__u64 run_start;    /* when the current task was switched in */
 	__u64 win_h, win_s, win_s_rx, win_s_tx;
 	__u32 in_sirq, vec, ctx, npk, last_owner, h_depth, cur_slot, cur_valid;
-	__u32 win_ctx, win_nrx, win_ntx, pad;
+	__u32 pad, win_nrx, win_ntx, win_hctx; /* win_hctx: context that took the window's first IRQ */
 	__u32 last_rx_owner, last_tx_owner; /* owner of the newest packet per direction (+1; 0 = none) */
 	__u32 cur_cnt[NSLOTS];
 	__u32 win_rx[NSLOTS];
@@ -344,12 +345,21 @@ __noinline int close_window(void)
 	if (!cs)
 		return 0;
 	h = cs->win_h; sum = cs->win_s; srx = cs->win_s_rx; stx = cs->win_s_tx;
-	nrx = cs->win_nrx; ntx = cs->win_ntx; ctx = cs->win_ctx;
+	/* H was paid by the task the IRQ interrupted, even when the softirq ran later elsewhere (ksoftirqd) */
+	nrx = cs->win_nrx; ntx = cs->win_ntx; ctx = cs->win_hctx;
 	if (h && sum) {
 		if (nrx)
 			split(CNT_WIN_RX, nrx, h * srx / sum, ctx, 1);
 		if (ntx)
 			split(CNT_WIN_TX, ntx, h * stx / sum, ctx, 0);
+	}
+	if (h && !(nrx && srx) && !(ntx && stx)) {
+		/* no network work in the window (ticks, CFS period timers, other devices): nobody's packets */
+		__u32 u = UNOWNED;
+		struct ct_stats *ust = bpf_map_lookup_elem(&ct_stats, &u);
+
+		if (ust)
+			ust->irq_ns += h;
 	}
 	cs = this_cpu_state();
 	if (!cs)
@@ -390,7 +400,12 @@ static __always_inline void hardirq_enter(void)
 	if (cs->h_depth == 0 || cs->h_depth > 4) {
 		cs->h_depth = 0;
 		cs->h_start = now;
-		close_window();
+		/* An IRQ nested in a softirq (an RPS IPI adding to the backlog being drained) belongs to that
+		 * softirq's packets, which reach the window only at softirq_exit: keep the window open. */
+		if (!cs->in_sirq) {
+			close_window();
+			cs->win_hctx = cs->cur_valid ? cs->cur_slot : UNOWNED;
+		}
 		if (cs->cur_valid && cs->cur_slot < MAX_SLOTS) {
 			__u32 c = cs->cur_slot;
 			struct ct_stats *st = bpf_map_lookup_elem(&ct_stats, &c);
@@ -415,6 +430,13 @@ static __always_inline void hardirq_exit(void)
 	if (d > MAX_HARDIRQ_NS) /* unmatched entry (e.g. attached between entry and exit): ignore */
 		return;
 	cs->win_h += d + irq_extra();
+	if (cs->cur_valid && cs->cur_slot < MAX_SLOTS) {
+		__u32 c = cs->cur_slot;
+		struct ct_stats *st = bpf_map_lookup_elem(&ct_stats, &c);
+
+		if (st)
+			st->irq_ns += d + irq_extra();
+	}
 	if (cs->in_sirq) {
 		cs->nested += d;
 		cs->nested_total += d;
@@ -647,7 +669,6 @@ int BPF_PROG(iron_softirq_exit, unsigned int vec)
 		else
 			cs->win_ntx += n;
 	}
-	cs->win_ctx = cs->ctx;
 	cs->npk = 0;
 	return 0;
 }
