@@ -120,6 +120,42 @@ def _run(cmd: str, cwd: Path, log) -> None:
         raise RuntimeError(f"command failed in {cwd}: {cmd}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
 
 
+def source_versions(pkg: str) -> list[str]:
+    """Versions of a Debian source package the apt indexes list, newest first."""
+    r = subprocess.run(["apt-cache", "showsrc", pkg], capture_output=True, text=True)
+    vers: list[str] = []
+    name = None
+    for line in r.stdout.splitlines():
+        if line.startswith("Package:"):
+            name = line.split(":", 1)[1].strip()
+        elif line.startswith("Version:") and name == pkg:
+            v = line.split(":", 1)[1].strip()
+            if v not in vers:
+                vers.append(v)
+    if len(vers) > 1:
+        cmp = subprocess.run(["sh", "-c", "for v in \"$@\"; do echo \"$v\"; done | sort -V -r", "-", *vers],
+                             capture_output=True, text=True)
+        vers = [v for v in cmp.stdout.split() if v] or vers
+    return vers
+
+
+def _apt_source(pkg: str, workdir: Path, log) -> None:
+    """`apt-get source`, falling back to older listed versions when the newest cannot be
+    downloaded (a mirror may list a suite, e.g. -security, whose pool it does not serve)."""
+    try:
+        _run(f"apt-get source -qq {pkg}", workdir, log)
+        return
+    except RuntimeError as e:
+        first = e
+    for v in source_versions(pkg)[1:]:
+        try:
+            _run(f"apt-get source -qq {pkg}={v}", workdir, log)
+            return
+        except RuntimeError:
+            continue
+    raise first
+
+
 def fetch(recipe: Recipe, workdir: Path, log=print) -> Path:
     """Unpacked source tree of a recipe under workdir (re-used if already there)."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +166,7 @@ def fetch(recipe: Recipe, workdir: Path, log=print) -> Path:
         existing = sorted(d for d in workdir.glob(f"{src['apt']}-[0-9]*") if d.is_dir())
         if existing:
             return existing[-1]
-        _run(f"apt-get source -qq {src['apt']}", workdir, log)
+        _apt_source(src["apt"], workdir, log)
         existing = sorted(d for d in workdir.glob(f"{src['apt']}-[0-9]*") if d.is_dir())
         if not existing:
             raise RuntimeError(f"apt-get source {src['apt']} produced no directory in {workdir}")
