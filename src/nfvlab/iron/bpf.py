@@ -35,7 +35,7 @@ UNOWNED = MAX_SLOTS
 # exits before entries, so that no entry is seen without its exit being traced
 TRACING_PROGS = [
     "iron_sched_switch", "iron_rx_skb", "iron_tx_skb", "iron_softirq_exit", "iron_softirq_entry",
-    "iron_irq_exit", "iron_irq_entry",
+    "iron_irq_exit", "iron_irq_entry", "iron_hrtimer_entry",
 ]
 # x86 vector tracepoints: hard-IRQ overhead of the timer and IPIs (the RPS IPI is call_function_single)
 OPTIONAL_TRACING_PROGS = [
@@ -45,15 +45,30 @@ OPTIONAL_TRACING_PROGS = [
 MAP_NAMES = ["iron_cfg", "netns_slot", "ip_slot", "cg_slot", "ct_stats", "budget_cfg", "budget_use", "cpu_state"]
 
 
+NETWORK_TIMERS = ("qdisc_watchdog", "tcp_pace_kick")  # hrtimer callbacks Iron attributes (iron.bpf.c)
+
+
+def kernel_symbols(names: tuple[str, ...]) -> dict[str, int]:
+    """Addresses of kernel text symbols from /proc/kallsyms (root sees real addresses); absent: none."""
+    want, out = set(names), {}
+    with open("/proc/kallsyms") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[2] in want and parts[1] in "tT" and parts[2] not in out:
+                out[parts[2]] = int(parts[0], 16)
+    return out
+
+
 class IronCfg(ctypes.Structure):
     _fields_ = [("cpu_mask", ctypes.c_uint64), ("naive", ctypes.c_uint32), ("nslots", ctypes.c_uint32),
-                ("irq_extra_ns", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
+                ("irq_extra_ns", ctypes.c_uint32), ("pad", ctypes.c_uint32),
+                ("fn_qdisc_watchdog", ctypes.c_uint64), ("fn_tcp_pace_kick", ctypes.c_uint64)]
 
 
 class CtStats(ctypes.Structure):
     _fields_ = [(n, ctypes.c_uint64) for n in (
         "charged_ns", "gained_ns", "own_ns", "rx_pkts", "tx_pkts", "rx_cost_ns", "tx_cost_ns", "ovh_ns",
-        "drops", "naive_ns", "run_ns", "sleeps", "irqs", "irq_ns")]
+        "drops", "naive_ns", "run_ns", "sleeps", "irqs", "irq_ns", "preempts")]
 
 
 STAT_FIELDS = [f[0] for f in CtStats._fields_]
@@ -235,8 +250,10 @@ class IronBPF:
     def configure(self, cpu_mask: int, naive: bool, nslots: int = MAX_SLOTS, irq_extra_ns: int = 0) -> None:
         """Accounted CPUs, attribution, how many slots (0..nslots-1) will be used, and the per hard
         IRQ cost the tracepoints cannot see (added to each hard IRQ's H)."""
+        fns = kernel_symbols(NETWORK_TIMERS)
         lb.map_update(self.map_fds["iron_cfg"], ctypes.c_uint32(0),
-                      IronCfg(cpu_mask, int(naive), max(0, min(MAX_SLOTS, nslots)), max(0, int(irq_extra_ns)), 0))
+                      IronCfg(cpu_mask, int(naive), max(0, min(MAX_SLOTS, nslots)), max(0, int(irq_extra_ns)), 0,
+                              fns.get("qdisc_watchdog", 0), fns.get("tcp_pace_kick", 0)))
 
     def add_slot(self, slot: int, name: str, ip: str, netns: str | None, cgroup_cpu: Path | None) -> None:
         if not 0 <= slot < MAX_SLOTS:

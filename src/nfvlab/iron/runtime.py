@@ -192,6 +192,7 @@ class IronRuntime:
             out[f"{pre}.drops"] = s["drops"]
             out[f"{pre}.irqs"] = s["irqs"]
             out[f"{pre}.irq_ns"] = s["irq_ns"]
+            out[f"{pre}.preempts"] = s["preempts"]
             out[f"{pre}.throttled_ns"] = st.get("throttled_ns", 0) - base.get("throttled_ns", 0)
             ct = by_slot.get(c.index)
             if ct is not None:

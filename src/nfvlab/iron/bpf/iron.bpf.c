@@ -49,6 +49,8 @@ struct iron_cfg {
 	__u32 nslots;    /* slots 0..nslots-1 are in use (loops stop there, plus UNOWNED) */
 	__u32 irq_extra_ns; /* per hard IRQ: entry/exit cost the tracepoints cannot see (calibrated) */
 	__u32 pad;
+	__u64 fn_qdisc_watchdog; /* kernel addresses of the network hrtimer callbacks (0: unknown) */
+	__u64 fn_tcp_pace_kick;
 };
 
 struct ct_stats {
@@ -66,6 +68,7 @@ struct ct_stats {
 	__u64 sleeps;     /* voluntary switch-outs (demand-limited: Alg 2.7 cgroup_idled) */
 	__u64 irqs;       /* hard IRQs taken while the container's task ran (calibration) */
 	__u64 irq_ns;     /* their time (+ irq_extra_ns each); UNOWNED: H of windows without NET packets */
+	__u64 preempts;   /* involuntary switch-outs (preempted while runnable) */
 };
 
 struct budget_cfg { /* written by the controller */
@@ -93,6 +96,7 @@ struct cpu_state {
 	__u32 in_sirq, vec, ctx, npk, last_owner, h_depth, cur_slot, cur_valid;
 	__u32 pad, win_nrx, win_ntx, win_hctx; /* win_hctx: context that took the window's first IRQ */
 	__u32 last_rx_owner, last_tx_owner; /* owner of the newest packet per direction (+1; 0 = none) */
+	__u32 win_timer_owner, sirq_timer_owner; /* a network hrtimer ran in the window / softirq (+1) */
 	__u32 cur_cnt[NSLOTS];
 	__u32 win_rx[NSLOTS];
 	__u32 win_tx[NSLOTS];
@@ -354,16 +358,24 @@ __noinline int close_window(void)
 			split(CNT_WIN_TX, ntx, h * stx / sum, ctx, 0);
 	}
 	if (h && !(nrx && srx) && !(ntx && stx)) {
-		/* no network work in the window (ticks, CFS period timers, other devices): nobody's packets */
-		__u32 u = UNOWNED;
-		struct ct_stats *ust = bpf_map_lookup_elem(&ct_stats, &u);
+		__u32 towner = cs->win_timer_owner;
 
-		if (ust)
-			ust->irq_ns += h;
+		if (towner) {
+			/* the IRQ ran a network timer (HTB's watchdog, TCP pacing) that moved no packet yet */
+			account(towner - 1, ctx, h, F_OVH);
+		} else {
+			/* no network work in the window (ticks, CFS period timers, other devices) */
+			__u32 u = UNOWNED;
+			struct ct_stats *ust = bpf_map_lookup_elem(&ct_stats, &u);
+
+			if (ust)
+				ust->irq_ns += h;
+		}
 	}
 	cs = this_cpu_state();
 	if (!cs)
 		return 0;
+	cs->win_timer_owner = 0;
 	if (nrx || ntx) {
 		__u32 lim = nslots();
 
@@ -468,6 +480,45 @@ int BPF_PROG(iron_irqwork_entry, int vector) { hardirq_enter(); return 0; }
 SEC("tp_btf/irq_work_exit")
 int BPF_PROG(iron_irqwork_exit, int vector) { hardirq_exit(); return 0; }
 
+/* Network hrtimers: HTB's watchdog (hard IRQ; raises NET_TX for the queued traffic of the newest
+ * transmitting container) and TCP's pacing timer (soft; the socket's namespace names the owner). The
+ * hard IRQ or soft hrtimer run that moved no packet is still that traffic's cost. */
+SEC("tp_btf/hrtimer_expire_entry")
+int BPF_PROG(iron_hrtimer_entry, struct hrtimer *t, ktime_t *now)
+{
+	struct cpu_state *cs = accounted_cpu();
+	struct iron_cfg *cfg;
+	__u32 zero = 0, owner = NO_CTX;
+	__u64 fn;
+
+	if (!cs)
+		return 0;
+	cfg = bpf_map_lookup_elem(&iron_cfg, &zero);
+	if (!cfg)
+		return 0;
+	fn = (__u64)t->function;
+	if (!fn)
+		return 0;
+	if (fn == cfg->fn_tcp_pace_kick) {
+		struct tcp_sock *tp = (void *)t - bpf_core_field_offset(struct tcp_sock, pacing_timer);
+		__u32 inum = BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.__sk_common.skc_net.net, ns.inum);
+		__u32 *slot = bpf_map_lookup_elem(&netns_slot, &inum);
+
+		if (slot)
+			owner = *slot;
+	} else if (fn == cfg->fn_qdisc_watchdog) {
+		if (cs->last_tx_owner)
+			owner = cs->last_tx_owner - 1;
+	}
+	if (owner >= NSLOTS)
+		return 0;
+	if (cs->h_depth)
+		cs->win_timer_owner = owner + 1;
+	else if (cs->in_sirq)
+		cs->sirq_timer_owner = owner + 1;
+	return 0;
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(iron_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
 	     unsigned int prev_state)
@@ -487,6 +538,8 @@ int BPF_PROG(iron_sched_switch, bool preempt, struct task_struct *prev, struct t
 			st->run_ns += now - cs->run_start;
 			if (prev_state)
 				st->sleeps++;
+			else
+				st->preempts++;
 		}
 		budget_add(ps, now - cs->run_start, now);
 	}
@@ -509,13 +562,12 @@ int BPF_PROG(iron_softirq_entry, unsigned int vec)
 	cs->nested = cs->nested_total = 0;
 	cs->npk = 0;
 	cs->last_ts = 0;
-	if (vec == VEC_NET_RX || vec == VEC_NET_TX) {
-		if (!cs->cur_valid) {
-			cs->cur_slot = task_slot((struct task_struct *)bpf_get_current_task_btf());
-			cs->cur_valid = 1;
-		}
-		cs->ctx = cs->cur_slot;
+	cs->sirq_timer_owner = 0;
+	if (!cs->cur_valid) {
+		cs->cur_slot = task_slot((struct task_struct *)bpf_get_current_task_btf());
+		cs->cur_valid = 1;
 	}
+	cs->ctx = cs->cur_slot;
 	return 0;
 }
 
@@ -555,7 +607,8 @@ int BPF_PROG(iron_tx_skb, struct sk_buff *skb, struct net_device *dev)
 	struct cpu_state *cs = accounted_cpu();
 	__u32 owner;
 
-	if (!cs || !cs->in_sirq || cs->vec != VEC_NET_TX)
+	/* transmits inside NET_RX (forwarding, ACKs sent by the receive path) belong to the received packet */
+	if (!cs || !cs->in_sirq || cs->vec == VEC_NET_RX)
 		return 0;
 	owner = skb_owner(skb, 0);
 	cs->last_owner = owner;
@@ -621,8 +674,24 @@ int BPF_PROG(iron_softirq_exit, unsigned int vec)
 	dur = now - cs->s_start;
 	dur = dur > cs->nested_total ? dur - cs->nested_total : 0;
 	cs->win_s += dur;
-	if (vec != VEC_NET_RX && vec != VEC_NET_TX)
+	/* Other vectors count as transmit work when they handed packets to a driver: TCP small queues
+	 * push a socket's data from a tasklet, TCP's timers retransmit from the timer softirq. */
+	if (vec != VEC_NET_RX && vec != VEC_NET_TX && !cs->npk) {
+		__u32 towner = cs->sirq_timer_owner, ctx = cs->ctx;
+
+		cs->sirq_timer_owner = 0;
+		if (towner) { /* a network soft hrtimer (TCP pacing) that found the socket busy */
+			if (ctx < MAX_SLOTS) {
+				struct ct_stats *st = bpf_map_lookup_elem(&ct_stats, &ctx);
+
+				if (st)
+					st->naive_ns += dur;
+			}
+			account(towner - 1, ctx, dur, F_OVH);
+		}
 		return 0;
+	}
+	cs->sirq_timer_owner = 0;
 
 	if (cs->ctx < MAX_SLOTS) {
 		__u32 c = cs->ctx;
@@ -634,7 +703,7 @@ int BPF_PROG(iron_softirq_exit, unsigned int vec)
 	n = cs->npk;
 	if (n)
 		remember_owner(cs, vec == VEC_NET_RX);
-	else if (blame_empty(cs, vec == VEC_NET_RX)) {
+	else if ((vec == VEC_NET_RX || vec == VEC_NET_TX) && blame_empty(cs, vec == VEC_NET_RX)) {
 		/* A NET softirq that found no packet (the HTB watchdog with nothing eligible yet, a completion
 		 * run, a poll after another softirq drained the backlog) is a consequence of the recent traffic:
 		 * book it as one packet of the newest packet's owner in this direction, window share included. */
