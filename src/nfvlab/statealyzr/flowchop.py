@@ -149,12 +149,6 @@ class FlowChop:
         ks = {k for r in refs if r[0] == "%" for _, k in org.get(r, {(-1, None)})}
         return next(iter(ks)) if len(ks) == 1 else None
 
-    def _formal_only(self, f: str, refs: list[str]) -> bool:
-        """Is the pointer just (an offset of) a formal, without a field of its own?"""
-        org = self.origins(f)
-        els = {e for r in refs if r[0] == "%" for e in org.get(r, {(-1, None)})}
-        return bool(els) and all(b >= 0 and k is None for b, k in els)
-
     # ------------------------------------------------------------------ per-formal read summaries
     def read_summary(self, f: str, i: int) -> frozenset:
         if self._refs is None:
