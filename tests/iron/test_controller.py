@@ -86,7 +86,9 @@ def test_victim_credited_receiver_charged(tmp_path, version):
     # one period: both throttled after running 50 ms; 8 ms of r's packets ran in v's context,
     # 12 ms more ran in ksoftirqd (charged to r, credited to no one)
     bpf.add(0, run_ns=50 * MS, gained_ns=8 * MS)
+    use_cpu(victim, 50 * MS)
     bpf.add(1, run_ns=50 * MS, charged_ns=20 * MS)
+    use_cpu(recv, 50 * MS)
     throttled(victim, 1)
     throttled(recv, 1)
     step(ctl, 0)
@@ -104,12 +106,14 @@ def test_debt_beyond_allocation_forces_drop_and_carries(tmp_path):
     bpf = FakeBPF()
     ctl = Controller(bpf, [recv])
     bpf.add(1, run_ns=50 * MS, charged_ns=80 * MS)
+    use_cpu(recv, 50 * MS)
     throttled(recv, 1)
     step(ctl, 1)
     assert quota(recv) == 1000  # kernel minimum
     assert bpf.budgets[1]["force"]
     # next period: ran its 1 ms, no new charges: remaining debt 50-80-1 = -31 -> 19 ms
     bpf.add(1, run_ns=1 * MS)
+    use_cpu(recv, 1 * MS)
     throttled(recv, 1)
     step(ctl, 1)
     assert quota(recv) == 19_000
@@ -121,6 +125,7 @@ def test_idle_receiver_charges_fit_in_unused_allocation(tmp_path):
     bpf = FakeBPF()
     ctl = Controller(bpf, [recv])
     bpf.add(1, run_ns=10 * MS, sleeps=40, charged_ns=15 * MS)  # demand-limited, not throttled
+    use_cpu(recv, 10 * MS)
     step(ctl, 1)
     assert quota(recv) == 50_000
 
@@ -130,6 +135,7 @@ def test_naive_attribution_ignores_charges(tmp_path):
     bpf = FakeBPF()
     ctl = Controller(bpf, [recv], attribution="naive")
     bpf.add(1, run_ns=50 * MS, charged_ns=20 * MS, naive_ns=5 * MS)
+    use_cpu(recv, 50 * MS)
     throttled(recv, 1)
     step(ctl, 1)
     assert quota(recv) == 50_000
@@ -140,6 +146,7 @@ def test_two_period_control_interval(tmp_path):
     bpf = FakeBPF()
     ctl = Controller(bpf, [victim], k=2)
     bpf.add(0, run_ns=100 * MS, gained_ns=10 * MS)
+    use_cpu(victim, 100 * MS)
     throttled(victim, 2)
     step(ctl, 0)
     assert quota(victim) == 55_000  # 10 ms credit spread over the 2 periods
@@ -184,6 +191,8 @@ def test_in_period_step_applies_credit_and_charge_before_the_boundary(tmp_path, 
     # allocation (50 + 6), so it starts afresh at 50; r ran 31 ms and was charged 26: 7 ms of debt
     bpf.add(0, run_ns=36 * MS)
     bpf.add(1, run_ns=1 * MS)
+    use_cpu(victim, 31 * MS)
+    use_cpu(recv, 1 * MS)
     throttled(victim, 1)
     throttled(recv, 1)
     step(ctl, 0)
@@ -202,3 +211,15 @@ def test_no_in_period_steps_near_the_boundary(tmp_path):
     bpf.add(0, gained_ns=6 * MS)
     ctl._mid_step(v, 96 * MS)
     assert v.next_mid is None and v.mid_writes == 0 and quota(victim) == 50_000
+
+
+def test_used_time_comes_from_the_cgroup_counter_not_sched_switch(tmp_path):
+    victim = make_container(tmp_path, "v", 0)
+    bpf = FakeBPF()
+    ctl = Controller(bpf, [victim])
+    # a run that began in the previous period ended in this one: sched_switch books all of it here
+    bpf.add(0, run_ns=117 * MS, gained_ns=10 * MS)
+    use_cpu(victim, 60 * MS)  # what the group really used in this period (its 50 + the 10 credited)
+    throttled(victim, 1)
+    step(ctl, 0)
+    assert quota(victim) == 50_000  # no phantom debt

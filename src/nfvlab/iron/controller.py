@@ -219,12 +219,17 @@ class Controller:
         d = {k: cur[k] - ct.last.get(k, 0) for k in cur}
         ct.last = cur
         stat = ct.cfs.stat()
+        # CPU time used in the interval, from the cgroup's own counter: sched_switch's run_ns books a
+        # run when it ends, so a run across the boundary would land whole in one interval (seen: 117 ms
+        # "used" in a 100 ms period, then a victim throttled for a debt it never had)
+        usage = ct.cfs.usage_ns()
+        used = usage - ct.usage0
         d_thr = stat.get("nr_throttled", 0) - ct.last_stat.get("nr_throttled", 0)
         ct.last_stat = stat
         idled = d_thr == 0 and (d["sleeps"] > 0 or d["run_ns"] == 0)  # demand-limited
         cpuusage = d["charged_ns"] - d["gained_ns"] if self.attribution == "iron" else 0
         dec = control_step(
-            quota=ct.quota_ns, periods=periods, alloc=ct.written_ns * periods, used=d["run_ns"],
+            quota=ct.quota_ns, periods=periods, alloc=ct.written_ns * periods, used=used,
             carry=ct.carry, gained=ct.gained, cpuusage=cpuusage, idled=idled,
             min_quota=MIN_QUOTA_US * 1000, max_quota=ct.period_ns * (os.cpu_count() or 1))
         ct.carry, ct.gained = dec.carry, dec.gained
@@ -233,12 +238,12 @@ class Controller:
             ct.cfs.write_quota(q_us)
             ct.written_ns = q_us * 1000
         ct.mid_written_ns = None
-        ct.usage0 = ct.cfs.usage_ns()
+        ct.usage0 = usage
         self._set_budget(ct, ct.written_ns, dec.force_drop)
         ct.steps += 1
         ct.forced_steps += int(dec.force_drop)
         if len(ct.history) < self.keep_history:
-            ct.history.append((time.time(), q_us, d["charged_ns"], d["gained_ns"], d["run_ns"]))
+            ct.history.append((time.time(), q_us, d["charged_ns"], d["gained_ns"], used))
         self.step_ns_total += time.monotonic_ns() - t0
 
     def _mid_step(self, ct: ContainerCtl, now: int) -> None:
