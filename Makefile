@@ -21,7 +21,7 @@ help:
 	@echo "make exp-iron-udp    Iron UDP study: interference (Fig 2.1, 2.2, 2.4) and Iron (Fig 2.9, 2.11, 2.16)"
 	@echo "make exp-iron-tcp    Iron TCP study: interference (Fig 2.3, 2.5) and Iron (Fig 2.10, 2.12)"
 	@echo "make exp-iron-micro  Iron microbenchmarks (attribution, Fig 2.14, throughput, Table 2.15, overhead)"
-	@echo "make exp-statealyzr  StateAlyzr on real middleboxes (Table 4.13, Fig 4.14, Table 4.17; hours)"
+	@echo "make exp-statealyzr  StateAlyzr on real middleboxes (Table 4.13, Fig 4.14, Table 4.17; SCALE=paper adds HAProxy)"
 	@echo "make exp-NAME        one spec: experiments/NAME.yaml"
 	@echo "make iron-calibrate  re-measure Iron's hidden per-interrupt cost (done once, before the first study)"
 	@echo "make report          rebuild results/report/index.html from whatever results exist"

@@ -593,18 +593,49 @@ class StateAlyzr:
 
     # ---------------------------------------------------------------- Fig 4.10
     def _index_keyed(self, keyed: list[str]) -> None:
-        """Indexes for _keyed_refs: which candidates own which objects."""
+        """Indexes for _keyed_refs: which global candidate alone owns each object. near(k) is
+        k's storage plus what it points to; it is never materialised (one shared points-to set
+        per storage object), so big programs keep one entry per object, not per pair."""
         self._keyed = set(keyed)
-        # object -> global/static keyed candidates whose storage holds or points to it (a local
-        # such as the loop's `entry` pointing into a global table does not make it shared)
-        self._owners: dict[int, int] = defaultdict(int)
-        self._near_of: dict[int, set[str]] = defaultdict(set)   # object -> candidates near it
+        many = "*"
+        owner: dict[int, str] = {}       # object -> the one global candidate near it, or "*"
         for k in keyed:
-            for o in self._near(k):
-                self._near_of[o].add(k)
-                if self.vars[k].kind in ("global", "static"):
-                    self._owners[o] += 1
-        self._pts_keyed: dict[int, frozenset] = {}
+            if self.vars[k].kind not in ("global", "static"):
+                continue
+            for part in self._near_parts(k):
+                for o in part:
+                    cur = owner.get(o)
+                    if cur is None:
+                        owner[o] = k
+                    elif cur != k:
+                        owner[o] = many
+        self._owner = owner
+        self._local_keyed = [k for k in keyed if self.vars[k].kind not in ("global", "static")]
+        self._ks_of_set: dict[int, tuple] = {}
+
+    def _near_parts(self, k: str) -> list:
+        objs = self.var_obj.get(k, set())
+        return [objs] + [self.pta.pts.get(o, ()) for o in objs]
+
+    def _candidates_for(self, pts) -> frozenset:
+        """Keyed candidates whose near set contains every object of `pts`, when no object is
+        near two globals (memoised by the identity of the interned set)."""
+        hit = self._ks_of_set.get(id(pts))
+        if hit is not None and hit[0] is pts:
+            return hit[1]
+        owners = {self._owner.get(o) for o in pts}
+        ks: set[str] = set()
+        if "*" not in owners:
+            glob = owners - {None}
+            if len(glob) == 1 and None not in owners:
+                ks |= glob
+            for k in self._local_keyed:
+                parts = self._near_parts(k)
+                if all(any(o in p for p in parts) for o in pts):
+                    ks.add(k)
+        res = frozenset(ks)
+        self._ks_of_set[id(pts)] = (pts, res)
+        return res
 
     def _keyed_refs(self, fn: str, refs: list[str]) -> set[str]:
         """Keyed candidates that the values `refs` (an SSA closure through spill slots) refer to:
@@ -625,32 +656,10 @@ class StateAlyzr:
             k = self.alloca_var.get(v)
             if k in self._keyed:
                 out.add(k)
-            ks = self._pts_keyed.get(v)
-            if ks is None:
-                pts = self.pta.pts.get(v) or ()
-                ks = frozenset()
-                if pts and all(self._owners.get(o, 0) <= 1 for o in pts):
-                    common: set[str] | None = None
-                    for o in pts:
-                        near = self._near_of.get(o, set())
-                        common = set(near) if common is None else common & near
-                        if not common:
-                            break
-                    ks = frozenset(common or ())
-                self._pts_keyed[v] = ks
-            out |= ks
+            pts = self.pta.pts.get(v)
+            if pts:
+                out |= self._candidates_for(pts)
         return out
-
-    def _near(self, k: str) -> set[int]:
-        c = self.__dict__.setdefault("_near_c", {})
-        near = c.get(k)
-        if near is None:
-            objs = self.var_obj.get(k, set())
-            near = set(objs)
-            for o in objs:
-                near |= self.pta.pts.get(o, set())
-            c[k] = near
-        return near
 
     def _ssa_closure(self, fn: str, refs: list[str], depth: int = 12) -> list[str]:
         """The local SSA definitions a value is computed from (through loads' pointers)."""

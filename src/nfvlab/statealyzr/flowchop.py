@@ -62,7 +62,8 @@ class FlowChop:
         self._origin: dict[str, dict[str, frozenset]] = {}
         self._slot_stores: dict[str, dict[str, list[int]]] = {}   # f -> spill slot -> its stores
         self._refs: dict[tuple[str, int], frozenset] | None = None
-        self._writers: dict[int, dict[str | None, list[int]]] | None = None
+        self._wgroups: list[tuple] | None = None
+        self._wgroups_of: dict[int, list[int]] = {}
         self._callers: dict[str, list[int]] = defaultdict(list)
         for cid, fs in self.pta.callees.items():
             for f in fs:
@@ -196,26 +197,37 @@ class FlowChop:
         return {k: frozenset(v) for k, v in refs.items()}
 
     # ------------------------------------------------------------------ memory writers by field
-    def writers(self) -> dict[int, dict[str | None, list[int]]]:
-        if self._writers is None:
-            w: dict[int, dict[str | None, list[int]]] = defaultdict(lambda: defaultdict(list))
-            mm = getattr(self.sa, "mm_wrappers", set())
-            for iid, objs in self.sdg.writes.items():
-                ins = self.mod.instrs[iid]
-                if ins.fn in mm:
-                    continue      # allocator bookkeeping (sizes, canaries), not the contents
-                if ins.op == "store" and store_value_type(ins.text).endswith("*"):
-                    continue      # a stored pointer is an address, not header data (thin slice)
-                if ins.op == "store" and len(ins.parts) > 1:
-                    k = self.field_key(ins.fn, ins.parts[1])
-                elif ins.op in ("call", "invoke") and ins.parts and self._is_copy_or_set(ins):
-                    k = self.field_key(ins.fn, ins.parts[0])
-                else:
-                    k = None
-                for o in objs:
-                    w[o][k].append(iid)
-            self._writers = w
-        return self._writers
+    def writers(self) -> None:
+        """Index the writers by the identity of their (shared, interned) points-to set: a store
+        through a generic pointer is listed once, not once per object it may write."""
+        if self._wgroups is not None:
+            return
+        groups: dict[int, tuple] = {}         # id(objs) -> (objs, {field: [writer]})
+        mm = getattr(self.sa, "mm_wrappers", set())
+        for iid, objs in self.sdg.writes.items():
+            if not objs:
+                continue
+            ins = self.mod.instrs[iid]
+            if ins.fn in mm:
+                continue      # allocator bookkeeping (sizes, canaries), not the contents
+            if ins.op == "store" and store_value_type(ins.text).endswith("*"):
+                continue      # a stored pointer is an address, not header data (thin slice)
+            if ins.op == "store" and len(ins.parts) > 1:
+                k = self.field_key(ins.fn, ins.parts[1])
+            elif ins.op in ("call", "invoke") and ins.parts and self._is_copy_or_set(ins):
+                k = self.field_key(ins.fn, ins.parts[0])
+            else:
+                k = None
+            g = groups.get(id(objs))
+            if g is None:
+                g = groups[id(objs)] = (objs, defaultdict(list))
+            g[1][k].append(iid)
+        self._wgroups = list(groups.values())
+        by_obj: dict[int, list[int]] = defaultdict(list)
+        for gi, (objs, _) in enumerate(self._wgroups):
+            for o in objs:
+                by_obj[o].append(gi)
+        self._wgroups_of = dict(by_obj)
 
     @staticmethod
     def _is_copy_or_set(ins: Instr) -> bool:
@@ -225,21 +237,25 @@ class FlowChop:
 
     def _mem_writers(self, objs, keys) -> list[int]:
         """Writers of `objs` that may write one of `keys` (None or ALL in keys: any field)."""
-        w = self.writers()
-        out: list[int] = []
-        any_field = keys is None or None in keys or ALL in keys
+        self.writers()
+        gids: set[int] = set()
+        of = self._wgroups_of
         for o in objs:
-            wo = w.get(o)
-            if not wo:
-                continue
+            g = of.get(o)
+            if g:
+                gids.update(g)
+        any_field = keys is None or None in keys or ALL in keys
+        out: set[int] = set()
+        for gi in gids:
+            by_key = self._wgroups[gi][1]
             if any_field:
-                for lst in wo.values():
-                    out.extend(lst)
+                for lst in by_key.values():
+                    out.update(lst)
             else:
                 for k in keys:
-                    out.extend(wo.get(k, ()))
-                out.extend(wo.get(None, ()))
-        return out
+                    out.update(by_key.get(k, ()))
+                out.update(by_key.get(None, ()))
+        return list(out)
 
     # ------------------------------------------------------------------ the chop
     # The chop walks states: (node, phase) for a value node, or an "fmem" state (f, i, fields):
