@@ -19,8 +19,8 @@ from nfvlab.analysis.reference import ReferenceValue
 from nfvlab.spec import Spec
 
 # measured middlebox -> (paper middlebox key in the reference file, how they relate)
-COUNTERPART = {"haproxy": ("haproxy", "same middlebox (2.6 vs the paper's version)"),
-               "openvpn": ("openvpn", "same middlebox (2.6 vs the paper's version)"),
+COUNTERPART = {"haproxy": ("haproxy", "same middlebox, version 2.6 here"),
+               "openvpn": ("openvpn", "same middlebox, version 2.6 here"),
                "p0f": ("prads", "same kind: passive pcap monitor")}
 PAPER_NAMES = {"prads": "PRADS", "snort": "Snort", "haproxy": "HAProxy", "openvpn": "OpenVPN"}
 COUNT_COLS = [("all", "all"), ("persistent", "persistent"), ("top_level", "top-level"),
