@@ -207,6 +207,13 @@ def main(argv: list[str] | None = None) -> int:
         if a.shield_shares:
             (Path("/sys/fs/cgroup/cpu") / fx.prefix / "cpu.shares").write_text(str(a.shield_shares))
 
+    def baseline(rep: int) -> None:
+        r = run_once(fx, "baseline", a.events, "sysbench", None)
+        r["rep"] = rep
+        results.append(r)
+        print(f"rep {rep} baseline: victim {r['victim_s']:.2f}s cpu {r['victim_cpu_s']:.2f}s "
+              f"busy% {r['cpu_busy_pct']} foreign {r['foreign_cpu_s']:.2f}s", flush=True)
+
     try:
         fx.setup()
         shield()
@@ -215,11 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                 if a.wait_quiet:
                     quiet = wait_quiet(25.0, a.wait_quiet)
                     print(f"rep {rep}: machine {'quiet' if quiet else 'still busy'}", flush=True)
-                r = run_once(fx, "baseline", a.events, "sysbench", None)
-                r["rep"] = rep
-                results.append(r)
-                print(f"rep {rep} baseline: victim {r['victim_s']:.2f}s cpu {r['victim_cpu_s']:.2f}s "
-                      f"busy% {r['cpu_busy_pct']} foreign {r['foreign_cpu_s']:.2f}s", flush=True)
+                baseline(rep)
                 for m in modes:
                     r = run_once(fx, m, a.events, "udp_receiver", MODES[m], a.control_period_ms)
                     r["rep"] = rep
@@ -233,11 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"rep {rep} {m}: victim {r['victim_s']:.2f}s cpu {r['victim_cpu_s']:.2f}s "
                           f"busy% {r['cpu_busy_pct']} foreign {r['foreign_cpu_s']:.2f}s{extra}", flush=True)
                 # a second baseline after the modes: other people's load changes within seconds
-                r = run_once(fx, "baseline", a.events, "sysbench", None)
-                r["rep"] = rep
-                results.append(r)
-                print(f"rep {rep} baseline: victim {r['victim_s']:.2f}s cpu {r['victim_cpu_s']:.2f}s "
-                      f"busy% {r['cpu_busy_pct']} foreign {r['foreign_cpu_s']:.2f}s", flush=True)
+                baseline(rep)
                 # clean run: other people's tasks got < 3 % of the victim's core while it ran
                 for x in results:
                     if x.get("rep") == rep:
