@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -14,12 +15,27 @@ import pytest
 
 from nfvlab import state
 from nfvlab.clean import clean
-from nfvlab.testbeds import cgroups, network
+from nfvlab.testbeds import cgroups, cpuidle, network
 from nfvlab.testbeds.local import LocalTestbed, TestbedBusy
 
 from .conftest import leftovers, needs_root
 
 pytestmark = [needs_root]
+
+
+def _pm_qos_latency() -> int:
+    with open(cpuidle.PM_QOS_DEVICE, "rb") as f:  # reading returns the system's current target (s32)
+        return struct.unpack("i", f.read(4))[0]
+
+
+def test_poll_idle_request_is_held_and_released():
+    if not Path(cpuidle.PM_QOS_DEVICE).exists():
+        pytest.skip("no PM QoS device")
+    before = _pm_qos_latency()
+    with cpuidle.PollIdle() as req:
+        assert req.held and _pm_qos_latency() == 0
+    assert not req.held and _pm_qos_latency() == before
+    assert cpuidle.PollIdle("/nonexistent/cpu_dma_latency").acquire() is False
 
 
 def _in_ns(ns: str, *argv: str) -> str:
@@ -49,7 +65,11 @@ def test_up_creates_containers_and_down_removes_them(no_leftovers, isolated_stat
         assert "rate 300Mbit" in classes and classes.count("rate 100Mbit") == 3
         with pytest.raises(TestbedBusy):
             LocalTestbed().up(["victim", "sysbench"])
+        if Path(cpuidle.PM_QOS_DEVICE).exists():  # idle CPUs poll while the testbed is up
+            assert _pm_qos_latency() == 0
     assert leftovers() == []
+    if Path(cpuidle.PM_QOS_DEVICE).exists():
+        assert _pm_qos_latency() > 0  # the request ended with the testbed
 
 
 def test_process_joins_container_cgroups(no_leftovers, isolated_state, tmp_path):

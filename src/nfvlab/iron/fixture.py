@@ -18,6 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from nfvlab.testbeds.cpuidle import PollIdle
 from nfvlab.testbeds.model import CgroupPaths, Container, Peer, Topology
 
 CG = Path("/sys/fs/cgroup")
@@ -41,10 +42,12 @@ class IronFixture:
         self.bridge = f"{self.prefix}br"
         self.procs: list[subprocess.Popen] = []
         self.topology: Topology | None = None
+        self.idle = PollIdle()  # as on the testbed: idle CPUs poll (nfvlab.testbeds.cpuidle)
 
     # ---------------------------------------------------------------------------------------------
     def setup(self) -> Topology:
         self.teardown()
+        self.idle.acquire()
         p = self.prefix
         sh(f"ip link add {self.bridge} type bridge && ip link set {self.bridge} up")
         containers = []
@@ -120,6 +123,7 @@ class IronFixture:
             with contextlib.suppress(Exception):  # best effort
                 self.stop(proc)
         self.procs = []
+        self.idle.release()
         p = self.prefix
         names = [f"{p}{i}" for i in range(max(self.n, 8))] + [f"{p}p"]
         for ns in names:

@@ -26,7 +26,7 @@ from typing import IO
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from nfvlab.testbeds import cgroups, network
+from nfvlab.testbeds import cgroups, cpuidle, network
 from nfvlab.testbeds.model import Container, Peer, Topology
 
 REPO = Path(__file__).resolve().parents[3]
@@ -49,6 +49,8 @@ class LocalConfig(BaseModel):
     # containers' core; 0 s disables the wait. Others' processes are held off by the cgroup weights.
     quiet_irq_pct: float = Field(3.0, ge=0, le=100)
     quiet_wait_s: float = Field(60.0, ge=0)
+    # Idle CPUs poll instead of halting while the testbed is up (see nfvlab.testbeds.cpuidle).
+    idle_poll: bool = True
 
     def address(self, host: int) -> str:
         net = ipaddress.ip_network(self.subnet)
@@ -141,6 +143,7 @@ class LocalTestbed:
         self.config = config or load_config()
         self.topology: Topology | None = None
         self._lock_file = None
+        self._idle = cpuidle.PollIdle()
 
     def __enter__(self) -> LocalTestbed:
         return self
@@ -161,6 +164,8 @@ class LocalTestbed:
         period = cfg.cfs_period_us
         quota = period // n
         try:
+            if cfg.idle_poll:
+                self._idle.acquire()
             network.create_bridge(cfg.bridge)
             peer = Peer("nfvlab-peer", "nfvlab-peer-h", "eth0", cfg.address(cfg.peer_host), cfg.peer_cpu,
                         cgroups.create(RUN, "nfvlab-peer", cfg.peer_cpu, None, period))
@@ -221,6 +226,7 @@ class LocalTestbed:
             with contextlib.suppress(OSError):
                 root.rmdir()  # the shared nfvlab/ level, unless another user still has cgroups in it
         self.topology = None
+        self._idle.release()
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
