@@ -680,7 +680,11 @@ int BPF_PROG(iron_softirq_exit, unsigned int vec)
 		__u32 towner = cs->sirq_timer_owner, ctx = cs->ctx;
 
 		cs->sirq_timer_owner = 0;
-		if (towner) { /* a network soft hrtimer (TCP pacing) that found the socket busy */
+		if (towner) { /* a network soft hrtimer (TCP pacing) that moved no packet to a driver */
+			/* The hard IRQ that raised this softirq expired no network timer itself (soft timers run
+			 * here), but it fired for this one: the window's H is the same traffic's cost. */
+			if (!cs->win_timer_owner)
+				cs->win_timer_owner = towner;
 			if (ctx < MAX_SLOTS) {
 				struct ct_stats *st = bpf_map_lookup_elem(&ct_stats, &ctx);
 
