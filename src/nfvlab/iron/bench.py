@@ -146,7 +146,7 @@ def run_once(fx: IronFixture, mode: str, events: int, interferer: str, iron_kw: 
             iron_kw = {**iron_kw, "pre_throttle_pct": PRE_THROTTLE_PCT}
         iron = IronRuntime(topo, control_period_ms=control_period_ms, **iron_kw) if iron_kw else None
         if iron is not None:
-            iron.irq_extra_ns = IRQ_EXTRA_NS if "+irq" in mode else 0
+            iron.irq_extra_ns = iron.timer_extra_ns = IRQ_EXTRA_NS if "+irq" in mode else 0
             iron.__enter__()
         try:
             time.sleep(0.3)

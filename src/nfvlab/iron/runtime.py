@@ -30,26 +30,35 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONTROL_PERIODS = 1  # control period = one CFS period (see docs/iron.md for the measurement)
 # Per hard IRQ cost that no tracepoint brackets (interrupt entry/exit, and in a VM the exit/entry of
-# the vCPU), added to H. 0 = only what irq_handler_entry/exit and the vector tracepoints measure.
-# Default: NFVLAB_IRON_IRQ_EXTRA_NS, else the machine's calibration saved by
-# ``python -m nfvlab.iron.calibrate --save``, else 0; per runtime ``IronRuntime.irq_extra_ns = ...``
-# before entering. See docs/iron.md.
+# the vCPU), added to H; local timer interrupts have their own value. 0 = only what irq_handler_entry/
+# exit and the vector tracepoints measure. Default: NFVLAB_IRON_IRQ_EXTRA_NS / _TIMER_EXTRA_NS, else
+# the machine's calibration saved by ``python -m nfvlab.iron.calibrate --save``, else 0; per runtime
+# ``IronRuntime.irq_extra_ns = ...`` / ``.timer_extra_ns = ...`` before entering. See docs/iron.md.
 CALIBRATION_FILE = "calibration.json"  # in the build dir, written by python -m nfvlab.iron.calibrate --save
 
 
-def default_irq_extra_ns(build_dir: Path | None = None) -> int:
-    """NFVLAB_IRON_IRQ_EXTRA_NS, else this machine's saved calibration (same kernel), else 0."""
-    env = os.environ.get("NFVLAB_IRON_IRQ_EXTRA_NS")
-    if env:
-        return int(env)
+def default_irq_extra_ns(build_dir: Path | None = None) -> tuple[int, int]:
+    """(irq_extra_ns, timer_extra_ns): NFVLAB_IRON_IRQ_EXTRA_NS / NFVLAB_IRON_TIMER_EXTRA_NS, else this
+    machine's saved calibration (same kernel), else 0. A calibration without a timer value (older
+    files) or an unset timer variable uses the IRQ value for timers too."""
+    irq: int | None = None
+    timer: int | None = None
     f = Path(build_dir or default_build_dir()) / CALIBRATION_FILE
     try:
         cal = json.loads(f.read_text())
         if cal.get("kernel") == os.uname().release:
-            return int(cal["irq_extra_ns"])
+            irq = int(cal["irq_extra_ns"])
+            timer = int(cal.get("timer_extra_ns", irq))
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    return 0
+    env_irq, env_timer = os.environ.get("NFVLAB_IRON_IRQ_EXTRA_NS"), os.environ.get("NFVLAB_IRON_TIMER_EXTRA_NS")
+    if env_irq:
+        irq = int(env_irq)
+        timer = int(env_timer) if env_timer else irq
+    elif env_timer:
+        timer = int(env_timer)
+    irq = irq or 0
+    return irq, irq if timer is None else timer
 
 
 class IronError(RuntimeError):
@@ -86,7 +95,7 @@ class IronRuntime:
         self._final: dict[str, float] | None = None
         self._ctl_error: BaseException | None = None
         self.prog_ids: dict[str, int] = {}  # kernel ids of the loaded programs (name -> id)
-        self.irq_extra_ns = default_irq_extra_ns(build_dir)
+        self.irq_extra_ns, self.timer_extra_ns = default_irq_extra_ns(build_dir)
 
     # ---------------------------------------------------------------------------------------------
     def __enter__(self) -> IronRuntime:
@@ -106,7 +115,8 @@ class IronRuntime:
         bpf.load()
         cpus = {c.cpu for c in topo.containers}
         bpf.configure(cpu_mask=sum(1 << c for c in cpus), naive=self.attribution == "naive",
-                      nslots=max(c.index for c in topo.containers) + 1, irq_extra_ns=self.irq_extra_ns)
+                      nslots=max(c.index for c in topo.containers) + 1, irq_extra_ns=self.irq_extra_ns,
+                      timer_extra_ns=self.timer_extra_ns)
         for c in topo.containers:
             bpf.add_slot(c.index, c.name, c.ip, c.netns, Path(c.cgroup.cpu))
         self.prog_ids = bpf.prog_ids()
@@ -193,6 +203,7 @@ class IronRuntime:
             out[f"{pre}.irqs"] = s["irqs"]
             out[f"{pre}.irq_ns"] = s["irq_ns"]
             out[f"{pre}.preempts"] = s["preempts"]
+            out[f"{pre}.timer_irqs"] = s["timer_irqs"]
             out[f"{pre}.throttled_ns"] = st.get("throttled_ns", 0) - base.get("throttled_ns", 0)
             ct = by_slot.get(c.index)
             if ct is not None:

@@ -48,7 +48,8 @@ struct iron_cfg {
 	__u32 naive;     /* 1: naive attribution: the drop budget counts CFS time only */
 	__u32 nslots;    /* slots 0..nslots-1 are in use (loops stop there, plus UNOWNED) */
 	__u32 irq_extra_ns; /* per hard IRQ: entry/exit cost the tracepoints cannot see (calibrated) */
-	__u32 pad;
+	__u32 timer_extra_ns; /* the same for local timer interrupts (calibrated apart: in a VM each one
+			       * is delivered through the hypervisor, IPIs may be posted) */
 	__u64 fn_qdisc_watchdog; /* kernel addresses of the network hrtimer callbacks (0: unknown) */
 	__u64 fn_tcp_pace_kick;
 };
@@ -69,6 +70,7 @@ struct ct_stats {
 	__u64 irqs;       /* hard IRQs taken while the container's task ran (calibration) */
 	__u64 irq_ns;     /* their time (+ irq_extra_ns each); UNOWNED: H of windows without NET packets */
 	__u64 preempts;   /* involuntary switch-outs (preempted while runnable) */
+	__u64 timer_irqs; /* of irqs: local timer interrupts (calibration) */
 };
 
 struct budget_cfg { /* written by the controller */
@@ -94,7 +96,7 @@ struct cpu_state {
 	__u64 run_start;    /* when the current task was switched in */
 	__u64 win_h, win_s, win_s_rx, win_s_tx;
 	__u32 in_sirq, vec, ctx, npk, last_owner, h_depth, cur_slot, cur_valid;
-	__u32 pad, win_nrx, win_ntx, win_hctx; /* win_hctx: context that took the window's first IRQ */
+	__u32 h_timer, win_nrx, win_ntx, win_hctx; /* h_timer: the outermost hard IRQ is the local timer */ /* win_hctx: context that took the window's first IRQ */
 	__u32 last_rx_owner, last_tx_owner; /* owner of the newest packet per direction (+1; 0 = none) */
 	__u32 win_timer_owner, sirq_timer_owner; /* a network hrtimer ran in the window / softirq (+1) */
 	__u32 cur_cnt[NSLOTS];
@@ -393,15 +395,17 @@ __noinline int close_window(void)
 	return 0;
 }
 
-static __always_inline __u64 irq_extra(void)
+static __always_inline __u64 irq_extra(__u32 timer)
 {
 	__u32 zero = 0;
 	struct iron_cfg *cfg = bpf_map_lookup_elem(&iron_cfg, &zero);
 
-	return cfg ? cfg->irq_extra_ns : 0;
+	if (!cfg)
+		return 0;
+	return timer ? cfg->timer_extra_ns : cfg->irq_extra_ns;
 }
 
-static __always_inline void hardirq_enter(void)
+static __always_inline void hardirq_enter(__u32 timer)
 {
 	struct cpu_state *cs = accounted_cpu();
 	__u64 now;
@@ -412,6 +416,7 @@ static __always_inline void hardirq_enter(void)
 	if (cs->h_depth == 0 || cs->h_depth > 4) {
 		cs->h_depth = 0;
 		cs->h_start = now;
+		cs->h_timer = timer;
 		/* An IRQ nested in a softirq (an RPS IPI adding to the backlog being drained) belongs to that
 		 * softirq's packets, which reach the window only at softirq_exit: keep the window open. */
 		if (!cs->in_sirq) {
@@ -422,8 +427,11 @@ static __always_inline void hardirq_enter(void)
 			__u32 c = cs->cur_slot;
 			struct ct_stats *st = bpf_map_lookup_elem(&ct_stats, &c);
 
-			if (st)
+			if (st) {
 				st->irqs++;
+				if (timer)
+					st->timer_irqs++;
+			}
 		}
 	}
 	cs->h_depth++;
@@ -432,7 +440,7 @@ static __always_inline void hardirq_enter(void)
 static __always_inline void hardirq_exit(void)
 {
 	struct cpu_state *cs = accounted_cpu();
-	__u64 d;
+	__u64 d, extra;
 
 	if (!cs || cs->h_depth == 0)
 		return;
@@ -441,13 +449,14 @@ static __always_inline void hardirq_exit(void)
 	d = bpf_ktime_get_ns() - cs->h_start;
 	if (d > MAX_HARDIRQ_NS) /* unmatched entry (e.g. attached between entry and exit): ignore */
 		return;
-	cs->win_h += d + irq_extra();
+	extra = irq_extra(cs->h_timer);
+	cs->win_h += d + extra;
 	if (cs->cur_valid && cs->cur_slot < MAX_SLOTS) {
 		__u32 c = cs->cur_slot;
 		struct ct_stats *st = bpf_map_lookup_elem(&ct_stats, &c);
 
 		if (st)
-			st->irq_ns += d + irq_extra();
+			st->irq_ns += d + extra;
 	}
 	if (cs->in_sirq) {
 		cs->nested += d;
@@ -456,27 +465,27 @@ static __always_inline void hardirq_exit(void)
 }
 
 SEC("tp_btf/irq_handler_entry")
-int BPF_PROG(iron_irq_entry, int irq, struct irqaction *action) { hardirq_enter(); return 0; }
+int BPF_PROG(iron_irq_entry, int irq, struct irqaction *action) { hardirq_enter(0); return 0; }
 SEC("tp_btf/irq_handler_exit")
 int BPF_PROG(iron_irq_exit, int irq, struct irqaction *action, int ret) { hardirq_exit(); return 0; }
 SEC("tp_btf/local_timer_entry")
-int BPF_PROG(iron_timer_entry, int vector) { hardirq_enter(); return 0; }
+int BPF_PROG(iron_timer_entry, int vector) { hardirq_enter(1); return 0; }
 SEC("tp_btf/local_timer_exit")
 int BPF_PROG(iron_timer_exit, int vector) { hardirq_exit(); return 0; }
 SEC("tp_btf/call_function_single_entry")
-int BPF_PROG(iron_cfs_entry, int vector) { hardirq_enter(); return 0; }
+int BPF_PROG(iron_cfs_entry, int vector) { hardirq_enter(0); return 0; }
 SEC("tp_btf/call_function_single_exit")
 int BPF_PROG(iron_cfs_exit, int vector) { hardirq_exit(); return 0; }
 SEC("tp_btf/call_function_entry")
-int BPF_PROG(iron_cf_entry, int vector) { hardirq_enter(); return 0; }
+int BPF_PROG(iron_cf_entry, int vector) { hardirq_enter(0); return 0; }
 SEC("tp_btf/call_function_exit")
 int BPF_PROG(iron_cf_exit, int vector) { hardirq_exit(); return 0; }
 SEC("tp_btf/reschedule_entry")
-int BPF_PROG(iron_resched_entry, int vector) { hardirq_enter(); return 0; }
+int BPF_PROG(iron_resched_entry, int vector) { hardirq_enter(0); return 0; }
 SEC("tp_btf/reschedule_exit")
 int BPF_PROG(iron_resched_exit, int vector) { hardirq_exit(); return 0; }
 SEC("tp_btf/irq_work_entry")
-int BPF_PROG(iron_irqwork_entry, int vector) { hardirq_enter(); return 0; }
+int BPF_PROG(iron_irqwork_entry, int vector) { hardirq_enter(0); return 0; }
 SEC("tp_btf/irq_work_exit")
 int BPF_PROG(iron_irqwork_exit, int vector) { hardirq_exit(); return 0; }
 
