@@ -36,7 +36,7 @@ def test_point_ids_are_stable_and_distinct(write_spec):
 def test_scale_presets_override_sweep_and_repetitions():
     spec = load_spec(REPO / "experiments" / "iron-udp-senders.yaml")
     quick, paper = expand(spec, "quick"), expand(spec, "paper")
-    assert quick.repetitions == 3 and paper.repetitions == 10
+    assert quick.repetitions == 5 and paper.repetitions == 10
     # iron.mode x containers_per_core x core_rate_mbps
     assert len(quick.points) == 2 * 4 * 2 and len(paper.points) == 2 * 4 * 11
     assert math.isinf(flat_params(quick.points[-1].params)["core_rate_mbps"])
