@@ -96,7 +96,9 @@ struct cpu_state {
 	__u64 run_start;    /* when the current task was switched in */
 	__u64 win_h, win_s, win_s_rx, win_s_tx;
 	__u32 in_sirq, vec, ctx, npk, last_owner, h_depth, cur_slot, cur_valid;
-	__u32 h_timer, win_nrx, win_ntx, win_hctx; /* h_timer: the outermost hard IRQ is the local timer */ /* win_hctx: context that took the window's first IRQ */
+	/* h_timer: the outermost hard IRQ is the local timer; win_hctx: context that took the window's
+	 * first IRQ */
+	__u32 h_timer, win_nrx, win_ntx, win_hctx;
 	__u32 last_rx_owner, last_tx_owner; /* owner of the newest packet per direction (+1; 0 = none) */
 	__u32 win_timer_owner, sirq_timer_owner; /* a network hrtimer ran in the window / softirq (+1) */
 	__u32 cur_cnt[NSLOTS];
