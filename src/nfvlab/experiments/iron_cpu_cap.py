@@ -55,13 +55,13 @@ CPUACCT_ROOT = Path("/sys/fs/cgroup/cpuacct")
 # ------------------------------------------------------------------------------------------ shared helpers
 @contextlib.contextmanager
 def local_testbed(roles: list[str], core_rate_mbps: float = math.inf,
-                  wait_s: float | None = None) -> Iterator[Topology]:
+                  wait_s: float | None = None, idle_poll: bool | None = None) -> Iterator[Topology]:
     """LocalTestbed.up(roles), retrying while another run holds the testbed; always torn down."""
     deadline = time.monotonic() + (TESTBED_WAIT_S if wait_s is None else wait_s)
     while True:
         tb = LocalTestbed()
         try:
-            topo = tb.up(roles, core_rate_mbps)
+            topo = tb.up(roles, core_rate_mbps, idle_poll=idle_poll)
         except TestbedBusy:
             # never tb.down() here: the namespaces and links it would remove are the lock holder's
             if time.monotonic() > deadline:

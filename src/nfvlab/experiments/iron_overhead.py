@@ -122,7 +122,8 @@ class Driver:
 
     @contextlib.contextmanager
     def setup(self, p: Params) -> Iterator[Topology]:
-        with local_testbed(["receiver"]) as topo:
+        # a lone receiver on an otherwise idle core, as in iron_throughput: halting idle
+        with local_testbed(["receiver"], idle_poll=False) as topo:
             set_quota_pct(topo, None)  # unlimited: the maximum receive rate is the subject
             yield topo
 

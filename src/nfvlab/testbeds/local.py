@@ -156,15 +156,16 @@ class LocalTestbed:
         if self._lock_file is None:
             raise TestbedBusy(f"the local testbed is in use by another nfvlab run ({testbed_holder()})")
 
-    def up(self, roles: list[str], core_rate_mbps: float = math.inf) -> Topology:
-        """Create len(roles) containers at quota = period/n on the victim core; roles[0] is the victim."""
+    def up(self, roles: list[str], core_rate_mbps: float = math.inf, idle_poll: bool | None = None) -> Topology:
+        """Create len(roles) containers at quota = period/n on the victim core; roles[0] is the victim.
+        ``idle_poll`` overrides the config's choice of polling idle CPUs (nfvlab.testbeds.cpuidle)."""
         cfg = self.config
         self._lock()
         n = len(roles)
         period = cfg.cfs_period_us
         quota = period // n
         try:
-            if cfg.idle_poll:
+            if cfg.idle_poll if idle_poll is None else idle_poll:
                 self._idle.acquire()
             network.create_bridge(cfg.bridge)
             peer = Peer("nfvlab-peer", "nfvlab-peer-h", "eth0", cfg.address(cfg.peer_host), cfg.peer_cpu,
