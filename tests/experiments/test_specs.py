@@ -105,7 +105,7 @@ def test_busy_testbed_is_waited_for_and_never_torn_down(monkeypatch):
     calls = {"up": 0, "down": 0}
 
     class FakeTestbed:
-        def up(self, roles, core_rate_mbps):
+        def up(self, roles, core_rate_mbps, idle_poll=None):
             calls["up"] += 1
             if calls["up"] < 3:
                 raise TestbedBusy("busy")
