@@ -96,8 +96,8 @@ class Driver:
     @contextlib.contextmanager
     def setup(self, p: Params) -> Iterator[Topology]:
         # A lone receiver on an otherwise idle core: the halting idle of the paper's machines, not the
-        # testbed's polling idle (with polling, RPS IPIs to the idle core become need-resched pokes and
-        # the share measured in phase 2 came out 43 % instead of 53 %; see docs/iron-experiments.md).
+        # testbed's polling idle. With polling the share measured in phase 2 came out 43 % instead of
+        # 53 % and the receiver limited to it lost 35 % of its packets (docs/iron.md, idle CPUs).
         with local_testbed(["udp_receiver"], idle_poll=False) as topo:
             yield topo
 
