@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import itertools
 import json
 import logging
@@ -48,6 +49,7 @@ MAP_NAMES = ["iron_cfg", "netns_slot", "ip_slot", "cg_slot", "ct_stats", "budget
 NETWORK_TIMERS = ("qdisc_watchdog", "tcp_pace_kick")  # hrtimer callbacks Iron attributes (iron.bpf.c)
 
 
+@functools.cache  # /proc/kallsyms is ~0.1 s to scan; the kernel's text does not move while we run
 def kernel_symbols(names: tuple[str, ...]) -> dict[str, int]:
     """Addresses of kernel text symbols from /proc/kallsyms (root sees real addresses); absent: none."""
     want, out = set(names), {}

@@ -687,33 +687,26 @@ int BPF_PROG(iron_softirq_exit, unsigned int vec)
 	cs->win_s += dur;
 	/* Other vectors count as transmit work when they handed packets to a driver: TCP small queues
 	 * push a socket's data from a tasklet, TCP's timers retransmit from the timer softirq. */
-	if (vec != VEC_NET_RX && vec != VEC_NET_TX && !cs->npk) {
-		__u32 towner = cs->sirq_timer_owner, ctx = cs->ctx;
+	int net_work = vec == VEC_NET_RX || vec == VEC_NET_TX || cs->npk;
+	__u32 towner = cs->sirq_timer_owner;
 
-		cs->sirq_timer_owner = 0;
-		if (towner) { /* a network soft hrtimer (TCP pacing) that moved no packet to a driver */
-			/* The hard IRQ that raised this softirq expired no network timer itself (soft timers run
-			 * here), but it fired for this one: the window's H is the same traffic's cost. */
-			if (!cs->win_timer_owner)
-				cs->win_timer_owner = towner;
-			if (ctx < MAX_SLOTS) {
-				struct ct_stats *st = bpf_map_lookup_elem(&ct_stats, &ctx);
-
-				if (st)
-					st->naive_ns += dur;
-			}
-			account(towner - 1, ctx, dur, F_OVH);
-		}
-		return 0;
-	}
 	cs->sirq_timer_owner = 0;
-
+	if (!net_work && !towner)
+		return 0;
 	if (cs->ctx < MAX_SLOTS) {
 		__u32 c = cs->ctx;
 		struct ct_stats *st = bpf_map_lookup_elem(&ct_stats, &c);
 
 		if (st)
 			st->naive_ns += dur;
+	}
+	if (!net_work) { /* a network soft hrtimer (TCP pacing) that moved no packet to a driver */
+		/* The hard IRQ that raised this softirq expired no network timer itself (soft timers run
+		 * here), but it fired for this one: the window's H is the same traffic's cost. */
+		if (!cs->win_timer_owner)
+			cs->win_timer_owner = towner;
+		account(towner - 1, cs->ctx, dur, F_OVH);
+		return 0;
 	}
 	n = cs->npk;
 	if (n)
