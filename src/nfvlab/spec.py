@@ -39,24 +39,70 @@ class PaperRef(Strict):
     section: str | None = None
 
 
-class Claim(Strict):
-    """A statement from the paper checked against our measurements.
+PointStat = Literal["median", "mean", "p5", "p95", "min", "max"]
+AcrossPoints = Literal["every", "max", "min", "median", "mean"]
 
-    measured = across_points( point_stat(metric over the repetitions of each point) ) over the rows
-    matching ``where``; the claim holds when ``measured op value`` (with ``tolerance`` of slack).
+
+class Claim(Strict):
+    """A statement from the paper, checked as a *band* around what the paper says.
+
+    Per point (a sweep point matching ``where``): ``point_stat`` of ``metric`` over the point's
+    repetitions. Across points: ``every`` requires each point's value to lie in ``band``; the
+    other reducers (max/min/median/mean) reduce the per-point values to one number that must lie
+    in ``band``. ``band`` is [low, high], both inclusive; a side may be null (unbounded) only
+    with a ``one_sided`` reason, because a one-sided bound is what lets noise pass for a result.
+    ``check: self-check`` marks a check of our own machinery (ground truth, our own speed, limits
+    from our own counters): it is reported apart and never counts as reproducing the paper.
     """
 
     id: Annotated[str, Field(pattern=SLUG)]
     statement: str
-    paper_value: float | str | None = None
+    paper_value: float | str | None = Field(None, description="what the paper says (number or text)")
     reference: str | None = Field(None, description="key into analysis/reference/*.yaml")
     metric: str
     where: dict[str, Any] = Field(default_factory=dict)
-    point_stat: Literal["median", "mean", "p5", "p95", "min", "max"] = "median"
-    across_points: Literal["max", "min", "median", "mean"] = "max"
-    op: Literal[">=", "<=", ">", "<"]
-    value: float
-    tolerance: float = 0.0
+    point_stat: PointStat = "median"
+    across_points: AcrossPoints = "every"
+    band: tuple[float | None, float | None] = Field(
+        description="[low, high]: the measured value must lie in it (inclusive); null = unbounded side")
+    one_sided: str | None = Field(None, description="why a side of the band is null (required then)")
+    check: Literal["reproduction", "self-check"] = "reproduction"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bounds(cls, data: Any) -> Any:
+        # The old bound form (op/value/tolerance) is refused with a pointer to the band form.
+        if isinstance(data, dict):
+            old = [k for k in ("op", "value", "tolerance") if k in data]
+            if old:
+                raise ValueError(
+                    f"{'/'.join(old)}: claims state a band now, not a bound; write "
+                    "band: [low, high] around the paper's value (a null side needs one_sided: reason)")
+            if "band" not in data:
+                raise ValueError("band: missing; a claim states band: [low, high] around the paper's value")
+        return data
+
+    @model_validator(mode="after")
+    def _band_is_sane(self) -> Claim:
+        low, high = self.band
+        if low is None and high is None:
+            raise ValueError("band: both sides are null; a claim must bound at least one side")
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"band: low {low:g} is above high {high:g}")
+        if (low is None or high is None) and not (self.one_sided or "").strip():
+            side = "low" if low is None else "high"
+            raise ValueError(f"one_sided: the band's {side} side is null; say why the claim is one-sided")
+        if low is not None and high is not None and self.one_sided:
+            raise ValueError("one_sided: given, but the band has both sides")
+        return self
+
+    @property
+    def counts_as_reproduction(self) -> bool:
+        return self.check == "reproduction"
+
+    def in_band(self, measured: float) -> bool:
+        low, high = self.band
+        return (low is None or measured >= low) and (high is None or measured <= high)
 
 
 class Figure(Strict):

@@ -1,4 +1,4 @@
-"""Claim evaluation: each comparison, tolerance, where, point/across statistics, not run, references."""
+"""Claim evaluation: bands, every/reducers, where, point/across statistics, not run, references."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from nfvlab.analysis.claims import NOT_REPRODUCED, NOT_RUN, REPRODUCED, compare, evaluate_claim, tally
+from nfvlab.analysis.claims import NOT_REPRODUCED, NOT_RUN, REPRODUCED, evaluate_claim, in_band, tally
 from nfvlab.analysis.reference import load_references
 from nfvlab.results import ResultStore
 from nfvlab.spec import Claim
@@ -26,27 +26,29 @@ def frame(results_root) -> pd.DataFrame:
 
 
 def claim(**kw) -> Claim:
-    base = {"id": "c", "statement": "s", "metric": "penalty_factor", "op": ">=", "value": 2.0}
+    base = {"id": "c", "statement": "s", "metric": "penalty_factor",
+            "across_points": "max", "band": [2.0, 10.0]}
     return Claim(**(base | kw))
 
 
-@pytest.mark.parametrize("op, value, tolerance, verdict", [
-    (">=", 4.0, 0.0, REPRODUCED),       # max of medians = 4.0
-    (">=", 4.1, 0.0, NOT_REPRODUCED),
-    (">=", 4.1, 0.2, REPRODUCED),       # tolerance relaxes downwards
-    (">", 4.0, 0.0, NOT_REPRODUCED),
-    (">", 3.9, 0.0, REPRODUCED),
-    ("<=", 4.0, 0.0, REPRODUCED),
-    ("<=", 3.9, 0.0, NOT_REPRODUCED),
-    ("<=", 3.9, 0.1, REPRODUCED),       # tolerance relaxes upwards
-    ("<", 4.0, 0.0, NOT_REPRODUCED),
-    ("<", 4.0, 0.05, REPRODUCED),
+@pytest.mark.parametrize("band, verdict", [
+    ([4.0, 4.5], REPRODUCED),        # max of medians = 4.0, the band is inclusive
+    ([3.5, 4.0], REPRODUCED),
+    ([4.1, 9.0], NOT_REPRODUCED),    # below the band
+    ([1.0, 3.9], NOT_REPRODUCED),    # above the band: a two-sided claim catches it
 ])
-def test_each_operator(frame, op, value, tolerance, verdict):
-    r = evaluate_claim(claim(op=op, value=value, tolerance=tolerance), frame, "fake")
+def test_band_is_two_sided(frame, band, verdict):
+    r = evaluate_claim(claim(band=band), frame, "fake")
     assert r.measured == pytest.approx(4.0)
     assert r.verdict == verdict
     assert (r.n_points, r.n_rows) == (2, 6)
+
+
+def test_every_point_must_lie_in_the_band(frame):
+    # medians 2.0 and 4.0: [1.5, 4.5] holds both, [2.5, 4.5] misses the first
+    assert evaluate_claim(claim(across_points="every", band=[1.5, 4.5]), frame).verdict == REPRODUCED
+    r = evaluate_claim(claim(across_points="every", band=[2.5, 4.5]), frame)
+    assert r.verdict == NOT_REPRODUCED and r.measured == pytest.approx(2.0)
 
 
 def test_where_selects_rows(frame):
@@ -86,9 +88,7 @@ def test_reference_value_and_mismatch(frame):
     assert filled.paper_value == pytest.approx(0.706)
 
 
-def test_compare_and_tally(frame):
-    assert compare(1.0, ">", 1.0, 0.01) and not compare(1.0, ">", 1.0)
-    with pytest.raises(ValueError):
-        compare(1.0, "==", 1.0)
+def test_in_band_and_tally(frame):
+    assert in_band(1.0, (1.0, None)) and in_band(1.0, (None, 1.0)) and not in_band(1.01, (0.9, 1.0))
     results = [evaluate_claim(claim(), frame), evaluate_claim(claim(), pd.DataFrame())]
     assert tally(results) == {REPRODUCED: 1, NOT_REPRODUCED: 0, NOT_RUN: 1}

@@ -64,7 +64,7 @@ def test_unknown_metric_and_kind(write_spec):
 
 
 def test_claim_must_use_a_recorded_metric(write_spec):
-    claim = {"id": "c", "statement": "s", "metric": "drops", "op": ">", "value": 1}
+    claim = {"id": "c", "statement": "s", "metric": "drops", "band": [0.95, 1.05]}
     assert "claims.c.metric" in _problems(write_spec, tiny_spec(claims=[claim]))
 
 
@@ -92,3 +92,16 @@ def test_cli_exit_2_and_nothing_created(write_spec, tmp_path):
         assert "workload.victim_events" in out.stderr and str(path) in out.stderr
     assert not env_results.exists()
     assert leftovers() == before
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"op": ">", "value": 1}, "claims state a band now"),
+    ({}, "band: missing"),
+    ({"band": [1.1, None]}, "one_sided"),
+    ({"band": [None, None], "one_sided": "x"}, "both sides are null"),
+    ({"band": [1.1, 0.9]}, "is above high"),
+])
+def test_claim_needs_a_band(write_spec, fields, message):
+    claim = {"id": "c", "statement": "s", "metric": "penalty_factor", **fields}
+    problems = _problems(write_spec, tiny_spec(claims=[claim]))
+    assert "claims.0" in problems and message in problems

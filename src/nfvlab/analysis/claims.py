@@ -1,15 +1,14 @@
 """Claim evaluation: the paper's statements checked against measured rows.
 
 For a claim: take the rows matching `where`; per point, `point_stat` of `metric` over the point's
-repetitions; then `across_points` of those; the claim is reproduced when `measured op value` holds
-with `tolerance` of slack (">=" / ">" accept down to value - tolerance, "<=" / "<" up to
-value + tolerance). No matching rows (or no measured value) means "not run".
+repetitions; then `across_points` of those (`every`: each point must lie in the band); the claim
+is reproduced when the measured value lies in the claim's band [low, high]. No matching rows (or
+no measured value) means "not run".
 """
 
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -25,7 +24,6 @@ NOT_REPRODUCED = "not reproduced"
 NOT_RUN = "not run"
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, NOT_RUN)
 
-_OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 
 
 @dataclass
@@ -37,9 +35,9 @@ class ClaimResult:
     where: dict[str, Any]
     point_stat: str
     across_points: str
-    op: str
-    value: float
-    tolerance: float
+    band: tuple[float | None, float | None]
+    one_sided: str | None
+    check: str
     paper_value: float | str | None
     measured: float | None
     verdict: str
@@ -55,9 +53,9 @@ class ClaimResult:
 
     @property
     def condition(self) -> str:
-        tol = f" ± {self.tolerance:g}" if self.tolerance else ""
-        return (f"{self.across_points} over points of {self.point_stat}({self.metric}) "
-                f"{self.op} {self.value:g}{tol}")
+        return f"{self.across_points} point's {self.point_stat}({self.metric}) in {band_text(self.band)}" \
+            if self.across_points == "every" else \
+            f"{self.across_points} over points of {self.point_stat}({self.metric}) in {band_text(self.band)}"
 
     def as_record(self) -> dict[str, Any]:
         d = asdict(self)
@@ -67,12 +65,14 @@ class ClaimResult:
         return d
 
 
-def compare(measured: float, op: str, value: float, tolerance: float = 0.0) -> bool:
-    """`measured op value`, relaxed by `tolerance` in the direction that accepts more."""
-    if op not in _OPS:
-        raise ValueError(f"unknown comparison {op!r}")
-    threshold = value - tolerance if op in (">=", ">") else value + tolerance
-    return _OPS[op](measured, threshold)
+def band_text(band: tuple[float | None, float | None]) -> str:
+    low, high = band
+    return f"[{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}]"
+
+
+def in_band(measured: float, band: tuple[float | None, float | None]) -> bool:
+    low, high = band
+    return (low is None or measured >= low) and (high is None or measured <= high)
 
 
 def evaluate_claim(claim: Claim, df: pd.DataFrame, spec_name: str = "",
@@ -85,6 +85,7 @@ def evaluate_claim(claim: Claim, df: pd.DataFrame, spec_name: str = "",
         notes.append(f"metric {claim.metric!r} is not a column of the results")
         rows = rows.iloc[0:0]
     measured: float | None = None
+    all_in = False
     n_points = 0
     if not rows.empty:
         keys = ["point_id"] if "point_id" in rows.columns else [c for c in rows.columns if c != claim.metric]
@@ -93,19 +94,26 @@ def evaluate_claim(claim: Claim, df: pd.DataFrame, spec_name: str = "",
         per_point = per_point.dropna()
         n_points = int(per_point.size)
         if n_points:
-            measured = stat(per_point, claim.across_points)
+            if claim.across_points == "every":
+                # the point farthest outside the band decides; inside, the worst-placed one is shown
+                outside = [v for v in per_point if not in_band(v, claim.band)]
+                measured = outside[0] if outside else float(per_point.median())
+                all_in = not outside
+            else:
+                measured = stat(per_point, claim.across_points)
+                all_in = in_band(measured, claim.band)
         else:
             notes.append(f"no measured values of {claim.metric} in the matching rows")
     if measured is None or math.isnan(measured):
         measured = None
         verdict = NOT_RUN
     else:
-        verdict = REPRODUCED if compare(measured, claim.op, claim.value, claim.tolerance) else NOT_REPRODUCED
+        verdict = REPRODUCED if all_in else NOT_REPRODUCED
 
     result = ClaimResult(
         spec=spec_name, claim_id=claim.id, statement=claim.statement, metric=claim.metric,
         where=dict(claim.where), point_stat=claim.point_stat, across_points=claim.across_points,
-        op=claim.op, value=claim.value, tolerance=claim.tolerance, paper_value=claim.paper_value,
+        band=claim.band, one_sided=claim.one_sided, check=claim.check, paper_value=claim.paper_value,
         measured=measured, verdict=verdict, n_points=n_points, n_rows=int(len(rows)),
         reference=claim.reference, notes=notes,
     )

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[3]
 TEMPLATE = "report.html.j2"
 CLAIM_COLUMNS = ["spec", "claim_id", "statement", "verdict", "paper_value", "reference", "reference_value",
                  "reference_mismatch", "measured", "condition", "metric", "where", "point_stat",
-                 "across_points", "op", "value", "tolerance", "n_points", "n_rows", "notes"]
+                 "across_points", "band", "one_sided", "check", "n_points", "n_rows", "notes"]
 # experiment kind -> "module:function" adding kind-specific tables and figures (paper vs measured)
 KIND_SECTIONS = {"statealyzr": "nfvlab.analysis.statealyzr:sections"}
 PROVENANCE_FIELDS = [("status", "status"), ("start", "start"), ("end", "end"), ("scale", "scale"),
