@@ -2,7 +2,7 @@
 
     nfvlab list                      the experiment specs in experiments/
     nfvlab validate SPEC...          check specs without running anything (exit 2 if invalid)
-    nfvlab run SPEC [--scale quick|paper] [--testbed local] [--repetitions N]
+    nfvlab run SPEC [--scale quick|paper] [--testbed local] [--repetitions N] [--keep-stale]
     nfvlab report                    figures + results/report/index.html from whatever results exist
     nfvlab clean                     remove everything the harness created on this machine
 """
@@ -57,11 +57,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from nfvlab.runner import RunError, run
+    from nfvlab.runner import RunError, RunFailed, run
     from nfvlab.spec import SpecError
 
     try:
-        summary = run(Path(args.spec), args.scale, args.repetitions)
+        summary = run(Path(args.spec), args.scale, args.repetitions, keep_stale=args.keep_stale)
+    except RunFailed as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        s = e.summary
+        err.print(f"{s.spec}: {s.done} run, {len(s.failures)} failed, {s.skipped} current; run again to retry")
+        return 1
     except SpecError as e:
         err.print(f"[red]{e}[/]", highlight=False)
         return 2
@@ -71,7 +76,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         err.print("[yellow]interrupted: finished repetitions are kept; run again to resume[/]")
         return 130
-    err.print(f"{summary.spec}: {summary.done} run, {summary.skipped} skipped, "
+    stale = f", {summary.stale} stale re-measured" if summary.stale else ""
+    kept = f", {summary.kept_stale} stale kept (--keep-stale)" if summary.kept_stale else ""
+    err.print(f"{summary.spec}: {summary.done} run, {summary.skipped} skipped{stale}{kept}, "
               f"{summary.seconds:.0f} s; results in results/{summary.spec}/")
     return 0
 
@@ -116,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--testbed", choices=["local"], default="local",
                    help="where to run (only the local testbed exists so far)")
     s.add_argument("--repetitions", type=int, default=None, help="override the spec's repetitions")
+    s.add_argument("--keep-stale", action="store_true",
+                   help="reuse stored rows whose stamps (code, testbed config, calibration) differ from the "
+                        "current ones instead of measuring them again (recorded in rows and provenance)")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("report", help="rebuild figures and results/report/index.html")

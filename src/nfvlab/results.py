@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -47,23 +48,48 @@ class ResultStore:
         self.csv_path = self.dir / "results.csv"
         self.figures_dir = self.dir / "figures"
 
-    @staticmethod
-    def row_key(point_id: str, repetition: int) -> str:
-        return f"{hashlib.sha1(point_id.encode()).hexdigest()[:16]}-r{repetition}"
+    @classmethod
+    def row_key(cls, point_id: str, repetition: int) -> str:
+        return f"{cls.point_hash(point_id)}-r{repetition}"
 
     def has(self, point_id: str, repetition: int) -> bool:
         return (self.rows_dir / f"{self.row_key(point_id, repetition)}.json").exists()
 
-    def raw_path(self, point_slug: str, repetition: int) -> Path:
+    @staticmethod
+    def point_hash(point_id: str) -> str:
+        return hashlib.sha1(point_id.encode()).hexdigest()[:16]
+
+    def raw_path(self, point_slug: str, repetition: int, fresh: bool = False) -> Path:
+        """The raw-output folder of one repetition. Slugs carry the point's hash (runner.point_slug), so
+        the folder is keyed like the row: another scale's points never share it. ``fresh`` empties it
+        first (a re-measured repetition must not keep the stale measurement's logs beside the new)."""
         p = self.raw_dir / point_slug / f"r{repetition}"
+        if fresh and p.exists():
+            shutil.rmtree(p)
         p.mkdir(parents=True, exist_ok=True)
         return p
 
-    def write_row(self, point_id: str, repetition: int, row: dict[str, Any]) -> None:
+    def row(self, point_id: str, repetition: int) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.rows_dir / f"{self.row_key(point_id, repetition)}.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def update_row(self, point_id: str, repetition: int, changes: dict[str, Any]) -> None:
+        """Add columns to a stored row (e.g. that --keep-stale kept it), atomically."""
+        old = self.row(point_id, repetition)
+        if old is None:
+            raise KeyError(f"no row for {point_id} repetition {repetition}")
+        old.pop("point_id", None)
+        old.pop("repetition", None)
+        self.write_row(point_id, repetition, {**old, **changes}, rebuild=False)
+
+    def write_row(self, point_id: str, repetition: int, row: dict[str, Any], rebuild: bool = True) -> None:
         record = {"point_id": point_id, "repetition": repetition, **row}
         text = json.dumps({k: _jsonable(v) for k, v in record.items()}, sort_keys=False)
         atomic_write(self.rows_dir / f"{self.row_key(point_id, repetition)}.json", text)
-        self.rebuild_csv()
+        if rebuild:
+            self.rebuild_csv()
 
     def rows(self) -> list[dict[str, Any]]:
         if not self.rows_dir.is_dir():

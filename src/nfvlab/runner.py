@@ -1,8 +1,21 @@
 """The runner: spec -> plan -> testbed -> workloads -> rows.
 
 Points sharing a topology run under one testbed setup, in a stable order (first appearance in the
-sweep). Each finished repetition is written atomically before the next starts; finished repetitions
-are skipped on re-run. SIGTERM and Ctrl-C tear the testbed down and keep every finished row.
+sweep). Each finished repetition is written atomically before the next starts. SIGTERM and Ctrl-C
+tear the testbed down and keep every finished row.
+
+Generations (nfvlab.stamps): every row carries the stamps it was measured with. A re-run reuses a
+stored row only when its generation stamps (code_hash, testbed_hash, and for points that use Iron the
+calibration_id) equal the current ones; a stale row is named with its reasons and measured again,
+unless ``keep_stale`` (``--keep-stale``), which keeps it and records that in the row
+(``kept_stale_by``, ``kept_stale_reasons``) and in the run's provenance entry. Raw output is keyed
+like the rows (``raw/<slug>_<point hash>/r<rep>``). provenance.json keeps every run (``runs``).
+
+Failures (nfvlab.failures): a repetition whose driver raises, or that lacks a metric the spec lists,
+writes no row; it is printed, recorded in the run's provenance entry and in failures.json, and the run
+goes on with the other points (the rest of its topology group on a fresh testbed setup). At the end
+``run`` raises RunFailed (``nfvlab run`` exits 1). Iron's calibration is made current (measured when
+missing or stale) before the first point that uses it.
 """
 
 from __future__ import annotations
@@ -12,20 +25,22 @@ import os
 import re
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from nfvlab import provenance
+from nfvlab import provenance, stamps
 from nfvlab.experiments.registry import get_kind
+from nfvlab.failures import PointFailed, missing_metrics
 from nfvlab.plan import Plan, Point, expand, flat_params
 from nfvlab.results import ResultStore, atomic_write
 from nfvlab.spec import Spec, load_spec, spec_hash
+from nfvlab.testbeds.local import TestbedBusy
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_RESULTS = Path(os.environ.get("NFVLAB_RESULTS", REPO / "results"))
@@ -36,6 +51,18 @@ class RunError(RuntimeError):
     pass
 
 
+class RunFailed(RunError):
+    """Some points failed (no rows written for them); every other point ran. Raised at the end."""
+
+    def __init__(self, summary: RunSummary):
+        self.summary = summary
+        lines = [f"  {f['point']} rep {f['repetition']}: {f['error']}" for f in summary.failures[:20]]
+        more = len(summary.failures) - len(lines)
+        super().__init__(f"{summary.spec}: {len(summary.failures)} repetition(s) failed, no rows written for "
+                         f"them (results/{summary.spec}/failures.json):\n" + "\n".join(lines)
+                         + (f"\n  ... and {more} more" if more > 0 else ""))
+
+
 @dataclass
 class RunSummary:
     spec: str
@@ -43,11 +70,16 @@ class RunSummary:
     skipped: int
     done: int
     seconds: float
+    stale: int = 0  # stored rows found stale and measured again
+    kept_stale: int = 0  # stale rows kept because of --keep-stale
+    failures: list[dict[str, Any]] = field(default_factory=list)
 
 
 def point_slug(point: Point) -> str:
+    """Readable and keyed like the row: index, swept values, then the point's hash (results.ResultStore)."""
     text = "_".join(f"{k.split('.')[-1]}-{v}" for k, v in point.axes.items()) or "point"
-    return f"p{point.index:03d}_" + re.sub(r"[^A-Za-z0-9_.-]", "", text)
+    key = ResultStore.point_hash(point.point_id)[:8]
+    return f"p{point.index:03d}_" + re.sub(r"[^A-Za-z0-9_.-]", "", text) + f"_{key}"
 
 
 @contextmanager
@@ -90,76 +122,203 @@ def _write_provenance(store: ResultStore, record: dict) -> None:
     atomic_write(path, json.dumps(doc, indent=2, default=str))
 
 
+def _write_failures(store: ResultStore, new: list[dict[str, Any]]) -> None:
+    """results/<spec>/failures.json: every failed repetition of every run (newest last)."""
+    path = store.dir / "failures.json"
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        old = []
+    keys = {(f["run_id"], f["point_id"], f["repetition"]) for f in new}
+    kept = [f for f in old if (f.get("run_id"), f.get("point_id"), f.get("repetition")) not in keys]
+    atomic_write(path, json.dumps([*kept, *new], indent=1, default=str))
+
+
+def _report_stale(console: Console, items: list[tuple[Point, int, list[str]]], kept: bool) -> None:
+    """Say which stored rows are stale and why, grouped by reason."""
+    by_reason: dict[str, list[str]] = {}
+    for point, rep, reasons in items:
+        by_reason.setdefault("; ".join(reasons), []).append(f"{point.label} rep {rep}")
+    action = "kept anyway (--keep-stale; recorded in the rows and provenance)" if kept else "measuring them again"
+    for reason, which in by_reason.items():
+        shown = ", ".join(which[:6]) + (f", ... ({len(which)} in all)" if len(which) > 6 else "")
+        console.print(f"[yellow]stale rows[/] ({reason}): {shown}: {action}", highlight=False)
+
+
+def _current_calibration() -> tuple[Any, str | None]:
+    from nfvlab.iron import calibration
+
+    try:
+        return calibration.current(), None
+    except calibration.CalibrationStale as e:
+        return None, "; ".join(e.reasons)
+
+
 def run(spec_path: Path, scale: str | None = "quick", repetitions: int | None = None,
         results_root: Path = DEFAULT_RESULTS, build_dir: Path = DEFAULT_BUILD,
-        console: Console | None = None) -> RunSummary:
+        console: Console | None = None, keep_stale: bool = False,
+        calibrate: Callable[[], dict[str, Any]] | None = None) -> RunSummary:
+    """Run what is missing or stale of a spec's plan. Raises RunFailed at the end when repetitions
+    failed (the others ran). ``calibrate`` replaces Iron's calibration measurement (tests)."""
     console = console or Console(stderr=True)
     spec = load_spec(spec_path)  # SpecError before anything is created
     if scale is not None and scale not in spec.scales:
         scale = None if not spec.scales else scale
     plan: Plan = expand(spec, scale, repetitions)
     store = ResultStore(results_root, spec.name)
-    todo = [(pt, r) for pt in plan.points for r in range(plan.repetitions) if not store.has(pt.point_id, r)]
-    skipped = plan.total_runs - len(todo)
     started = time.time()
+    run_id = stamps.new_run_id()
+    base = stamps.current_stamps(spec, run_id)
+    uses_cal = {pt.index: stamps.point_uses_calibration(spec, pt.params) for pt in plan.points}
+    cal, cal_problem = _current_calibration() if any(uses_cal.values()) else (None, None)
+
+    def point_stamps(point: Point) -> dict[str, Any]:
+        out = dict(base)
+        if uses_cal[point.index] and cal is not None:
+            out |= stamps.calibration_stamps(cal)
+        return out
+
+    todo: list[tuple[Point, int]] = []
+    stale: list[tuple[Point, int, list[str]]] = []
+    for pt in plan.points:
+        for r in range(plan.repetitions):
+            row = store.row(pt.point_id, r)
+            if row is None:
+                todo.append((pt, r))
+                continue
+            reasons = stamps.stale_reasons(row, point_stamps(pt))
+            if uses_cal[pt.index] and cal is None:
+                reasons.append(f"calibration not current ({cal_problem})")
+            if reasons:
+                stale.append((pt, r, reasons))
+                if not keep_stale:
+                    todo.append((pt, r))
+    skipped = plan.total_runs - len(todo)
+    if stale:
+        _report_stale(console, stale, kept=keep_stale)
+    if keep_stale:
+        for pt, r, reasons in stale:  # the row itself says it was kept stale, by which run, and why
+            store.update_row(pt.point_id, r, {"kept_stale_by": run_id, "kept_stale_reasons": "; ".join(reasons)})
+        if stale:
+            store.rebuild_csv()
     record = {
-        "run_id": f"{int(started)}-{os.getpid()}",
+        "run_id": run_id,
         "start": provenance.now_iso(),
         **provenance.collect(spec_path, spec_hash(spec_path), scale),
+        "stamps": base,
         "points": len(plan.points),
         "repetitions": plan.repetitions,
         "skipped": skipped,
+        "keep_stale": keep_stale,
+        "stale": [{"point": p.label, "point_id": p.point_id, "repetition": r, "reasons": why} for p, r, why in stale],
+        "failures": [],
         "status": "running",
     }
+    kept = len(stale) if keep_stale else 0
     console.print(f"[bold]{spec.name}[/]: {len(plan.points)} points x {plan.repetitions} repetitions "
-                  f"(scale {scale or 'default'}); {skipped} already done, {len(todo)} to run")
+                  f"(scale {scale or 'default'}); {skipped} current{f' ({kept} kept stale)' if kept else ''}, "
+                  f"{len(todo)} to run")
+    summary = RunSummary(spec.name, plan.total_runs, skipped, 0, 0.0, stale=0 if keep_stale else len(stale),
+                         kept_stale=kept)
     if not todo:
         record |= {"end": provenance.now_iso(), "status": "complete", "done": 0}
         _write_provenance(store, record)
-        return RunSummary(spec.name, plan.total_runs, skipped, 0, time.time() - started)
+        summary.seconds = time.time() - started
+        return summary
     if os.geteuid() != 0:
         raise RunError("the local testbed needs root (namespaces, cgroups, qdiscs): run as root")
+    if cal is None and any(uses_cal[pt.index] for pt, _ in todo):
+        from nfvlab.iron import calibration  # measured on the local testbed under its lock
+
+        cal = calibration.ensure_current(calibrate, log=lambda m: console.print(f"[yellow]{m}[/]", highlight=False))
+    if cal is not None:
+        record["calibration"] = stamps.calibration_stamps(cal)
     _write_provenance(store, record)
     kind = get_kind(spec.kind)
     driver = kind.driver_factory(build_dir)
-    done = 0
+    failures: list[dict[str, Any]] = summary.failures
     status = "failed"
+
+    def fail(point: Point | None, rep: int | None, err: BaseException, raw: Path | None = None) -> None:
+        f = {"run_id": run_id, "point": point.label if point else "(testbed teardown)",
+             "point_index": point.index if point else None, "point_id": point.point_id if point else None,
+             "repetition": rep, "reason": getattr(err, "reason", type(err).__name__),
+             "error": f"{type(err).__name__}: {err}", "at": provenance.now_iso(), "raw": str(raw) if raw else None}
+        failures.append(f)
+        record["failures"] = failures
+        _write_failures(store, [f])
+        console.print(f"[red]  FAILED[/] {f['point']} rep {rep}: {f['error']} (no row written)", highlight=False)
+
+    def measure_one(topology: Any, point: Point, rep: int) -> bool:
+        raw = store.raw_path(point_slug(point), rep, fresh=True)
+        t0 = time.time()
+        try:
+            metrics = driver.measure(topology, point.params, raw)
+            missing = missing_metrics(metrics, spec.metrics)
+            if missing:
+                raise PointFailed("metric_missing", f"the driver reported no value for {missing}")
+        except (KeyboardInterrupt, TestbedBusy):
+            raise
+        except Exception as e:  # noqa: BLE001 - every failure of a repetition is recorded, none is a row
+            fail(point, rep, e, raw)
+            return False
+        row = {
+            "spec": spec.name,
+            "scale": scale,
+            "point_index": point.index,
+            **flat_params(point.params),
+            **{m: metrics.get(m) for m in spec.metrics},
+            "seconds": round(time.time() - t0, 3),
+            "finished_at": provenance.now_iso(),
+            **point_stamps(point),
+        }
+        store.write_row(point.point_id, rep, row)
+        summary.done += 1
+        label = " ".join(f"{m}={_short(metrics.get(m))}" for m in spec.metrics[:3])
+        console.print(f"  {point.label} rep {rep}: {label}", soft_wrap=True, highlight=False)
+        return True
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn())
     try:
         with _sigterm_as_interrupt(), Progress(*columns, console=console, transient=False) as progress:
             task = progress.add_task(spec.name, total=len(todo))
             for group in _group_by_topology(spec, todo):
-                with driver.setup(group[0][0].params) as topology:
-                    for point, rep in group:
-                        progress.update(task, description=f"{spec.name} {point.label} rep {rep}")
-                        raw = store.raw_path(point_slug(point), rep)
-                        t0 = time.time()
-                        metrics = driver.measure(topology, point.params, raw)
-                        row = {
-                            "spec": spec.name,
-                            "scale": scale,
-                            "point_index": point.index,
-                            **flat_params(point.params),
-                            **{m: metrics.get(m) for m in spec.metrics},
-                            "seconds": round(time.time() - t0, 3),
-                            "finished_at": provenance.now_iso(),
-                        }
-                        store.write_row(point.point_id, rep, row)
-                        done += 1
-                        progress.advance(task)
-                        summary = " ".join(f"{m}={_short(metrics.get(m))}" for m in spec.metrics[:3])
-                        progress.console.print(f"  {point.label} rep {rep}: {summary}", soft_wrap=True,
-                                               highlight=False)
-        status = "complete"
+                remaining = list(group)
+                while remaining:  # a failed repetition gets the rest of its group a fresh testbed
+                    current: tuple[Point, int] | None = None
+                    try:
+                        with driver.setup(remaining[0][0].params) as topology:
+                            while remaining:
+                                current = remaining.pop(0)
+                                progress.update(task, description=f"{spec.name} {current[0].label} rep {current[1]}")
+                                ok = measure_one(topology, *current)
+                                progress.advance(task)
+                                current = None
+                                if not ok:
+                                    break
+                    except (KeyboardInterrupt, TestbedBusy):
+                        raise
+                    except Exception as e:  # noqa: BLE001 - setup or teardown failed
+                        if current is not None:  # setup failed: none of the group can run
+                            remaining.insert(0, current)
+                        if not remaining:
+                            fail(None, None, e)
+                        for point, rep in remaining:
+                            fail(point, rep, e)
+                            progress.advance(task)
+                        remaining = []
+        status = "failed" if failures else "complete"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
-        record |= {"end": provenance.now_iso(), "status": status, "done": done}
+        record |= {"end": provenance.now_iso(), "status": status, "done": summary.done, "failures": failures}
         _write_provenance(store, record)
-    return RunSummary(spec.name, plan.total_runs, skipped, done, time.time() - started)
-
+    summary.seconds = time.time() - started
+    if failures:
+        raise RunFailed(summary)
+    return summary
 
 def _short(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)

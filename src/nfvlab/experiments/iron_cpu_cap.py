@@ -385,4 +385,5 @@ KIND = ExperimentKind(
     metrics=METRICS,
     driver_factory=_driver_factory,
     topology_key=topology_key,
+    uses_calibration=lambda p: p.iron.mode == "ebpf",  # Iron's fitted calibration is an input of these rows
 )

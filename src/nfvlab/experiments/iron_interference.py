@@ -231,6 +231,7 @@ KIND = ExperimentKind(
     metrics=METRICS,
     driver_factory=_driver_factory,
     topology_key=topology_key,
+    uses_calibration=lambda p: p.iron.mode != "off",  # Iron's fitted calibration is an input of these rows
 )
 
 __all__ = ["KIND", "Params", "Container"]

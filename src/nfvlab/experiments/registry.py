@@ -32,6 +32,9 @@ class ExperimentKind:
     driver_factory: Callable[..., Any]
     # Points with equal topology keys share one testbed setup (the runner orders them together).
     topology_key: Callable[[BaseModel], tuple]
+    # Points for which this returns True use Iron's fitted calibration (nfvlab.iron.calibration): the
+    # runner makes sure it is current before measuring them and stamps their rows with it.
+    uses_calibration: Callable[[BaseModel], bool] | None = None
 
     def parameter_names(self) -> list[str]:
         """Dotted names of every leaf parameter, e.g. 'topology.containers_per_core'."""
@@ -47,6 +50,11 @@ class ExperimentKind:
 
 def known_kinds() -> list[str]:
     return list(_KINDS)
+
+
+def driver_module(name: str) -> str:
+    """The module that defines a kind (its driver): the root of the kind's code_hash (nfvlab.stamps)."""
+    return _KINDS[name].split(":")[0]
 
 
 def get_kind(name: str) -> ExperimentKind:

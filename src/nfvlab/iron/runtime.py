@@ -12,7 +12,6 @@ everything (also on exceptions, and also when ``__enter__`` itself fails half-wa
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -22,7 +21,7 @@ from typing import Literal
 from nfvlab.testbeds.model import Topology
 
 from .bpf import MAX_SLOTS, UNOWNED, IronBPF
-from .build import default_build_dir
+from .calibration import Calibration, current
 from .cgroup import CfsFiles
 from .controller import Controller
 
@@ -30,35 +29,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONTROL_PERIODS = 1  # control period = one CFS period (see docs/iron.md for the measurement)
 # Per hard IRQ cost that no tracepoint brackets (interrupt entry/exit, and in a VM the exit/entry of
-# the vCPU), added to H; local timer interrupts have their own value. 0 = only what irq_handler_entry/
-# exit and the vector tracepoints measure. Default: NFVLAB_IRON_IRQ_EXTRA_NS / _TIMER_EXTRA_NS, else
-# the machine's calibration saved by ``python -m nfvlab.iron.calibrate --save``, else 0; per runtime
-# ``IronRuntime.irq_extra_ns = ...`` / ``.timer_extra_ns = ...`` before entering. See docs/iron.md.
-CALIBRATION_FILE = "calibration.json"  # in the build dir, written by python -m nfvlab.iron.calibrate --save
-
-
-def default_irq_extra_ns(build_dir: Path | None = None) -> tuple[int, int]:
-    """(irq_extra_ns, timer_extra_ns): NFVLAB_IRON_IRQ_EXTRA_NS / NFVLAB_IRON_TIMER_EXTRA_NS, else this
-    machine's saved calibration (same kernel), else 0. A calibration without a timer value (older
-    files) or an unset timer variable uses the IRQ value for timers too."""
-    irq: int | None = None
-    timer: int | None = None
-    f = Path(build_dir or default_build_dir()) / CALIBRATION_FILE
-    try:
-        cal = json.loads(f.read_text())
-        if cal.get("kernel") == os.uname().release:
-            irq = int(cal["irq_extra_ns"])
-            timer = int(cal.get("timer_extra_ns", irq))
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    env_irq, env_timer = os.environ.get("NFVLAB_IRON_IRQ_EXTRA_NS"), os.environ.get("NFVLAB_IRON_TIMER_EXTRA_NS")
-    if env_irq:
-        irq = int(env_irq)
-        timer = int(env_timer) if env_timer else irq
-    elif env_timer:
-        timer = int(env_timer)
-    irq = irq or 0
-    return irq, irq if timer is None else timer
+# the vCPU), added to H; local timer interrupts have their own value. They come from the machine's
+# current calibration (nfvlab.iron.calibration: measured, or the NFVLAB_IRON_*_EXTRA_NS override);
+# a missing or stale calibration raises CalibrationStale instead of charging 0. Pass
+# ``calibration=Calibration.explicit(...)`` for a deliberate choice. See docs/iron.md.
 
 
 class IronError(RuntimeError):
@@ -68,7 +42,8 @@ class IronError(RuntimeError):
 class IronRuntime:
     def __init__(self, topology: Topology, drop: Literal["xdp", "tc", "none"] = "xdp",
                  pre_throttle_pct: float = 0.0, control_period_ms: float | None = None,
-                 attribution: Literal["iron", "naive"] = "iron", build_dir: Path | None = None) -> None:
+                 attribution: Literal["iron", "naive"] = "iron", build_dir: Path | None = None,
+                 calibration: Calibration | None = None) -> None:
         if drop not in ("xdp", "tc", "none"):
             raise ValueError(f"drop must be xdp, tc or none, not {drop!r}")
         if attribution not in ("iron", "naive"):
@@ -95,7 +70,9 @@ class IronRuntime:
         self._final: dict[str, float] | None = None
         self._ctl_error: BaseException | None = None
         self.prog_ids: dict[str, int] = {}  # kernel ids of the loaded programs (name -> id)
-        self.irq_extra_ns, self.timer_extra_ns = default_irq_extra_ns(build_dir)
+        # the fitted input every charge depends on: recorded by the runner in every row (nfvlab.stamps)
+        self.calibration = calibration or current(build_dir)
+        self.irq_extra_ns, self.timer_extra_ns = self.calibration.irq_extra_ns, self.calibration.timer_extra_ns
 
     # ---------------------------------------------------------------------------------------------
     def __enter__(self) -> IronRuntime:
