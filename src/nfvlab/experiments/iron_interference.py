@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,7 +187,7 @@ class Driver:
             started.append(victim)
             try:
                 rc, victim_cpu_s = victim.wait_with_usage(VICTIM_TIMEOUT_S)
-            except Exception as e:
+            except subprocess.TimeoutExpired as e:
                 raise RuntimeError(f"victim did not finish within {VICTIM_TIMEOUT_S:.0f} s (logs: {raw})") from e
             after = hostcounters.HostCounters().snapshot(topo.victim_cpu)
             if rc != 0:

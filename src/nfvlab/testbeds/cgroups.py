@@ -149,9 +149,15 @@ class CgroupJoinError(CgroupError):
     """A process is not (or no longer) in the cgroups it was put in."""
 
 
-def _hierarchy(d: Path) -> tuple[str, str]:
-    """(controller as /proc/PID/cgroup names it, path inside its hierarchy) of a cgroup directory."""
+def _hierarchy(d: Path) -> tuple[str, str] | None:
+    """(controller as /proc/PID/cgroup names it, path inside its hierarchy) of a cgroup directory;
+    None when d is not inside a mounted cgroup hierarchy (a write there lands in a plain file)."""
     real = Path(os.path.realpath(d))
+    root = Path(os.path.realpath(CGROUP_ROOT))
+    if not real.is_relative_to(root) or not (real / "cgroup.procs").exists() or real.parent == real:
+        return None
+    if cgroup_version() == 1 and real == root:
+        return None
     if cgroup_version() == 2:
         return "", "/" + str(real.relative_to(os.path.realpath(CGROUP_ROOT))).removeprefix(".")
     mount = real
@@ -176,7 +182,11 @@ def not_joined(paths: CgroupPaths, pid: int | str) -> list[str]:
     have = membership(pid)
     problems = []
     for d in paths.dirs:
-        mount, rel = _hierarchy(d)
+        where = _hierarchy(d)
+        if where is None:
+            problems.append(f"{d} is not a cgroup of a mounted hierarchy")
+            continue
+        mount, rel = where
         controllers = [""] if mount == "" else mount.split(",")
         got = {have.get(c) for c in controllers}
         if got != {rel}:
@@ -204,7 +214,12 @@ def shell_join_and_verify(paths: CgroupPaths, exit_code: int) -> str:
     with `exit_code` (and a message on stderr) unless it is in every hierarchy."""
     cmds = [f"echo $$ > {shlex.quote(str(d / 'cgroup.procs'))}" for d in paths.dirs]
     for d in paths.dirs:
-        mount, rel = _hierarchy(d)
+        where = _hierarchy(d)
+        if where is None:
+            message = f"nfvlab: cgroup join failed: {d} is not a cgroup of a mounted hierarchy"
+            cmds.append(f"{{ echo {shlex.quote(message)} >&2; exit {exit_code}; }}")
+            continue
+        mount, rel = where
         for c in [""] if mount == "" else mount.split(","):
             pattern = f"^[0-9]+:{'' if c == '' else f'([^:]*,)?{c}(,[^:]*)?'}:{rel}$"
             message = f"nfvlab: cgroup join failed: not in {c or 'unified'}:{rel}"

@@ -94,8 +94,17 @@ class LocalConfig(BaseModel):
         return ipaddress.ip_network(self.subnet).prefixlen
 
 
+# Tests (and a second checkout) may give the testbed other names and addresses; the lock stays one per machine
+# and testbed_hash (nfvlab.stamps) covers only the file, since names do not change a measurement.
+ENV_PREFIX, ENV_SUBNET = "NFVLAB_TESTBED_PREFIX", "NFVLAB_TESTBED_SUBNET"
+
+
 def load_config(path: Path = DEFAULT_CONFIG) -> LocalConfig:
-    return LocalConfig.model_validate(yaml.safe_load(path.read_text()) or {})
+    data = yaml.safe_load(path.read_text()) or {}
+    for key, env in (("prefix", ENV_PREFIX), ("subnet", ENV_SUBNET)):
+        if os.environ.get(env):
+            data[key] = os.environ[env]
+    return LocalConfig.model_validate(data)
 
 
 def _owned(config: LocalConfig | None) -> re.Pattern:

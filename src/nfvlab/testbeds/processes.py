@@ -130,6 +130,17 @@ def not_in(pid: int, cgroup: CgroupPaths, netns: str) -> list[str]:
     return problems
 
 
+def _exit_status_without_reaping(pid: int) -> int | None:
+    """The exit code of an exited child, leaving it waitable (WNOWAIT); None while it runs."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return 0  # already reaped by its Popen: it has exited
+    if info is None:
+        return None
+    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
+
 def wait_inside(proc: Proc, cgroup: CgroupPaths, netns: str, timeout_s: float = VERIFY_TIMEOUT_S) -> None:
     """Return once the started process is in its cgroups and netns (the launcher joins, then execs
     `ip netns exec`); raise NotInContainer if the join failed or it is not there in time. A process
@@ -137,7 +148,7 @@ def wait_inside(proc: Proc, cgroup: CgroupPaths, netns: str, timeout_s: float = 
     deadline = time.monotonic() + timeout_s
     problems: list[str] = []
     while time.monotonic() < deadline:
-        rc = proc.popen.poll()
+        rc = _exit_status_without_reaping(proc.pid)  # the caller may still want wait4's rusage
         if rc is not None:
             if rc == JOIN_FAILED_EXIT:
                 raise NotInContainer(f"{proc.name}: joining its cgroups failed: {proc.stderr()[-300:].strip()}")
