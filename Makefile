@@ -12,10 +12,13 @@ STATEALYZR := statealyzr-table statealyzr-flowspace statealyzr-cost
 IRON_MICRO := iron-naive-attribution $(patsubst experiments/%.yaml,%,$(wildcard experiments/iron-cpu-cap.yaml \
               experiments/iron-throughput.yaml experiments/iron-packet-cost.yaml experiments/iron-overhead.yaml))
 
-# Iron's per-interrupt cost that no tracepoint sees, measured once per machine (python -m nfvlab.iron.calibrate).
-IRON_CAL := build/iron/calibration.json
+# Iron's per-interrupt cost that no tracepoint sees (python -m nfvlab.iron.calibrate), measured on the local
+# testbed; re-measured whenever it is missing or stale (other kernel, CPU, core count or testbed/local.yaml).
+# The runner checks the same before the first Iron point; this rule only does it up front.
+IRON_CAL := iron-calibration-current
 
-.PHONY: help install test lint exp-iron-udp exp-iron-tcp exp-iron-micro exp-statealyzr iron-calibrate report clean-testbed
+.PHONY: help install test lint exp-iron-udp exp-iron-tcp exp-iron-micro exp-statealyzr iron-calibrate report clean-testbed \
+        iron-calibration-current
 
 help:
 	@echo "make exp-iron-udp    Iron UDP study: interference (Fig 2.1, 2.2, 2.4) and Iron (Fig 2.9, 2.11, 2.16)"
@@ -23,7 +26,7 @@ help:
 	@echo "make exp-iron-micro  Iron microbenchmarks (attribution, Fig 2.14, throughput, Table 2.15, overhead)"
 	@echo "make exp-statealyzr  StateAlyzr on real middleboxes (Table 4.13, Fig 4.14, Table 4.17; SCALE=paper adds HAProxy)"
 	@echo "make exp-NAME        one spec: experiments/NAME.yaml"
-	@echo "make iron-calibrate  re-measure Iron's hidden per-interrupt cost (done once, before the first study)"
+	@echo "make iron-calibrate  re-measure Iron's hidden per-interrupt cost (also done by itself when missing or stale)"
 	@echo "make report          rebuild results/report/index.html from whatever results exist"
 	@echo "make test            install and run the test suite"
 	@echo "make clean-testbed   remove every namespace, cgroup, qdisc, BPF program and process nfvlab made"
@@ -46,8 +49,8 @@ define run-specs
 	$(NFVLAB) report
 endef
 
-$(IRON_CAL): | install
-	$(VENV)/bin/python -m nfvlab.iron.calibrate --save
+iron-calibration-current: install
+	$(VENV)/bin/python -m nfvlab.iron.calibrate --save --if-stale
 
 iron-calibrate: install
 	$(VENV)/bin/python -m nfvlab.iron.calibrate --save

@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from nfvlab import state
@@ -36,15 +37,11 @@ def _stop_processes() -> list[str]:
 
 
 def _stop_cgroup_tasks() -> list[str]:
-    """Anything still inside the harness's cgroups was started by the harness (or its children)."""
+    """Anything still inside the harness's cgroups was started by the harness (or its children): kill
+    it all before removing them (cgroup.kill on v2; freeze, kill, thaw on v1, freezer first)."""
     pids: set[int] = set()
     for root in cgroups.harness_roots():
-        for procs_file in root.rglob("cgroup.procs") if root.exists() else []:
-            with contextlib.suppress(OSError, ValueError):
-                pids |= {int(x) for x in procs_file.read_text().split()}
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        pids |= cgroups.kill_tasks(root)
     return [f"process {pid} (in an nfvlab cgroup)" for pid in sorted(pids)]
 
 
@@ -60,39 +57,88 @@ class CleanRefused(RuntimeError):
     pass
 
 
-def clean(force: bool = False) -> list[str]:
-    """Remove everything. Refuses while a live run holds the local testbed, unless force."""
+def clean(force: bool = False, prefix: str | None = None) -> list[str]:
+    """Remove everything. Refuses while a live run holds the local testbed, unless force. Raises
+    CleanIncomplete (after trying every step and releasing the lock) if something could not go.
+
+    ``prefix`` limits clean to one testbed prefix's objects (LocalTestbed(prefix=...)): the tasks in
+    and the cgroups under nfvlab/<prefix>/, its namespaces and links; journal, BPF and journaled
+    processes are left alone (for tests on a shared machine)."""
     lock = local.hold_testbed_lock()
     if lock is None and not force:
         raise CleanRefused(f"a run is using the local testbed ({local.testbed_holder()}): stop it first "
                            "(Ctrl-C tears it down), or use --force")
     try:
-        return _clean()
+        return _clean() if prefix is None else _clean_prefix(local.LocalConfig(prefix=prefix))
     finally:
         if lock is not None:
             lock.close()
 
 
-def _clean() -> list[str]:
-    removed = _stop_processes()
-    removed += _stop_cgroup_tasks()
-    removed += _unload_bpf()
-    journaled = list(state.entries())
-    links = {e["name"] for e in journaled if e.get("kind") == "link"} | set(network.list_links(state.PREFIX))
-    for name in sorted(links):
+def _clean_prefix(cfg: local.LocalConfig) -> list[str]:
+    removed: list[str] = []
+    failed: list[str] = []
+    tops = [root / cfg.cgroup_run for root in cgroups.harness_roots()]
+    for top in tops:
+        try:
+            removed += [f"process {pid} (in an nfvlab cgroup)" for pid in sorted(cgroups.kill_tasks(top))]
+        except Exception as e:  # noqa: BLE001
+            failed.append(f"tasks in {top}: {e}")
+    for name in local.owned_links(cfg):
         with contextlib.suppress(Exception):
             if network.delete_link(name):
                 removed.append(f"link {name}")
-    namespaces = {e["name"] for e in journaled if e.get("kind") == "netns"}
-    namespaces |= {n for n in network.netns.listnetns() if n.startswith(state.PREFIX)}
-    for ns in sorted(namespaces):
+    for ns in local.owned_netns(cfg):
         with contextlib.suppress(Exception):
             if network.delete_netns(ns):
                 removed.append(f"netns {ns}")
+    for top in tops:
+        try:
+            removed += [f"cgroup {p}" for p in cgroups.remove_tree(top)]
+        except Exception as e:  # noqa: BLE001
+            failed.append(f"cgroup {top}: {e}")
+    if failed:
+        raise CleanIncomplete(removed, failed)
+    return removed
+
+
+class CleanIncomplete(RuntimeError):
+    """Some objects could not be removed (every other step ran; the lock was released)."""
+
+    def __init__(self, removed: list[str], failed: list[str]):
+        self.removed, self.failed = removed, failed
+        super().__init__("clean could not remove: " + "; ".join(failed))
+
+
+def _clean() -> list[str]:
+    removed: list[str] = []
+    failed: list[str] = []
+
+    def step(what: str, fn: Callable[[], list[str]]) -> None:
+        try:
+            removed.extend(fn())
+        except Exception as e:  # noqa: BLE001 - each step runs whatever the others did
+            failed.append(f"{what}: {e}")
+
+    step("journaled processes", _stop_processes)
+    step("tasks in nfvlab cgroups", _stop_cgroup_tasks)
+    step("bpf", _unload_bpf)
+    journaled = list(state.entries())
+    links: set[str] = {e["name"] for e in journaled if e.get("kind") == "link"}
+    step("list links", lambda: links.update(network.list_links(state.PREFIX)) or [])
+    for name in sorted(links):
+        step(f"link {name}", lambda name=name: [f"link {name}"] if network.delete_link(name) else [])
+    namespaces: set[str] = {e["name"] for e in journaled if e.get("kind") == "netns"}
+    step("list netns", lambda: namespaces.update(n for n in network.netns.listnetns()
+                                                 if n.startswith(state.PREFIX)) or [])
+    for ns in sorted(namespaces):
+        step(f"netns {ns}", lambda ns=ns: [f"netns {ns}"] if network.delete_netns(ns) else [])
     for root in cgroups.harness_roots():
-        removed += [f"cgroup {p}" for p in cgroups.remove_tree(root)]
+        step(f"cgroup {root}", lambda root=root: [f"cgroup {p}" for p in cgroups.remove_tree(root)])
     for e in journaled:  # cgroups made outside the standard roots, if any
         if e.get("kind") == "cgroup" and Path(e["path"]).exists():
-            removed += [f"cgroup {p}" for p in cgroups.remove_tree(Path(e["path"]))]
+            step(f"cgroup {e['path']}", lambda e=e: [f"cgroup {p}" for p in cgroups.remove_tree(Path(e["path"]))])
+    if failed:
+        raise CleanIncomplete(removed, failed)  # the journal stays: a second clean tries again
     state.reset()
     return removed

@@ -92,12 +92,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from nfvlab.clean import CleanRefused, clean
+    from nfvlab.clean import CleanIncomplete, CleanRefused, clean
 
     try:
-        removed = clean(force=args.force)
+        removed = clean(force=args.force, prefix=args.prefix)
     except CleanRefused as e:
         err.print(f"[red]clean refused:[/] {e}")
+        return 1
+    except CleanIncomplete as e:
+        for item in e.removed:
+            print(f"removed {item}")
+        err.print(f"[red]clean incomplete:[/] {e}")
         return 1
     for item in removed:
         print(f"removed {item}")
@@ -133,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("clean", help="remove every namespace, cgroup, qdisc, BPF program and process nfvlab made")
     s.add_argument("--force", action="store_true", help="even while another run holds the local testbed")
+    s.add_argument("--prefix", default=None,
+                   help="only the objects of a testbed with this name prefix (LocalTestbed(prefix=...), e.g. a test's)")
     s.set_defaults(func=cmd_clean)
 
     for module in PLUGINS:

@@ -312,6 +312,9 @@ def run(spec_path: Path, scale: str | None = "quick", repetitions: int | None = 
     except KeyboardInterrupt:
         status = "interrupted"
         raise
+    except TestbedBusy:
+        status = "testbed_busy"  # another run holds the lock: nothing measured, run again later
+        raise
     finally:
         record |= {"end": provenance.now_iso(), "status": status, "done": summary.done, "failures": failures}
         _write_provenance(store, record)

@@ -68,3 +68,44 @@ def write_spec(tmp_path):
         return path
 
     return write
+
+
+# --- a testbed of this suite's own names (the machine-wide lock is shared with everyone) -------------
+TR_PREFIX, TR_SUBNET = "nfvlab-tr", "198.18.2.0/24"
+BUSY_WAIT_S = 300.0
+
+
+@pytest.fixture
+def tr_names(monkeypatch, isolated_state):
+    """Drivers' LocalTestbed() builds nfvlab-tr-* in 198.18.2.0/24 (not the testbed's own names)."""
+    from nfvlab.testbeds import local
+
+    monkeypatch.setenv(local.ENV_PREFIX, TR_PREFIX)
+    monkeypatch.setenv(local.ENV_SUBNET, TR_SUBNET)
+    yield local.LocalConfig(prefix=TR_PREFIX, subnet=TR_SUBNET)
+    assert tr_leftovers() == []
+
+
+def tr_leftovers() -> list[str]:
+    from nfvlab.testbeds.local import LocalConfig
+
+    cfg = LocalConfig(prefix=TR_PREFIX)
+    found = [f"netns {n}" for n in owned_netns(cfg)] + [f"link {n}" for n in owned_links(cfg)]
+    found += [f"cgroup {r / TR_PREFIX}" for r in cgroups.harness_roots() if (r / TR_PREFIX).exists()]
+    return found
+
+
+def run_when_free(fn, *args, **kw):
+    """fn(*args, **kw), retried while another helper's run holds the testbed lock; skip after a while."""
+    import time
+
+    from nfvlab.testbeds.local import TestbedBusy
+
+    deadline = time.monotonic() + BUSY_WAIT_S
+    while True:
+        try:
+            return fn(*args, **kw)
+        except TestbedBusy:
+            if time.monotonic() > deadline:
+                pytest.skip("the local testbed stayed busy (another developer's run)")
+            time.sleep(3.0)

@@ -1,9 +1,10 @@
-"""Fixtures for Iron's tests: a two-container topology ``nfvlab-ti-t*`` (198.18.100.0/24) shaped like the
-local testbed, always torn down; helpers to send UDP from the peer namespace on CPU 0."""
+"""Fixtures for Iron's tests: a two-container local testbed of its own names (prefix ``nfvlab-ti``,
+198.18.100.0/24) under the machine-wide testbed lock, always torn down; helpers to send UDP from the
+peer namespace on CPU 0. Iron's calibration is set explicitly (0) through the environment: these
+tests check mechanics, not the charged amounts."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from nfvlab.iron.fixture import IronFixture
+from nfvlab.testbeds.local import LocalTestbed, TestbedBusy
 from nfvlab.testbeds.model import Topology
 
 
@@ -28,20 +29,20 @@ def _need_root_tools() -> None:
         pytest.skip("needs 2 CPUs")
 
 
-LOCK = "/run/nfvlab/iron-tests.lock"
+PREFIX, SUBNET = "nfvlab-ti", "198.18.100.0/24"
+LOCK_WAIT_S = float(os.environ.get("NFVLAB_TEST_TESTBED_WAIT_S", "300"))
 
 
 @pytest.fixture
-def fixture_topo(request: pytest.FixtureRequest) -> Iterator[tuple[IronFixture, Topology]]:
+def fixture_topo(request: pytest.FixtureRequest, monkeypatch) -> Iterator[tuple[LocalTestbed, Topology]]:
     _need_root_tools()
-    # several checkouts/sessions may run this suite at once: the nfvlab-ti-t* names are shared
-    os.makedirs(os.path.dirname(LOCK), exist_ok=True)
-    lock = open(LOCK, "w")  # noqa: SIM115 - held for the test's lifetime
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    request.addfinalizer(lock.close)
-    fx = IronFixture(2, tag="t")
-    request.addfinalizer(fx.teardown)
-    topo = fx.setup()
+    monkeypatch.setenv("NFVLAB_IRON_IRQ_EXTRA_NS", "0")
+    fx = LocalTestbed(prefix=PREFIX, subnet=SUBNET, wait_s=LOCK_WAIT_S)
+    try:
+        topo = fx.up(["victim", "interferer"])
+    except TestbedBusy:
+        pytest.skip("the local testbed stayed busy (another developer's run)")
+    request.addfinalizer(fx.down)
     yield fx, topo
 
 
@@ -68,7 +69,7 @@ def send_udp():
     return _send_udp
 
 
-def _send_udp(fx: IronFixture, dst: str, port: int, secs: float) -> int:
+def _send_udp(fx: LocalTestbed, dst: str, port: int, secs: float) -> int:
     """Flood dst:port from the peer namespace (CPU 0) for secs; return the number of datagrams sent."""
     p = fx.run_peer([sys.executable, "-c", SENDER, dst, str(port), str(secs)], stdout=subprocess.PIPE, text=True)
     out, _ = p.communicate(timeout=secs + 10)

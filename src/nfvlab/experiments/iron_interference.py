@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nfvlab.experiments import floods
 from nfvlab.experiments.registry import ExperimentKind
-from nfvlab.testbeds import network
+from nfvlab.failures import PointFailed, check_flood
+from nfvlab.testbeds import cgroups, network
 from nfvlab.testbeds import processes as procs
 from nfvlab.testbeds.local import LocalTestbed
 from nfvlab.testbeds.model import Container, Topology
@@ -177,19 +179,21 @@ class Driver:
             time.sleep(w.warmup_s)
             before = hostcounters.HostCounters().snapshot(topo.victim_cpu)
             qd_before = _qdisc_drops(topo)
+            usage_before = cgroups.cpu_usage_s(topo.victim.cgroup)
             victim = procs.start_in_container(
                 topo.victim, "victim",
                 sysbench.sysbench_cpu_argv(w.victim_events, prime=w.sysbench_prime, binary=self.sysbench), raw,
             )
             started.append(victim)
             try:
-                rc = victim.wait(VICTIM_TIMEOUT_S)
-            except Exception as e:
+                rc, victim_cpu_s = victim.wait_with_usage(VICTIM_TIMEOUT_S)
+            except subprocess.TimeoutExpired as e:
                 raise RuntimeError(f"victim did not finish within {VICTIM_TIMEOUT_S:.0f} s (logs: {raw})") from e
             after = hostcounters.HostCounters().snapshot(topo.victim_cpu)
             if rc != 0:
                 raise sysbench.SysbenchError(f"victim sysbench exited {rc}: {victim.stderr()[-500:]}")
             result = sysbench.parse_sysbench_cpu(victim.stdout())
+            check_victim_inside(victim_cpu_s, cgroups.cpu_usage_s(topo.victim.cgroup) - usage_before)
         finally:
             procs.stop_all(started)
         counters = hostcounters.delta(before, after)
@@ -204,6 +208,12 @@ class Driver:
         }
         if flood is not None:
             row |= flood.totals()
+            t = p.topology
+            requested = w.send_rate_mbps if t.interferer.endswith("_receiver") else math.inf
+            check_flood(row["offered_mbps"], requested, f"the {t.interferer.replace('_', ' ')} flood")
+            if not row["received_packets"]:
+                raise PointFailed("flood_too_small", f"the {t.interferer.replace('_', ' ')} flood delivered no "
+                                                     f"packet (offered {row['offered_mbps']:.3g} Mbit/s)")
         return row
 
     def _start_traffic(self, topo: Topology, p: Params, raw: Path, started: list[procs.Proc]) -> floods.Flood:
@@ -215,6 +225,19 @@ class Driver:
                                           w.payload_bytes, math.inf, raw, started)
         return floods.peer_sends(self.flood, topo, active, proto, w.flows, w.payload_bytes, w.send_rate_mbps,
                                  raw, started)
+
+
+# The victim's own CPU time (wait4) must show up in its container's cgroup: the container accounts at
+# least this share of it (the launcher's few shell builtins before the join are the only gap).
+INSIDE_SHARE = 0.9
+
+
+def check_victim_inside(victim_cpu_s: float, container_cpu_s: float) -> None:
+    """Raise PointFailed when the victim's CPU time did not go to its container (it ran outside)."""
+    if victim_cpu_s > 0.01 and container_cpu_s < INSIDE_SHARE * victim_cpu_s:
+        raise PointFailed("victim_outside_container",
+                          f"the victim used {victim_cpu_s:.3f} s of CPU but its container accounted only "
+                          f"{container_cpu_s:.3f} s: it ran (partly) outside its cgroup")
 
 
 def _qdisc_drops(topo: Topology) -> int:

@@ -17,7 +17,7 @@ Each repetition of a non-UDP point also measures UDP right after it, on the same
 ``ratio_to_udp`` compares like with like (paper: TCP/UDP = 1.670/0.706 = 2.37, GRE/UDP = 1.68).
 
 ``costs.py`` (``nfvlab.iron.costs``) measures the same on its own fixture; its flow and tunnel helpers
-take an ``IronFixture``, so the small equivalents for a testbed ``Topology`` live here and only
+take a ``LocalTestbed`` of their own, so the small equivalents for a testbed ``Topology`` live here and only
 ``eth0_rx_packets`` is reused.
 """
 

@@ -3,10 +3,14 @@ IRQs) and ``timer_extra_ns`` (local timer interrupts).
 
     python -m nfvlab.iron.calibrate [--events 5000] [--reps 5] [--rate-mbps 300] [--save]
 
+``--save`` stores the medians with what they are valid for (kernel, CPU model, cores, testbed config:
+nfvlab.iron.calibration); the runner re-measures a stale calibration by itself (:func:`measure`).
+
 Interrupt entry/exit (and, in a VM, the vCPU's exit/entry for an interrupt delivered) costs the
 interrupted task time that ``irq_handler_entry/exit`` and the vector tracepoints do not see. On the
-``nfvlab-ti`` fixture with no quotas the victim runs a fixed sysbench job alone, then next to network
-work with Iron loaded (drop off, both extras 0); per repetition
+local testbed itself (its names, under its machine-wide lock, two containers with their quotas
+lifted) the victim runs a fixed sysbench job alone, then next to network work with Iron loaded (drop
+off, both extras 0); per repetition
 
     unexplained = victim CPU with traffic - victim CPU alone - softirq time in the victim's context
                   - its credited hard-IRQ share
@@ -27,62 +31,115 @@ costs more than the IPI.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from nfvlab.testbeds import network
+from nfvlab.testbeds import processes as procs
+from nfvlab.testbeds.local import LocalTestbed
+from nfvlab.testbeds.model import Container, Topology
 from nfvlab.workloads.traffic import FloodReceiver, FloodSender, build_nfvflood
 
+from . import calibration
 from .build import default_build_dir
-from .fixture import IronFixture
-from .runtime import CALIBRATION_FILE, IronRuntime
+from .cgroup import CfsFiles
+from .runtime import IronRuntime
 
 DEFAULT_RATE_MBPS = 300.0
 DEFAULT_HTB_MBPS = 250.0
 PORT = 5201
+LOCK_WAIT_S = 1800.0  # the testbed is shared: wait this long for its lock
 
 
-def victim_run(fx: IronFixture, events: int) -> float:
+def victim_run(victim: Container, events: int, raw: Path) -> float:
     """CPU seconds of one sysbench job in the victim container."""
-    v = fx.topology.containers[0]
-    p = fx.run_in(v, ["sysbench", "cpu", "--threads=1", f"--events={events}", "--time=0", "run"],
-                  stdout=subprocess.DEVNULL)
-    _, status, ru = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        raise RuntimeError(f"victim sysbench exited {p.returncode}")
-    return ru.ru_utime + ru.ru_stime
+    p = procs.start_in_container(victim, "calibration-victim",
+                                 ["sysbench", "cpu", "--threads=1", f"--events={events}", "--time=0", "run"], raw)
+    rc, cpu_s = p.wait_with_usage(600)
+    if rc != 0:
+        raise RuntimeError(f"victim sysbench exited {rc}: {p.stderr()[-300:]}")
+    return cpu_s
 
 
-def unexplained(fx: IronFixture, events: int, start_traffic: Callable[[], list[subprocess.Popen]]
+def unexplained(topo: Topology, events: int, raw: Path, start_traffic: Callable[[], list[procs.Proc]]
                 ) -> tuple[float, dict[str, float]]:
     """Victim CPU with traffic that Iron's visible accounting does not explain (s), and the victim's
     counters over the run (softirq s, irqs, timer_irqs)."""
-    fx_victim = fx.topology.containers[0].name
-    alone = victim_run(fx, events)
-    procs = start_traffic()
+    victim = topo.containers[0]
+    alone = victim_run(victim, events, raw)
+    started = start_traffic()
     time.sleep(0.5)
     try:
-        iron = IronRuntime(fx.topology, drop="none")
-        iron.irq_extra_ns = iron.timer_extra_ns = 0  # measure what the tracepoints miss
-        with iron:
+        # measure what the tracepoints miss: both extras 0, deliberately
+        with IronRuntime(topo, drop="none", calibration=calibration.Calibration.explicit(0, 0, "measuring")) as iron:
             s0 = iron.stats()
-            loaded = victim_run(fx, events)
+            loaded = victim_run(victim, events, raw)
             s1 = iron.stats()
     finally:
-        for p in procs:
-            fx.stop(p)
-    d = {k.split(".", 1)[1]: s1[k] - s0[k] for k in s1 if k.startswith(fx_victim + ".")}
+        procs.stop_all(started)
+    d = {k.split(".", 1)[1]: s1[k] - s0[k] for k in s1 if k.startswith(victim.name + ".")}
     softirq = d["naive_ns"] / 1e9
     hard_share = max(0.0, d["gained_ns"] - d["naive_ns"]) / 1e9
     counters = {"alone_s": alone, "loaded_s": loaded, "softirq_s": softirq, "irqs": d["irqs"],
                 "timer_irqs": d["timer_irqs"]}
     return loaded - alone - softirq - hard_share, counters
+
+
+def measure(events: int = 5000, reps: int = 5, rate_mbps: float = DEFAULT_RATE_MBPS,
+            htb_mbps: float = DEFAULT_HTB_MBPS, lock_wait_s: float = LOCK_WAIT_S) -> dict[str, Any]:
+    """Measure both values on the local testbed (under its lock); the dict calibration.save stores."""
+    binary = build_nfvflood(default_build_dir().parent / "nfvflood")
+    ipi: list[float] = []
+    timer: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="nfvlab-calibration-") as tmp, LocalTestbed(wait_s=lock_wait_s) as tb:
+        raw = Path(tmp)
+        topo = tb.up(["victim", "calibration"], idle_poll=True)
+        for c in topo.containers:  # no quotas: the hidden cost must not be hidden by throttling
+            CfsFiles(c.cgroup).write_quota(-1)
+        victim, other = topo.containers
+
+        def receiver_flood() -> list[procs.Proc]:
+            rx = procs.start_in_container(other, "cal-recv", FloodReceiver(binary, "udp", PORT).argv(), raw)
+            time.sleep(0.3)
+            tx = procs.start_on_peer(topo.peer, "cal-send", FloodSender(
+                binary, "udp", [other.ip], PORT, flows=4, batch=16, rate_mbps=rate_mbps or None).argv(), raw)
+            return [tx, rx]
+
+        def shaped_sender() -> list[procs.Proc]:
+            rx = procs.start_on_peer(topo.peer, "cal-sink", FloodReceiver(binary, "udp", PORT).argv(), raw)
+            time.sleep(0.3)
+            tx = procs.start_in_container(other, "cal-shaped", FloodSender(
+                binary, "udp", [topo.peer.ip], PORT, flows=1).argv(), raw)
+            return [tx, rx]
+
+        print(f"IPIs: UDP receiver beside the victim, peer at {rate_mbps or 'max'} Mbit/s", flush=True)
+        for rep in range(reps):
+            u, c = unexplained(topo, events, raw, receiver_flood)
+            ipi.append(u / max(1, c["irqs"]) * 1e9)
+            print(f"  rep {rep}: victim cpu alone {c['alone_s']:.3f}s with traffic {c['loaded_s']:.3f}s, softirq "
+                  f"in its context {c['softirq_s']:.3f}s, hard IRQs {c['irqs']:.0f} -> {ipi[-1]:.0f} ns per IRQ",
+                  flush=True)
+        irq_extra = statistics.median(ipi)
+        network.add_htb(topo.peer.host_ifname, htb_mbps, {other.ip: htb_mbps})
+        print(f"Timers: UDP sender beside the victim, HTB at {htb_mbps:g} Mbit/s", flush=True)
+        for rep in range(reps):
+            u, c = unexplained(topo, events, raw, shaped_sender)
+            rest = u - (c["irqs"] - c["timer_irqs"]) * irq_extra / 1e9
+            timer.append(rest / max(1, c["timer_irqs"]) * 1e9)
+            print(f"  rep {rep}: victim cpu alone {c['alone_s']:.3f}s with traffic {c['loaded_s']:.3f}s, softirq "
+                  f"in its context {c['softirq_s']:.3f}s, timer IRQs {c['timer_irqs']:.0f} of {c['irqs']:.0f} "
+                  f"-> {timer[-1]:.0f} ns per timer IRQ", flush=True)
+    med_ipi, med_timer = int(statistics.median(ipi)), int(statistics.median(timer))
+    print(f"irq_extra_ns median {med_ipi}, timer_extra_ns median {med_timer}")
+    return {"irq_extra_ns": med_ipi, "timer_extra_ns": med_timer,
+            "estimates": {"irq": [int(x) for x in ipi], "timer": [int(x) for x in timer]},
+            "settings": {"events": events, "reps": reps, "rate_mbps": rate_mbps, "htb_mbps": htb_mbps},
+            "measured_at": time.time()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,64 +151,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--htb-mbps", type=float, default=DEFAULT_HTB_MBPS,
                     help="HTB rate shaping the sender for the timer calibration")
     ap.add_argument("--save", action="store_true",
-                    help="store the medians where IronRuntime picks them up by default (build dir)")
+                    help="store the medians where IronRuntime picks them up (build dir), with what they are "
+                         "valid for (kernel, CPU, cores, testbed config)")
+    ap.add_argument("--if-stale", action="store_true",
+                    help="with --save: measure only when the saved calibration is missing or stale")
     a = ap.parse_args(argv)
-    binary = build_nfvflood(default_build_dir().parent / "nfvflood")
-    fx = IronFixture(2, tag="c")
-    ipi, timer = [], []
-    try:
-        topo = fx.setup()
-        for c in topo.containers:
-            (c.cgroup.cpu / "cpu.cfs_quota_us").write_text("-1")
-        victim, other = topo.containers
-
-        def receiver_flood() -> list[subprocess.Popen]:
-            rx = fx.run_in(other, FloodReceiver(binary, "udp", PORT).argv(), stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-            time.sleep(0.3)
-            tx = fx.run_peer(FloodSender(binary, "udp", [other.ip], PORT, flows=4, batch=16,
-                                         rate_mbps=a.rate_mbps or None).argv(),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            return [tx, rx]
-
-        def shaped_sender() -> list[subprocess.Popen]:
-            rx = fx.run_peer(FloodReceiver(binary, "udp", PORT).argv(), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-            time.sleep(0.3)
-            tx = fx.run_in(other, FloodSender(binary, "udp", [topo.peer.ip], PORT, flows=1).argv(),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            return [tx, rx]
-
-        print(f"IPIs: UDP receiver beside the victim, peer at {a.rate_mbps or 'max'} Mbit/s", flush=True)
-        for rep in range(a.reps):
-            u, c = unexplained(fx, a.events, receiver_flood)
-            ipi.append(u / max(1, c["irqs"]) * 1e9)
-            print(f"  rep {rep}: victim cpu alone {c['alone_s']:.3f}s with traffic {c['loaded_s']:.3f}s, softirq "
-                  f"in its context {c['softirq_s']:.3f}s, hard IRQs {c['irqs']:.0f} -> {ipi[-1]:.0f} ns per IRQ",
-                  flush=True)
-        irq_extra = statistics.median(ipi)
-        network.add_htb(topo.peer.host_ifname, a.htb_mbps, {other.ip: a.htb_mbps})
-        print(f"Timers: UDP sender beside the victim, HTB at {a.htb_mbps:g} Mbit/s", flush=True)
-        for rep in range(a.reps):
-            u, c = unexplained(fx, a.events, shaped_sender)
-            rest = u - (c["irqs"] - c["timer_irqs"]) * irq_extra / 1e9
-            timer.append(rest / max(1, c["timer_irqs"]) * 1e9)
-            print(f"  rep {rep}: victim cpu alone {c['alone_s']:.3f}s with traffic {c['loaded_s']:.3f}s, softirq "
-                  f"in its context {c['softirq_s']:.3f}s, timer IRQs {c['timer_irqs']:.0f} of {c['irqs']:.0f} "
-                  f"-> {timer[-1]:.0f} ns per timer IRQ", flush=True)
-    finally:
-        fx.teardown()
-    med_ipi, med_timer = int(statistics.median(ipi)), int(statistics.median(timer))
-    print(f"irq_extra_ns median {med_ipi}, timer_extra_ns median {med_timer}")
+    if a.save and a.if_stale:
+        cal = calibration.ensure_current(lambda: measure(a.events, a.reps, a.rate_mbps, a.htb_mbps))
+        print(f"calibration {cal.id}: irq_extra_ns {cal.irq_extra_ns}, timer_extra_ns {cal.timer_extra_ns} "
+              f"({calibration.path_for()})")
+        return 0
+    values = measure(a.events, a.reps, a.rate_mbps, a.htb_mbps)
     if a.save:
-        out = default_build_dir() / CALIBRATION_FILE
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({
-            "irq_extra_ns": med_ipi, "timer_extra_ns": med_timer,
-            "estimates": {"irq": [int(x) for x in ipi], "timer": [int(x) for x in timer]},
-            "settings": {"events": a.events, "rate_mbps": a.rate_mbps, "htb_mbps": a.htb_mbps},
-            "kernel": os.uname().release, "measured_at": time.time()}, indent=1))
-        print(f"saved to {out}")
+        print(f"saved to {calibration.save(values)}")
     return 0
 
 

@@ -2,7 +2,8 @@
 
     python -m nfvlab.iron.costs [--secs 2] [--json out.json]
 
-On the ``nfvlab-ti`` fixture (one receiver container, unlimited CPU, RPS to CPU 1, peer on CPU 0):
+On a local testbed of its own names (prefix ``nfvlab-tk``, 198.18.100.0/24, under the testbed's lock; one
+receiver container, unlimited CPU, RPS to CPU 1, peer on CPU 0):
 
 * cost: ``rx_cost_ns`` (bracketed netif_receive_skb cost + fixed-overhead share) divided by the
   datagrams that reached the container's ``eth0`` (so a GRE packet, which passes netif_receive_skb
@@ -23,12 +24,18 @@ import sys
 import time
 from pathlib import Path
 
+from nfvlab.testbeds.local import LocalTestbed
+
 from .bench import flood_tools
 from .build import default_build_dir
-from .fixture import IronFixture, sh
 from .runtime import IronRuntime
 
-GRE_PEER, GRE_CT = "198.18.100.201", "198.18.100.202"  # inner addresses (a /30 inside the fixture /24)
+GRE_PEER, GRE_CT = "198.18.100.201", "198.18.100.202"  # inner addresses (a /30 inside the testbed's /24)
+PREFIX, SUBNET = "nfvlab-tk", "198.18.100.0/24"
+
+
+def sh(cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, shell=True, check=check, capture_output=True, text=True)
 
 
 def eth0_rx_packets(netns: str) -> int:
@@ -36,7 +43,7 @@ def eth0_rx_packets(netns: str) -> int:
     return int(json.loads(out)[0]["stats64"]["rx"]["packets"])
 
 
-def setup_tunnel(fx: IronFixture) -> str:
+def setup_tunnel(fx: LocalTestbed) -> str:
     """GRE if the kernel has it, else VXLAN (this machine's kernel has no CONFIG_NET_IPGRE)."""
     topo = fx.topology
     assert topo is not None
@@ -62,7 +69,7 @@ def bpf_prog_stats() -> dict[str, tuple[int, int]]:
     return res
 
 
-def run_flow(fx: IronFixture, kind: str, secs: float, iron: bool, tools) -> dict:
+def run_flow(fx: LocalTestbed, kind: str, secs: float, iron: bool, tools) -> dict:
     topo = fx.topology
     assert topo is not None
     c = topo.containers[0]
@@ -127,13 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     if tools is None:
         print("needs nfvflood", file=sys.stderr)
         return 1
-    fx = IronFixture(1, tag="k", quota_pct=100.0)
+    fx = LocalTestbed(prefix=PREFIX, subnet=SUBNET, wait_s=600)
     stats_flag = Path("/proc/sys/kernel/bpf_stats_enabled")
     old_flag = stats_flag.read_text().strip()
     results = []
     tunnel = "?"
     try:
-        topo = fx.setup()
+        topo = fx.up(["receiver"])
         for c in topo.containers:  # unlimited: the receiver is not the subject here
             (c.cgroup.cpu / "cpu.cfs_quota_us").write_text("-1")
         fx.topology.containers[:] = topo.containers
@@ -168,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"bpf {med('bpf_ns_per_packet', True, True):5.0f} ns/pkt")
     finally:
         stats_flag.write_text(old_flag)
-        fx.teardown()
+        fx.down()
     if a.json:
         a.json.write_text(json.dumps({"tunnel": tunnel, "results": results}, indent=1))
     return 0

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
+from nfvlab.failures import PointFailed
 from nfvlab.testbeds.model import Topology
 
 from .bpf import MAX_SLOTS, UNOWNED, IronBPF
@@ -37,6 +38,14 @@ DEFAULT_CONTROL_PERIODS = 1  # control period = one CFS period (see docs/iron.md
 
 class IronError(RuntimeError):
     pass
+
+
+class IronControllerError(IronError, PointFailed):
+    """The controller thread died (an exception) or stopped before it was told to: the repetition
+    ran without charging and crediting, so it is no result (nfvlab.failures)."""
+
+    def __init__(self, message: str):
+        PointFailed.__init__(self, "controller_error", message)
 
 
 class IronRuntime:
@@ -69,6 +78,7 @@ class IronRuntime:
         self._stat0: dict[str, dict[str, int]] = {}
         self._final: dict[str, float] | None = None
         self._ctl_error: BaseException | None = None
+        self._ctl_stopped = False
         self.prog_ids: dict[str, int] = {}  # kernel ids of the loaded programs (name -> id)
         # the fitted input every charge depends on: recorded by the runner in every row (nfvlab.stamps)
         self.calibration = calibration or current(build_dir)
@@ -83,8 +93,25 @@ class IronRuntime:
             raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self._teardown()
+        if exc_type is None:  # nothing else went wrong: a controller that failed meanwhile fails the run
+            self.check_controller()
+
+    def check_controller(self) -> None:
+        """Raise IronControllerError if the controller thread died or stopped on its own (while running
+        and after exit). Drivers call it through stats(); __exit__ calls it too."""
+        if self._ctl_error is not None:
+            raise IronControllerError(f"the Iron controller thread died: {self._ctl_error!r}")
+        if self._ctl_stopped:
+            raise IronControllerError("the Iron controller thread stopped before the measurement ended")
+        ctl = self.controller
+        if ctl is None:
+            return
+        if ctl.error is not None:
+            raise IronControllerError(f"the Iron controller thread died: {ctl.error!r}")
+        if not ctl.stop_ev.is_set() and (ctl.thread is None or not ctl.thread.is_alive()):
+            raise IronControllerError("the Iron controller thread stopped before the measurement ended")
 
     def _start(self) -> None:
         topo = self.topology
@@ -115,6 +142,8 @@ class IronRuntime:
 
     def _teardown(self) -> None:
         ctl, bpf = self.controller, self.bpf
+        if ctl is not None and ctl.thread is not None and not ctl.thread.is_alive() and not ctl.stop_ev.is_set():
+            self._ctl_stopped = True  # it ended without being told to (an error or not)
         try:
             if ctl is not None:
                 ctl.stop()
@@ -147,8 +176,10 @@ class IronRuntime:
         rx_cost_ns, ovh_ns, naive_ns, run_ns, drops, throttled_ns, quota_mean_us, forced_steps; sums
         over the containers as ``<key>_total`` (charged_ns_total, gained_ns_total, drops_total, ...);
         ``unowned.*`` (packets of no container), ``controller.steps``, ``controller.step_us_mean``
-        and ``elapsed_s``.
+        and ``elapsed_s``. Raises IronControllerError when the controller thread died or stopped:
+        totals of a run without control are no result.
         """
+        self.check_controller()
         if self.bpf is not None and self.bpf.obj is not None:
             return self._collect()
         if self._final is not None:

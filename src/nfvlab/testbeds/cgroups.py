@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
+import signal
 import time
 from pathlib import Path
 
@@ -34,14 +36,26 @@ def _v1_root(controller: str) -> Path:
     raise CgroupError(f"cgroup v1 controller {controller!r} is not mounted under {CGROUP_ROOT}")
 
 
+def _v1_freezer_root() -> Path | None:
+    root = CGROUP_ROOT / "freezer"
+    return root if (root / "tasks").exists() else None
+
+
+V1_CONTROLLERS = ("cpu", "cpuset", "cpuacct")
+
+
 def harness_roots() -> list[Path]:
     """Every directory under which the harness creates cgroups (for clean)."""
     if cgroup_version() == 2:
         return [CGROUP_ROOT / state.PREFIX]
     roots = []
-    for c in ("cpu", "cpuset", "cpuacct"):
+    for c in V1_CONTROLLERS:
         with contextlib.suppress(CgroupError):
-            roots.append(_v1_root(c) / state.PREFIX)
+            if _v1_root(c) / state.PREFIX not in roots:
+                roots.append(_v1_root(c) / state.PREFIX)
+    freezer = _v1_freezer_root()
+    if freezer is not None:
+        roots.insert(0, freezer / state.PREFIX)  # first: clean freezes and kills there before the rest
     return roots
 
 
@@ -103,7 +117,13 @@ def create(run: str, name: str, cpu: int, quota_us: int | None, period_us: int) 
             for part in range(1, len(rel.parts) + 1):
                 _mkdir(acct_root / Path(*rel.parts[:part]))
             cg_acct = acct_root / rel
-        return CgroupPaths(1, cg_cpu, cg_set, cg_acct)
+        freezer_root = _v1_freezer_root()
+        cg_frz = None
+        if freezer_root is not None:
+            for part in range(1, len(rel.parts) + 1):
+                _mkdir(freezer_root / Path(*rel.parts[:part]))
+            cg_frz = freezer_root / rel
+        return CgroupPaths(1, cg_cpu, cg_set, cg_acct, cg_frz)
     path = CGROUP_ROOT
     _v2_enable(path, "cpu cpuset")
     for part in rel.parts:
@@ -125,11 +145,144 @@ def set_quota(paths: CgroupPaths, quota_us: int, period_us: int) -> None:
         _write(paths.cpu / "cpu.max", f"{quota_us} {period_us}")
 
 
+class CgroupJoinError(CgroupError):
+    """A process is not (or no longer) in the cgroups it was put in."""
+
+
+def _hierarchy(d: Path) -> tuple[str, str] | None:
+    """(controller as /proc/PID/cgroup names it, path inside its hierarchy) of a cgroup directory;
+    None when d is not inside a mounted cgroup hierarchy (a write there lands in a plain file)."""
+    real = Path(os.path.realpath(d))
+    root = Path(os.path.realpath(CGROUP_ROOT))
+    if not real.is_relative_to(root) or not (real / "cgroup.procs").exists() or real.parent == real:
+        return None
+    if cgroup_version() == 1 and real == root:
+        return None
+    if cgroup_version() == 2:
+        return "", "/" + str(real.relative_to(os.path.realpath(CGROUP_ROOT))).removeprefix(".")
+    mount = real
+    while mount.parent != Path(os.path.realpath(CGROUP_ROOT)) and mount != mount.parent:
+        mount = mount.parent
+    rel = "/" + str(real.relative_to(mount)).removeprefix(".")
+    return mount.name, rel.rstrip("/") or "/"
+
+
+def membership(pid: int | str) -> dict[str, str]:
+    """/proc/PID/cgroup as {controller: path}; v1 lines like 4:cpu,cpuacct:/a count once per controller."""
+    out: dict[str, str] = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for c in controllers.split(",") if controllers else [""]:
+            out[c] = path
+    return out
+
+
+def not_joined(paths: CgroupPaths, pid: int | str) -> list[str]:
+    """The hierarchies of `paths` in which pid is not where it should be (empty: it is a member)."""
+    have = membership(pid)
+    problems = []
+    for d in paths.dirs:
+        where = _hierarchy(d)
+        if where is None:
+            problems.append(f"{d} is not a cgroup of a mounted hierarchy")
+            continue
+        mount, rel = where
+        controllers = [""] if mount == "" else mount.split(",")
+        got = {have.get(c) for c in controllers}
+        if got != {rel}:
+            problems.append(f"{'/'.join(controllers) or 'unified'}: in {', '.join(sorted(map(str, got)))}, not {rel}")
+    return problems
+
+
 def join(paths: CgroupPaths, pid: int = 0) -> None:
-    """Move a process (0 = the caller) into the container's cgroups. Safe in a preexec_fn."""
+    """Move a process (0 = the caller) into the container's cgroups and read /proc/PID/cgroup back
+    (Mininet's cgroupSet checks the same way): a write the kernel accepted but did not apply, or a
+    pid that is gone, raises CgroupJoinError. Safe in a preexec_fn."""
     pid_text = str(pid or os.getpid())
-    for d in {paths.cpu, paths.cpuset, paths.cpuacct}:
+    for d in paths.dirs:
         _write(d / "cgroup.procs", pid_text)
+    try:
+        problems = not_joined(paths, pid_text)
+    except OSError as e:
+        raise CgroupJoinError(f"process {pid_text} vanished while joining {paths.cpu}: {e.strerror}") from e
+    if problems:
+        raise CgroupJoinError(f"process {pid_text} did not join {paths.cpu}: " + "; ".join(problems))
+
+
+def shell_join_and_verify(paths: CgroupPaths, exit_code: int) -> str:
+    """Shell commands that move the shell ($$) into `paths`, then read /proc/self/cgroup back and exit
+    with `exit_code` (and a message on stderr) unless it is in every hierarchy."""
+    cmds = [f"echo $$ > {shlex.quote(str(d / 'cgroup.procs'))}" for d in paths.dirs]
+    for d in paths.dirs:
+        where = _hierarchy(d)
+        if where is None:
+            message = f"nfvlab: cgroup join failed: {d} is not a cgroup of a mounted hierarchy"
+            cmds.append(f"{{ echo {shlex.quote(message)} >&2; exit {exit_code}; }}")
+            continue
+        mount, rel = where
+        for c in [""] if mount == "" else mount.split(","):
+            pattern = f"^[0-9]+:{'' if c == '' else f'([^:]*,)?{c}(,[^:]*)?'}:{rel}$"
+            message = f"nfvlab: cgroup join failed: not in {c or 'unified'}:{rel}"
+            cmds.append(f"grep -Eq {shlex.quote(pattern)} /proc/self/cgroup || "
+                        f"{{ echo {shlex.quote(message)} >&2; exit {exit_code}; }}")
+    return "; ".join(cmds)
+
+
+def tasks(top: Path) -> set[int]:
+    """Every pid in a cgroup tree (all levels)."""
+    pids: set[int] = set()
+    if not top.exists():
+        return pids
+    for procs_file in [top / "cgroup.procs", *top.rglob("cgroup.procs")]:
+        with contextlib.suppress(OSError, ValueError):
+            pids |= {int(x) for x in procs_file.read_text().split()}
+    return pids
+
+
+def _wait_state(path: Path, want: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if path.read_text().strip() == want:
+                return True
+        time.sleep(0.01)
+    return False
+
+
+def kill_tasks(top: Path, timeout_s: float = 5.0) -> set[int]:
+    """SIGKILL every task in a cgroup tree and wait until it is empty; returns the pids killed.
+
+    v2: ``cgroup.kill`` (the kernel kills the whole subtree, forks included). v1: freeze the tree
+    (freezer hierarchy) so no task can fork away, SIGKILL every task, thaw so the kills are delivered,
+    as benchexec does; in the other v1 hierarchies kill what is left until they are empty too."""
+    killed: set[int] = set()
+    if not top.exists():
+        return killed
+    if (top / "cgroup.kill").exists():
+        killed = tasks(top)
+        _write(top / "cgroup.kill", "1")
+    elif (top / "freezer.state").exists():
+        _write(top / "freezer.state", "FROZEN")
+        _wait_state(top / "freezer.state", "FROZEN", timeout_s)
+        try:
+            for pid in tasks(top):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+        finally:
+            _write(top / "freezer.state", "THAWED")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = tasks(top)
+        if not left:
+            return killed
+        if time.monotonic() > deadline:
+            raise CgroupError(f"tasks {sorted(left)} of {top} survive SIGKILL")
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            killed.add(pid)
+        time.sleep(0.02)
 
 
 def cpu_usage_s(paths: CgroupPaths) -> float:
@@ -144,10 +297,11 @@ def cpu_usage_s(paths: CgroupPaths) -> float:
 
 
 def remove_tree(top: Path, timeout_s: float = 5.0) -> list[str]:
-    """Remove a cgroup directory tree bottom-up; its processes must already have exited."""
+    """Kill every task in a cgroup tree (kill_tasks), then remove its directories bottom-up."""
     removed: list[str] = []
     if not top.exists():
         return removed
+    kill_tasks(top, timeout_s)
     dirs = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
     for d in [*dirs, top]:
         deadline = time.monotonic() + timeout_s

@@ -17,8 +17,10 @@ import ipaddress
 import math
 import os
 import re
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -26,12 +28,14 @@ from typing import IO
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from nfvlab.testbeds import cgroups, cpuidle, network
+from nfvlab.testbeds import cgroups, cpuidle, network, processes
 from nfvlab.testbeds.model import Container, Peer, Topology
 
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_CONFIG = REPO / "testbed" / "local.yaml"
 RUN = "local"
+DEFAULT_PREFIX = "nfvlab"
+IFNAMSIZ = 15  # the kernel's limit on interface names
 
 
 class LocalConfig(BaseModel):
@@ -51,6 +55,33 @@ class LocalConfig(BaseModel):
     quiet_wait_s: float = Field(60.0, ge=0)
     # Idle CPUs poll instead of halting while the testbed is up (see nfvlab.testbeds.cpuidle).
     idle_poll: bool = True
+    # Names: <prefix>-c<i> (containers), <prefix>-peer (or <prefix>-p where <prefix>-peer-h would not
+    # fit an interface name), bridge `bridge` for the default prefix, else <prefix>-br0; cgroups under
+    # nfvlab/local/ for the default prefix, else nfvlab/<prefix>/. Tests and fixtures pass their own
+    # prefix (LocalTestbed(prefix=...)) so that they never touch the testbed's names; the machine-wide
+    # lock is the same for every prefix (one measurement at a time on the shared cores).
+    prefix: str = Field(DEFAULT_PREFIX, pattern=r"^nfvlab(-[a-z0-9]+)?$", max_length=10)
+
+    @property
+    def default_names(self) -> bool:
+        return self.prefix == DEFAULT_PREFIX
+
+    def container_name(self, i: int) -> str:
+        return f"{self.prefix}-c{i}"
+
+    @property
+    def peer_name(self) -> str:
+        long = f"{self.prefix}-peer"
+        return long if len(f"{long}-h") <= IFNAMSIZ else f"{self.prefix}-p"
+
+    @property
+    def bridge_name(self) -> str:
+        return self.bridge if self.default_names else f"{self.prefix}-br0"
+
+    @property
+    def cgroup_run(self) -> str:
+        """The cgroup level under nfvlab/ that holds this testbed's containers."""
+        return RUN if self.default_names else self.prefix
 
     def address(self, host: int) -> str:
         net = ipaddress.ip_network(self.subnet)
@@ -63,21 +94,39 @@ class LocalConfig(BaseModel):
         return ipaddress.ip_network(self.subnet).prefixlen
 
 
+# Tests (and a second checkout) may give the testbed other names and addresses; the lock stays one per machine
+# and testbed_hash (nfvlab.stamps) covers only the file, since names do not change a measurement.
+ENV_PREFIX, ENV_SUBNET = "NFVLAB_TESTBED_PREFIX", "NFVLAB_TESTBED_SUBNET"
+
+
 def load_config(path: Path = DEFAULT_CONFIG) -> LocalConfig:
-    return LocalConfig.model_validate(yaml.safe_load(path.read_text()) or {})
+    data = yaml.safe_load(path.read_text()) or {}
+    for key, env in (("prefix", ENV_PREFIX), ("subnet", ENV_SUBNET)):
+        if os.environ.get(env):
+            data[key] = os.environ[env]
+    return LocalConfig.model_validate(data)
 
 
-OWNED_NETNS = re.compile(r"^nfvlab-(c\d+|peer)$")
-OWNED_LINK = re.compile(r"^nfvlab-(c\d+|peer)-h$")
+def _owned(config: LocalConfig | None) -> re.Pattern:
+    cfg = config or LocalConfig()
+    return re.compile(rf"^{re.escape(cfg.prefix)}-(c\d+|{re.escape(cfg.peer_name.rsplit('-', 1)[1])})$")
 
 
-def owned_netns() -> list[str]:
-    """The local testbed's namespaces (and no one else's, e.g. a test's nfvlab-t* fixtures)."""
-    return [n for n in network.netns.listnetns() if OWNED_NETNS.match(n)]
+def owned_netns(config: LocalConfig | None = None) -> list[str]:
+    """The namespaces of the testbed with config's prefix (default: the local testbed's), and no one
+    else's (another prefix's fixtures)."""
+    pattern = _owned(config)
+    return [n for n in network.netns.listnetns() if pattern.match(n)]
 
 
-def owned_links(config: LocalConfig) -> list[str]:
-    return [n for n in network.list_links("nfvlab-") if OWNED_LINK.match(n) or n == config.bridge]
+def owned_links(config: LocalConfig | None = None) -> list[str]:
+    """The testbed's veth host ends and its bridge (for config's prefix; default the local testbed)."""
+    cfg = config or LocalConfig()
+    pattern = _owned(cfg)
+    links = network.list_links(cfg.prefix + "-")
+    if not cfg.bridge_name.startswith(cfg.prefix + "-"):
+        links += network.list_links(cfg.bridge_name)
+    return sorted({n for n in links if n == cfg.bridge_name or (n.endswith("-h") and pattern.match(n[:-2]))})
 
 
 @dataclass(frozen=True)
@@ -136,14 +185,27 @@ def testbed_holder() -> str:
         return "unknown pid"
 
 
-class LocalTestbed:
-    """Build with `up(roles, ...)`, always `down()` (also a context manager)."""
+class TeardownError(RuntimeError):
+    """Some teardown steps failed (the lock and the PM QoS request were released all the same)."""
 
-    def __init__(self, config: LocalConfig | None = None):
-        self.config = config or load_config()
+
+class LocalTestbed:
+    """Build with `up(roles, ...)`, always `down()` (also a context manager).
+
+    ``prefix`` (and ``subnet``) override the config, so that a test or a fixture gets its own names
+    and addresses; whatever the prefix, ``up`` takes the machine-wide testbed lock (waiting up to
+    ``wait_s`` for it, else TestbedBusy)."""
+
+    def __init__(self, config: LocalConfig | None = None, *, prefix: str | None = None, subnet: str | None = None,
+                 wait_s: float = 0.0):
+        cfg = config or load_config()
+        changes = {k: v for k, v in (("prefix", prefix), ("subnet", subnet)) if v is not None}
+        self.config = LocalConfig.model_validate({**cfg.model_dump(), **changes}) if changes else cfg
+        self.wait_s = wait_s
         self.topology: Topology | None = None
-        self._lock_file = None
+        self._lock_file: IO | None = None
         self._idle = cpuidle.PollIdle()
+        self._procs: list[subprocess.Popen] = []
 
     def __enter__(self) -> LocalTestbed:
         return self
@@ -152,48 +214,83 @@ class LocalTestbed:
         self.down()
 
     def _lock(self) -> None:
-        self._lock_file = hold_testbed_lock()
-        if self._lock_file is None:
-            raise TestbedBusy(f"the local testbed is in use by another nfvlab run ({testbed_holder()})")
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            self._lock_file = hold_testbed_lock()
+            if self._lock_file is not None:
+                return
+            if time.monotonic() >= deadline:
+                raise TestbedBusy(f"the local testbed is in use by another nfvlab run ({testbed_holder()})")
+            time.sleep(1.0)
 
     def up(self, roles: list[str], core_rate_mbps: float = math.inf, idle_poll: bool | None = None) -> Topology:
         """Create len(roles) containers at quota = period/n on the victim core; roles[0] is the victim.
         ``idle_poll`` overrides the config's choice of polling idle CPUs (nfvlab.testbeds.cpuidle)."""
         cfg = self.config
-        self._lock()
         n = len(roles)
+        longest = f"{cfg.container_name(n - 1)}-h"
+        if len(longest) > IFNAMSIZ:
+            raise ValueError(f"interface name {longest!r} would exceed {IFNAMSIZ} characters: shorten the prefix")
+        self._lock()
         period = cfg.cfs_period_us
         quota = period // n
+        run = cfg.cgroup_run
         try:
+            leftovers: list[str] = []
+            self._remove_all(leftovers)  # we hold the lock: anything of this prefix is a dead holder's
+            if leftovers:
+                raise TeardownError("cannot remove what a previous run left: " + "; ".join(leftovers))
             if cfg.idle_poll if idle_poll is None else idle_poll:
                 self._idle.acquire()
-            network.create_bridge(cfg.bridge)
-            peer = Peer("nfvlab-peer", "nfvlab-peer-h", "eth0", cfg.address(cfg.peer_host), cfg.peer_cpu,
-                        cgroups.create(RUN, "nfvlab-peer", cfg.peer_cpu, None, period))
+            network.create_bridge(cfg.bridge_name)
+            pname = cfg.peer_name
+            peer = Peer(pname, f"{pname}-h", "eth0", cfg.address(cfg.peer_host), cfg.peer_cpu,
+                        cgroups.create(run, pname, cfg.peer_cpu, None, period))
             network.create_netns(peer.netns)
-            network.plug(peer.netns, peer.host_ifname, peer.ns_ifname, cfg.bridge, peer.ip, cfg.prefixlen)
+            network.plug(peer.netns, peer.host_ifname, peer.ns_ifname, cfg.bridge_name, peer.ip, cfg.prefixlen)
             network.set_rps(peer.netns, peer.ns_ifname, [peer.cpu])
             containers = []
             for i, role in enumerate(roles):
-                name = f"nfvlab-c{i}"
+                name = cfg.container_name(i)
                 c = Container(
                     name=name, index=i, role=role, netns=name, host_ifname=f"{name}-h", ns_ifname="eth0",
                     ip=cfg.address(cfg.first_container_host + i), cpu=cfg.victim_cpu,
                     period_us=period, quota_us=quota,
-                    cgroup=cgroups.create(RUN, name, cfg.victim_cpu, quota, period),
+                    cgroup=cgroups.create(run, name, cfg.victim_cpu, quota, period),
                 )
                 network.create_netns(c.netns)
-                network.plug(c.netns, c.host_ifname, c.ns_ifname, cfg.bridge, c.ip, cfg.prefixlen)
+                network.plug(c.netns, c.host_ifname, c.ns_ifname, cfg.bridge_name, c.ip, cfg.prefixlen)
                 network.set_rps(c.netns, c.ns_ifname, [c.cpu])
                 containers.append(c)
             if math.isfinite(core_rate_mbps):
                 network.add_htb(peer.host_ifname, core_rate_mbps,
                                 {c.ip: core_rate_mbps / n for c in containers})
-            self.topology = Topology(containers, peer, cfg.bridge, cfg.victim_cpu)
+            self.topology = Topology(containers, peer, cfg.bridge_name, cfg.victim_cpu)
             return self.topology
-        except BaseException:
-            self.down()
+        except BaseException as e:
+            try:
+                self.down()
+            except TeardownError as td:  # the failure of up() is the news; the teardown's goes beside it
+                e.add_note(str(td))
             raise
+
+    # --- processes for tools and tests that want Popen's pipes (drivers use nfvlab.testbeds.processes) ---
+    def run_in(self, c: Container, argv: list[str], **popen_kw: object) -> subprocess.Popen:
+        """Start argv inside container c (its cgroups, read back, and its netns); stopped by down()."""
+        p = processes.popen_in(c.cgroup, c.netns, argv, name=f"{c.name}-tool", **popen_kw)
+        self._procs.append(p)
+        return p
+
+    def run_peer(self, argv: list[str], **popen_kw: object) -> subprocess.Popen:
+        assert self.topology is not None and self.topology.peer.cgroup is not None
+        pe = self.topology.peer
+        p = processes.popen_in(pe.cgroup, pe.netns, argv, name=f"{pe.netns}-tool", **popen_kw)
+        self._procs.append(p)
+        return p
+
+    @staticmethod
+    def stop(proc: subprocess.Popen, timeout_s: float = 3.0) -> None:
+        processes.stop_popen(proc, timeout_s)
 
     def wait_quiet(self, sample_s: float = 0.5) -> CoreLoad:
         """Wait until others' interrupt work on the victim core is low (see LocalConfig); returns the
@@ -212,22 +309,50 @@ class LocalTestbed:
             time.sleep(1.0)
 
     def down(self) -> None:
-        """Remove what up() created: links (and with them qdiscs), namespaces, cgroups. Only the
+        """Remove what up() created, each step on its own so one failure does not stop the rest: kill
+        every task in the testbed's cgroups (cgroups.kill_tasks: cgroup.kill on v2, freeze-kill-thaw on
+        v1), then links (and with them qdiscs), namespaces, cgroups; finally, whatever failed, release
+        the PM QoS request and the testbed lock. Raises TeardownError naming the failed steps. Only the
         holder of the testbed lock tears down: a refused up() must not touch another run's testbed."""
         if self._lock_file is None:
             return
-        for name in owned_links(self.config):
-            with contextlib.suppress(Exception):
-                network.delete_link(name)
-        for ns in owned_netns():
-            with contextlib.suppress(Exception):
-                network.delete_netns(ns)
-        for root in cgroups.harness_roots():
-            cgroups.remove_tree(root / RUN)
+        failed: list[str] = []
+        try:
+            self._remove_all(failed)
+        except Exception as e:  # noqa: BLE001 - e.g. listing links failed
+            failed.append(f"teardown: {e}")
+        finally:
+            self.topology = None
+            try:
+                self._idle.release()
+            finally:
+                if self._lock_file is not None:
+                    self._lock_file.close()
+                    self._lock_file = None
+        if failed:
+            raise TeardownError("local testbed teardown: " + "; ".join(failed))
+
+    def _remove_all(self, failed: list[str]) -> None:
+        """Every object of this prefix's testbed, each step on its own (failures appended). Also run by
+        up() before it builds: what a killed holder left behind (tasks included) goes first."""
+        cfg = self.config
+
+        def step(what: str, fn: Callable[..., object], *args: object) -> None:
+            try:
+                fn(*args)
+            except Exception as e:  # noqa: BLE001 - every step runs; failures are reported together
+                failed.append(f"{what}: {e}")
+
+        while self._procs:
+            step("stop a tool process", processes.stop_popen, self._procs.pop())
+        tops = [root / cfg.cgroup_run for root in cgroups.harness_roots()]
+        for top in tops:  # no task may outlive the testbed (e.g. a 1200 s sysbench of a crashed driver)
+            step(f"kill tasks in {top}", cgroups.kill_tasks, top)
+        for name in owned_links(cfg):
+            step(f"delete link {name}", network.delete_link, name)
+        for ns in owned_netns(cfg):
+            step(f"delete netns {ns}", network.delete_netns, ns)
+        for top in tops:
+            step(f"remove cgroup {top}", cgroups.remove_tree, top)
             with contextlib.suppress(OSError):
-                root.rmdir()  # the shared nfvlab/ level, unless another user still has cgroups in it
-        self.topology = None
-        self._idle.release()
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
+                top.parent.rmdir()  # the shared nfvlab/ level, unless another user still has cgroups in it

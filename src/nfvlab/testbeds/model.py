@@ -23,6 +23,18 @@ class CgroupPaths:
     cpu: Path
     cpuset: Path
     cpuacct: Path
+    # v1 only, where the freezer hierarchy is mounted: lets cleanup freeze the container before killing
+    # its tasks (nothing forks away meanwhile); v2 has cgroup.kill / cgroup.freeze in the unified dir
+    freezer: Path | None = None
+
+    @property
+    def dirs(self) -> list[Path]:
+        """Every distinct directory a member process must be in."""
+        out: list[Path] = []
+        for d in (self.cpu, self.cpuset, self.cpuacct, self.freezer):
+            if d is not None and d not in out:
+                out.append(d)
+        return out
 
 
 @dataclass(frozen=True)
