@@ -31,7 +31,7 @@ def test_report_written_where_expected(built):
 def test_claims_table_and_verdicts(built):
     _, _, html = built
     assert 'id="claims-table"' in html
-    for claim_id in ("udp-senders-break-isolation", "udp-receivers-up-to-4-5x", "one-udp-receiver-at-least-2x",
+    for claim_id in ("udp-senders-break-isolation", "udp-receivers-up-to-4-5x", "one-udp-receiver-breaks-isolation",
                      "tcp-senders-break-isolation", "tcp-receivers-several-x"):
         assert claim_id in html
     assert 'class="verdict v-reproduced"' in html
@@ -45,8 +45,8 @@ def test_claims_csv(built):
     claims = pd.read_csv(root / "report" / "claims.csv").set_index("claim_id")
     assert claims.loc["udp-senders-break-isolation", "verdict"] == "reproduced"
     assert claims.loc["udp-senders-break-isolation", "measured"] == pytest.approx(1.101)
-    assert claims.loc["one-udp-receiver-at-least-2x", "verdict"] == "not reproduced"
-    assert claims.loc["one-udp-receiver-at-least-2x", "measured"] == pytest.approx(1.5)
+    assert claims.loc["one-udp-receiver-breaks-isolation", "verdict"] == "not reproduced"
+    assert claims.loc["one-udp-receiver-breaks-isolation", "measured"] == pytest.approx(1.5)
     assert claims.loc["tcp-senders-break-isolation", "verdict"] == "not run"
     assert claims.loc["tcp-receivers-several-x", "n_rows"] == 0
     assert claims.loc["udp-receivers-up-to-4-5x", "paper_value"] == pytest.approx(4.5)
@@ -54,8 +54,8 @@ def test_claims_csv(built):
 
 def test_top_summary_counts(built):
     _, _, html = built
-    assert "5 claims:" in html
-    assert "2 reproduced" in html and "1 not reproduced" in html and "2 not run" in html
+    assert "7 claims:" in html
+    assert "2 reproduced" in html and "1 not reproduced" in html and "4 not run" in html
 
 
 def test_figures_linked_relatively_and_copied(built):
@@ -95,7 +95,7 @@ def test_empty_results_invalid_spec_and_reference_mismatch(tmp_path):
     root = tmp_path / "results"
     ResultStore(root, "orphan").write_row("p", 0, {"point_index": 0, "x": 1})
     html = build_report(root, experiments).read_text()
-    assert "0 reproduced" in html and "2 not run" in html
+    assert "0 reproduced" in html and "4 not run" in html
     assert "status-invalid" in html and "broken" in html
     assert "mismatch with paper value" in html
     assert "orphan" in html
