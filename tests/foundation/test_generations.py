@@ -96,3 +96,41 @@ def test_stale_reasons_name_each_changed_stamp():
                                 now) == []
     why = stamps.stale_reasons({"code_hash": "x", "testbed_hash": "b"}, now)
     assert why == ["code_hash: x -> a", "calibration_id: none -> c"]
+
+
+def test_iron_rows_carry_the_calibration_and_a_new_one_makes_them_stale(tr_names, write_spec, tmp_path,
+                                                                       monkeypatch):
+    from nfvlab.iron import calibration
+
+    monkeypatch.delenv("NFVLAB_IRON_IRQ_EXTRA_NS", raising=False)
+    monkeypatch.delenv("NFVLAB_IRON_TIMER_EXTRA_NS", raising=False)
+    monkeypatch.setattr(calibration, "default_build_dir", lambda: tmp_path / "iron")
+    (tmp_path / "iron").mkdir()
+    (tmp_path / "iron" / calibration.CALIBRATION_FILE).write_text(json.dumps(
+        {"irq_extra_ns": 1, "timer_extra_ns": 1, "kernel": "0.0-another-kernel"}))  # stale: re-measured
+    measured = []
+
+    def fake_measurement() -> dict:  # the real one (nfvlab.iron.calibrate.measure) takes minutes
+        measured.append(1)
+        return {"irq_extra_ns": 6100, "timer_extra_ns": 8400}
+
+    spec = tiny_spec(name="tr-calibrated")
+    spec["params"]["workload"] |= {"victim_events": 300, "warmup_s": 0.2}
+    spec["params"]["iron"] = {"mode": "ebpf", "drop": "xdp"}
+    path = write_spec(spec)
+
+    def go():
+        return run_when_free(run, path, scale=None, results_root=tmp_path / "results", build_dir=tmp_path / "b",
+                             calibrate=fake_measurement)
+
+    assert go().done == 1 and measured == [1]
+    csv = tmp_path / "results" / "tr-calibrated" / "results.csv"
+    row = pd.read_csv(csv).iloc[0]
+    assert (row["calibration_irq_extra_ns"], row["calibration_timer_extra_ns"]) == (6100, 8400)
+    assert row["calibration_source"] == "measured" and row["calibration_id"] == calibration.current().id
+    assert go().done == 0 and measured == [1]  # current: neither re-measured nor re-run
+    calibration.save({"irq_extra_ns": 7000, "timer_extra_ns": 9000})  # someone re-calibrated
+    regen = go()
+    assert (regen.done, regen.stale) == (1, 1)
+    row = pd.read_csv(csv).iloc[0]
+    assert (row["calibration_irq_extra_ns"], row["calibration_timer_extra_ns"]) == (7000, 9000)
