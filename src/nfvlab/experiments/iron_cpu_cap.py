@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nfvlab.experiments import floods
 from nfvlab.experiments.registry import ExperimentKind
+from nfvlab.failures import check_flood
 from nfvlab.testbeds import cgroups
 from nfvlab.testbeds import processes as procs
 from nfvlab.testbeds.local import LocalTestbed, TestbedBusy
@@ -339,6 +340,9 @@ class Driver:
         net = sum(per_ct[c.name] for c in topo.containers if c.role != "sysbench")
         totals = flood.totals()
         offered, achieved = totals["offered_mbps"], totals["achieved_mbps"]
+        n_net = sum(1 for c in topo.containers if c.role != "sysbench")
+        asked = p.workload.send_rate_mbps * (n_net if p.topology.case == "senders" else 1)  # senders: each
+        check_flood(offered, asked, f"the {p.topology.case}' flood")  # no result without it
         allocated = p.topology.quota_pct * p.topology.containers_per_core
         counted = math.nan
         if s0 is not None and s1 is not None:  # what Iron counts: CFS run time + charged - credited

@@ -36,6 +36,7 @@ from nfvlab.experiments.iron_cpu_cap import (
     set_quota_pct,
 )
 from nfvlab.experiments.registry import ExperimentKind
+from nfvlab.failures import check_flood
 from nfvlab.testbeds import processes as procs
 from nfvlab.testbeds.model import Topology
 from nfvlab.workloads import traffic
@@ -106,6 +107,7 @@ class Driver:
         # 1. vanilla, 100 % of the core
         set_quota_pct(topo, 100.0)
         van = self._phase(topo, p, raw / "vanilla", iron=None)
+        check_flood(van["offered_mbps"], p.workload.send_rate_mbps, "the vanilla phase's flood")
         # 2. the share Iron counts for the receiver: accounting only, container unlimited
         set_quota_pct(topo, None)
         share = self._phase(topo, p, raw / "share", iron=dict(drop="none"))

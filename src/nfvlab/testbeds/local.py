@@ -215,12 +215,17 @@ class LocalTestbed:
 
     def _lock(self) -> None:
         deadline = time.monotonic() + self.wait_s
+        told = False
         while True:
             self._lock_file = hold_testbed_lock()
             if self._lock_file is not None:
                 return
             if time.monotonic() >= deadline:
                 raise TestbedBusy(f"the local testbed is in use by another nfvlab run ({testbed_holder()})")
+            if not told:
+                print(f"  waiting up to {self.wait_s:.0f} s for the local testbed ({testbed_holder()} holds it)",
+                      file=sys.stderr, flush=True)
+                told = True
             time.sleep(1.0)
 
     def up(self, roles: list[str], core_rate_mbps: float = math.inf, idle_poll: bool | None = None) -> Topology:
