@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from nfvlab.testbeds.model import Container, Topology
 from nfvlab.workloads import hostcounters, sysbench, traffic
 
 VICTIM_TIMEOUT_S = 600.0
+TESTBED_WAIT_S = float(os.environ.get("NFVLAB_TESTBED_WAIT_S", "600"))
 
 Interferer = Literal["udp_sender", "tcp_sender", "udp_receiver", "tcp_receiver"]
 
@@ -126,7 +128,7 @@ class Driver:
 
     @contextlib.contextmanager
     def setup(self, p: Params) -> Iterator[Topology]:
-        with LocalTestbed() as tb:
+        with LocalTestbed(wait_s=TESTBED_WAIT_S) as tb:  # shared machine: wait for another run's testbed
             self.testbed = tb
             try:
                 yield tb.up(roles(p), p.workload.core_rate_mbps)

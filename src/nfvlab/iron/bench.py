@@ -188,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iperf3", action="store_true", help="flood with iperf3 instead of nfvflood")
     ap.add_argument("--irq-extra-ns", type=int, default=0, help="IronRuntime.irq_extra_ns for the *+irq* modes")
     ap.add_argument("--shield-shares", type=int, default=0,
-                    help="cpu.shares of the fixture's parent cgroup (default 1024) to shield the run from "
-                         "other people's tasks on the core; also weakens ksoftirqd against the containers")
+                    help="cpu.shares of the testbed's run cgroup nfvlab/nfvlab-ti/ (default 262144) to shield the "
+                         "run from other people's tasks on the core; also weakens ksoftirqd against the containers")
     ap.add_argument("--pre-throttle-pct", type=float, default=20.0, help="pre_throttle_pct of the *+pre modes")
     ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                     help="before each repetition wait up to this long for both CPUs to be < 25%% busy")
