@@ -1,5 +1,5 @@
 """One tiny real interference point end to end (spec -> runner -> testbed -> workloads -> rows), and
-resume after the runner is killed with SIGKILL mid-run."""
+resume after the runner is killed with SIGKILL mid-run. On the suite's own names (nfvlab-tr-*)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import pandas as pd
 from nfvlab.clean import clean
 from nfvlab.runner import run
 
-from .conftest import REPO, leftovers, needs_root, tiny_spec
+from .conftest import REPO, TR_PREFIX, needs_root, run_when_free, tiny_spec, tr_leftovers
 
 pytestmark = [needs_root]
 
 
-def test_one_udp_receiver_slows_the_victim(no_leftovers, isolated_state, write_spec, tmp_path):
+def test_one_udp_receiver_slows_the_victim(tr_names, write_spec, tmp_path):
     path = write_spec(tiny_spec())
-    summary = run(path, scale=None, results_root=tmp_path / "results", build_dir=tmp_path / "build")
+    summary = run_when_free(run, path, scale=None, results_root=tmp_path / "results", build_dir=tmp_path / "build")
     assert summary.done == 1
     df = pd.read_csv(tmp_path / "results" / "tiny-udp-receiver" / "results.csv")
     row = df.iloc[0]
@@ -36,8 +36,7 @@ def test_one_udp_receiver_slows_the_victim(no_leftovers, isolated_state, write_s
     assert (again.done, again.skipped) == (0, 1)
 
 
-def test_sigkill_mid_run_resumes_without_lost_or_duplicated_rows(no_leftovers, isolated_state, write_spec,
-                                                                 tmp_path):
+def test_sigkill_mid_run_resumes_without_lost_or_duplicated_rows(tr_names, isolated_state, write_spec, tmp_path):
     spec = tiny_spec(name="tiny-crash", repetitions=4)
     spec["params"]["topology"] = {"containers_per_core": 2, "interferer": "udp_sender"}
     spec["params"]["workload"] = {"victim_events": 200, "warmup_s": 0.1}
@@ -49,16 +48,26 @@ def test_sigkill_mid_run_resumes_without_lost_or_duplicated_rows(no_leftovers, i
                NFVLAB_STATE_DIR=str(isolated_state))
     cmd = [sys.executable, "-m", "nfvlab.cli", "run", str(path)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 400  # (the run may first wait for another helper's testbed)
     while time.monotonic() < deadline and len(list(rows_dir.glob("*.json"))) < 2:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     kept = len(list(rows_dir.glob("*.json")))
     assert 2 <= kept < 4, proc.stderr.read().decode()[-2000:]
-    clean()  # the crash left the testbed up; clean removes it
-    assert leftovers() == []
-    summary = run(path, scale=None, results_root=results, build_dir=tmp_path / "build")
+    run_when_free(_clean_mine)  # the crash left the testbed up; clean removes it
+    assert tr_leftovers() == []
+    summary = run_when_free(run, path, scale=None, results_root=results, build_dir=tmp_path / "build")
     assert summary.skipped == kept and summary.done == 4 - kept
     df = pd.read_csv(results / "tiny-crash" / "results.csv")
     assert sorted(df["repetition"]) == [0, 1, 2, 3]
+
+
+def _clean_mine() -> None:
+    from nfvlab.clean import CleanRefused
+    from nfvlab.testbeds.local import TestbedBusy
+
+    try:
+        clean(prefix=TR_PREFIX)
+    except CleanRefused as e:
+        raise TestbedBusy(str(e)) from e
