@@ -31,18 +31,21 @@ KICK_SPECS = ("iron-packet-cost", "iron-cpu-cap", "iron-overhead")
 # Paper figures/tables the artifact does not rebuild here, and where they could run.
 NOT_HERE = {
     "fig2.13": ("MapReduce jobs (pi, wordcount, grep) against TeraSort / web-search / data-mining traces on "
-                "48 containers over 6 machines", "needs a 6-node cluster with Hadoop: a CloudLab or ssh "
-                "inventory testbed (testbed/, profile.py); no spec exists yet"),
+                "48 containers over 6 machines", "needs a 6-node cluster with Hadoop (a remote testbed: CloudLab "
+                "or an ssh inventory); no spec for it exists"),
     "fig2.17": ("RT Linux comparison (2 Gbit/s limit, 6 containers, 5 UDP senders)",
-                "needs a PREEMPT_RT kernel booted on the node (kernels/ recipes, `nfvlab kernel boot`); "
-                "no spec exists yet"),
+                "needs a PREEMPT_RT kernel on the node (kernels/ holds build recipes); no spec for it exists"),
     "summary": ("the chapter summary's 'up to 6X slowdown' and 'less than 5 %'",
                 "covered by Fig 2.5 and the Iron isolation claims; no separate experiment"),
 }
 # Claims whose paper-scale sweep only a real NIC reaches (the local peer core tops out ~1.5 Gbit/s).
 PAPER_RATE_NOTE = ("SCALE=paper sweeps the paper's 1-12 Gbit/s rates; on the local testbed the peer's "
                    "core cannot send that fast (veth + bridge, ~1.5 Gbit/s), so the high-rate points measure "
-                   "the peer's limit. A testbed with 25 GbE NICs (CloudLab, an ssh inventory) runs the same spec.")
+                   "the peer's limit. The same spec on a testbed with 25 GbE NICs (CloudLab, an ssh "
+                   "inventory) would reach them.")
+SOURCES_NOTE = ("StateAlyzr: the paper analysed PRADS, Snort, HAProxy and OpenVPN with CodeSurfer; here our own "
+                "analysis runs on HAProxy 2.6, OpenVPN 2.6, p0f and tcpdump from Debian sources (SCALE=paper adds "
+                "HAProxy, ~40 min and ~7 GB). The PRADS and Snort rows of Table 4.13 are the paper's only.")
 
 
 @dataclass
@@ -60,6 +63,7 @@ class ClaimEntry:
     report_anchor: str
     section_label: str
     verdict_now: str
+    order: int = 0  # the paper section's position in the report
 
 
 @dataclass
@@ -129,9 +133,9 @@ def build_guide(loaded: list[tuple[Any, Any]], sections: list[Any], results_root
     root = Path(results_root) if results_root is not None else default_results_root()
     guide = Guide()
     section_of = {}
-    for s in sections:
-        for e, c in s.claims:
-            section_of[(e.name, c.claim_id)] = s.item
+    for order, sec in enumerate(sections):
+        for e, c in sec.claims:
+            section_of[(e.name, c.claim_id)] = (order, sec.item)
     times: dict[tuple[str, str], SpecTime] = {}
     for exp, spec in loaded:
         if spec is None:
@@ -141,16 +145,22 @@ def build_guide(loaded: list[tuple[Any, Any]], sections: list[Any], results_root
             if scale in spec.scales:
                 times[(spec.name, scale)] = spec_time(spec, scale, root, recorded)
         for c in exp.claims:
-            item = section_of.get((exp.name, c.claim_id))
+            order, item = section_of.get((exp.name, c.claim_id), (len(sections), None))
+            # the smallest scale whose plan has a point the claim is about (HAProxy: paper only)
+            claim = next(x for x in spec.claims if x.id == c.claim_id)
+            scale = next((sc for sc in ("quick", "paper") if sc in spec.scales and _covers(spec, sc, claim)), None)
+            command = f"make exp-{spec.name}" + (" SCALE=paper" if scale == "paper" else "")
+            expected = (times[(spec.name, scale)].text if (spec.name, scale) in times
+                        else "no scale of the spec has a point this claim is about")
             entry = ClaimEntry(
                 spec=spec.name, claim_id=c.claim_id, statement=c.statement, check=c.check,
                 paper_value=_plain(c.paper_value), band=band_text(c.band), condition=c.condition,
-                command=f"make exp-{spec.name}",
-                paper_command=f"make exp-{spec.name} SCALE=paper",
-                expected_time=times.get((spec.name, "quick"), SpecTime(spec.name, "quick", 0, None, "")).text,
+                command=command, paper_command=f"make exp-{spec.name} SCALE=paper",
+                expected_time=f"{expected}{' at scale paper' if scale == 'paper' else ''}",
                 report_anchor=f"results/report/index.html#{item.anchor if item else 'exp-' + spec.name}",
-                section_label=item.label if item else spec.name, verdict_now=c.verdict)
+                section_label=item.label if item else spec.name, verdict_now=c.verdict, order=order)
             (guide.self_checks if c.is_self_check else guide.claims).append(entry)
+    guide.claims.sort(key=lambda c: c.order)
     guide.times = sorted(times.values(), key=lambda t: (t.scale, t.spec))
     total = 0.0
     guide.kick = [
@@ -163,14 +173,28 @@ def build_guide(loaded: list[tuple[Any, Any]], sections: list[Any], results_root
         if t is None:
             continue
         total += t.seconds or 0
-        guide.kick.append((f"make exp-{name}", f"{t.text}; then see its section of the report"))
-    guide.kick.append(("open results/report/index.html", "the one-screen summary on top; every claim with its band"))
+        guide.kick.append((f".venv/bin/nfvlab run experiments/{name}.yaml --scale quick", t.text))
+    guide.kick.append((".venv/bin/nfvlab report", "seconds; writes results/report/index.html"))
+    guide.kick.append(("open results/report/index.html",
+                       "the one-screen summary on top: the claims of the runs above have verdicts, the rest 'not run'"))
     guide.kick_total = (f"recorded experiment time of the path: {_duration(total)} (budget {_duration(KICK_BUDGET_S)})"
                         if total else "experiment times not recorded yet on this machine")
     covered = {s.item.id for s in sections}
     guide.not_here = [(k, what, where) for k, (what, where) in NOT_HERE.items() if k not in covered]
     guide.notes.append(PAPER_RATE_NOTE)
+    guide.notes.append(SOURCES_NOTE)
+    testbeds = sorted(p.stem for p in (REPO / "testbed").glob("*.yaml"))
+    guide.notes.append(f"Testbeds in this checkout: {', '.join(testbeds) or 'none'} (testbed/*.yaml); every spec "
+                       "runs on `testbed: local` today.")
     return guide
+
+
+def _covers(spec: Any, scale: str, claim: Any) -> bool:
+    from nfvlab.analysis.aggregate import apply_where  # noqa: PLC0415
+    from nfvlab.analysis.current import plan_point_frame  # noqa: PLC0415
+
+    points = plan_point_frame(expand(spec, scale).points)
+    return not apply_where(points, claim.where).empty
 
 
 def _plain(v: Any) -> str:
