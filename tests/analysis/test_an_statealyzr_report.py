@@ -20,6 +20,7 @@ from nfvlab.plan import expand, flat_params
 from nfvlab.results import ResultStore
 from nfvlab.runner import point_slug
 from nfvlab.spec import load_spec
+from nfvlab.stamps import current_stamps
 from nfvlab.statealyzr import build as sa_build
 from nfvlab.statealyzr.experiment import Driver
 
@@ -34,13 +35,14 @@ def run_points(spec_path: Path, root: Path, build_dir: Path, names: list[str]) -
     spec = load_spec(spec_path)
     store = ResultStore(root, spec.name)
     driver = Driver(build_dir)
+    stamps = current_stamps(spec, "test-run")  # what the runner stamps every row with
     for point in expand(spec).points:
         if point.params.corpus.middlebox not in names:
             continue
         m = driver.measure(None, point.params, store.raw_path(point_slug(point), 0))
         store.write_row(point.point_id, 0, {"spec": spec.name, "scale": None, "point_index": point.index,
                                             **flat_params(point.params), **{k: m.get(k) for k in spec.metrics},
-                                            "seconds": 0.0, "finished_at": "now"})
+                                            "seconds": 0.0, "finished_at": "now", **stamps})
 
 
 @pytest.fixture(scope="module")
