@@ -212,3 +212,22 @@ def test_reference_value_and_mismatch(full):
     assert unknown.reference_value is None and any("not in" in n for n in unknown.notes)
     filled = evaluate_claim(claim(reference="table2.15.udp_us"), full, references=refs)
     assert filled.paper_value == pytest.approx(0.706)
+
+
+def test_rows_of_another_calibration_are_stale(results_root):
+    spec = spec_named(SPEC)
+    plan = expand(spec, "quick")
+    stamps = {"code_hash": "aaaa", "testbed_hash": "bbbb"}
+    write_spec_rows(results_root, spec, penalty({1: [1.5] * 3, 5: [3.0] * 3, 9: [4.0] * 3}),
+                    extra={**stamps, "calibration_id": "cal-new"})
+    store = ResultStore(results_root, spec.name)
+    for rep in range(3):  # one point measured with an older calibration
+        row = store.row(plan.points[0].point_id, rep)
+        store.write_row(row["point_id"], rep, {**row, "calibration_id": "cal-old"})
+    cur = current_of(results_root, stamps=StampCheck(True, stamps, calibration_id="cal-new"))
+    assert (cur.stale_rows, cur.calibration_stale_rows, len(cur.rows)) == (3, 3, 33)
+    assert any("another Iron calibration" in n for n in cur.notes())
+    # the saved calibration went stale: every row that carries one is stale
+    gone = current_of(results_root, stamps=StampCheck(True, stamps, calibration_id=None,
+                                                      calibration_note="Iron calibration not current: kernel changed"))
+    assert gone.rows.empty and any("kernel changed" in n for n in gone.notes())

@@ -38,6 +38,10 @@ class StampCheck:
     available: bool
     current: dict[str, str] = field(default_factory=dict)
     note: str = ""
+    # Iron's calibration now: its id, or None with why (not measured, stale); rows that carry a
+    # calibration_id are current only with this one. "" = not checked (module absent).
+    calibration_id: str | None = ""
+    calibration_note: str = ""
 
 
 def load_current_stamps(spec: Any) -> StampCheck:
@@ -54,7 +58,21 @@ def load_current_stamps(spec: Any) -> StampCheck:
         current = stamps.current_stamps(spec)
     except Exception as e:  # noqa: BLE001 - a stamp that cannot be computed is reported, not fatal
         return StampCheck(False, note=f"stamps not checked: current_stamps failed: {type(e).__name__}: {e}")
-    return StampCheck(True, {k: str(current[k]) for k in keys if k in current})
+    cal_id, cal_note = _current_calibration()
+    return StampCheck(True, {k: str(current[k]) for k in keys if k in current}, calibration_id=cal_id,
+                      calibration_note=cal_note)
+
+
+def _current_calibration() -> tuple[str | None, str]:
+    """The id of Iron's current calibration (read-only: never measures), as the runner decides it."""
+    try:
+        from nfvlab.iron import calibration  # noqa: PLC0415 - optional, as nfvlab.stamps
+    except ImportError:
+        return "", ""
+    try:
+        return calibration.current().id, ""
+    except Exception as e:  # noqa: BLE001 - CalibrationStale (or unreadable): rows with a calibration are stale
+        return None, f"Iron calibration not current: {e}"
 
 
 @dataclass
@@ -67,7 +85,8 @@ class CurrentRows:
     rows: pd.DataFrame  # current rows of plan points (NaN metrics kept: they count as missing per claim)
     total_rows: int = 0
     off_plan_rows: int = 0  # their point is not in the plan at this scale (spec edited, other scale)
-    stale_rows: int = 0  # a generation stamp differs from the current one
+    stale_rows: int = 0  # a generation stamp (or the calibration) differs from the current one
+    calibration_stale_rows: int = 0  # of those: measured with another (or now stale) calibration
     unstamped_rows: int = 0  # no stamp columns at all ("no stamps"); counted as stale
     stamps: StampCheck = field(default_factory=lambda: StampCheck(False))
     error: str | None = None
@@ -90,9 +109,13 @@ class CurrentRows:
         if self.unstamped_rows:
             out.append(f"{self.unstamped_rows} row(s) have no stamps (measured before rows were stamped): "
                        "treated as stale, not used")
-        if self.stale_rows - self.unstamped_rows > 0:
-            out.append(f"{self.stale_rows - self.unstamped_rows} row(s) carry stamps that differ from the "
-                       "current code/testbed: stale, not used")
+        other = self.stale_rows - self.unstamped_rows - self.calibration_stale_rows
+        if other > 0:
+            out.append(f"{other} row(s) carry stamps that differ from the current code/testbed: stale, not used")
+        if self.calibration_stale_rows:
+            why = self.stamps.calibration_note or "the current calibration is another one"
+            out.append(f"{self.calibration_stale_rows} row(s) were measured with another Iron calibration ({why}): "
+                       "stale, not used")
         if not self.stamps.available and self.stamps.note:
             out.append(self.stamps.note)
         return out
@@ -164,6 +187,11 @@ def select_current(spec: Any, df: pd.DataFrame, scale: str | None, stamps: Stamp
             missing = have.map(_is_missing)
             unstamped &= missing
             stale |= missing | (have.astype(str) != want)
+        if stamps.calibration_id != "" and "calibration_id" in df.columns:
+            have = df["calibration_id"]
+            cal_stale = ~have.map(_is_missing) & (have.astype(str) != str(stamps.calibration_id))
+            out.calibration_stale_rows = int((cal_stale & ~stale & on_plan).sum())
+            stale |= cal_stale
         out.unstamped_rows = int((unstamped & on_plan).sum())
         out.stale_rows = int((stale & on_plan).sum())
         keep &= ~stale
