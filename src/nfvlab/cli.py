@@ -3,7 +3,8 @@
     nfvlab list                      the experiment specs in experiments/
     nfvlab validate SPEC...          check specs without running anything (exit 2 if invalid)
     nfvlab run SPEC [--scale quick|paper] [--testbed local] [--repetitions N] [--keep-stale]
-    nfvlab report                    figures + results/report/index.html from whatever results exist
+    nfvlab report [--scale S]        figures, verdicts + results/report/index.html from whatever results exist
+    nfvlab artifact                  ARTIFACT.md: the artifact-evaluation guide, generated from the specs
     nfvlab clean                     remove everything the harness created on this machine
 """
 
@@ -86,8 +87,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from nfvlab.analysis.report import build_report
 
-    path = build_report()
+    path = build_report(scale=args.scale)
     print(f"report: {path}")
+    return 0
+
+
+def cmd_artifact(args: argparse.Namespace) -> int:
+    from nfvlab.analysis.artifact import write_artifact
+
+    path = write_artifact(args.output)
+    print(f"artifact guide: {path}")
     return 0
 
 
@@ -133,8 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "current ones instead of measuring them again (recorded in rows and provenance)")
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("report", help="rebuild figures and results/report/index.html")
+    s = sub.add_parser("report", help="rebuild figures, verdicts and results/report/index.html")
+    s.add_argument("--scale", choices=["quick", "paper"], default=None,
+                   help="evaluate every spec at this scale (default: the scale of each spec's newest row)")
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("artifact", help="write ARTIFACT.md, the artifact-evaluation guide, from the specs")
+    s.add_argument("--output", type=Path, default=None, help="where to write it (default: <repo>/ARTIFACT.md)")
+    s.set_defaults(func=cmd_artifact)
 
     s = sub.add_parser("clean", help="remove every namespace, cgroup, qdisc, BPF program and process nfvlab made")
     s.add_argument("--force", action="store_true", help="even while another run holds the local testbed")

@@ -24,7 +24,7 @@ def spec_named(name: str) -> Spec:
 
 
 def write_spec_rows(root: Path, spec: Spec, metric_fn, scale: str = "quick", repetitions: int | None = None,
-                    provenance: bool = True) -> ResultStore:
+                    provenance: bool = True, extra: dict | None = None) -> ResultStore:
     """One row per (point, repetition) of the spec's plan; metric_fn(params, rep) -> metrics dict."""
     from nfvlab.plan import flat_params
 
@@ -36,8 +36,9 @@ def write_spec_rows(root: Path, spec: Spec, metric_fn, scale: str = "quick", rep
             metrics = metric_fn(flat, rep)
             row = {"spec": spec.name, "scale": scale, "point_index": point.index, **flat,
                    **{m: metrics.get(m, math.nan) for m in spec.metrics},
-                   "seconds": 1.0, "finished_at": "2026-01-01T00:00:00+00:00"}
-            store.write_row(point.point_id, rep, row)
+                   "seconds": 1.0, "finished_at": "2026-01-01T00:00:00+00:00", **(extra or {})}
+            write_row_fast(store, point.point_id, rep, row)
+    store.rebuild_csv()
     if provenance:
         latest = {"run_id": "1-1", "start": "2026-01-01T00:00:00+00:00", "end": "2026-01-01T00:05:00+00:00",
                   "status": "complete", "spec_hash": "abc123", "scale": scale,
@@ -48,6 +49,15 @@ def write_spec_rows(root: Path, spec: Spec, metric_fn, scale: str = "quick", rep
         (store.dir / "provenance.json").write_text(json.dumps({"spec": spec.name, "latest": latest,
                                                                "runs": [latest]}))
     return store
+
+
+def write_row_fast(store: ResultStore, point_id: str, rep: int, row: dict) -> None:
+    """ResultStore.write_row without rebuilding results.csv after every row (the caller does, once)."""
+    record = {"point_id": point_id, "repetition": rep, **row}
+    text = json.dumps({k: ("inf" if isinstance(v, float) and math.isinf(v) else v) for k, v in record.items()})
+    path = store.rows_dir / f"{store.row_key(point_id, rep)}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
 
 
 def udp_senders_metrics(p: dict, rep: int) -> dict:

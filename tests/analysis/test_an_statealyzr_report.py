@@ -20,6 +20,7 @@ from nfvlab.plan import expand, flat_params
 from nfvlab.results import ResultStore
 from nfvlab.runner import point_slug
 from nfvlab.spec import load_spec
+from nfvlab.stamps import current_stamps
 from nfvlab.statealyzr import build as sa_build
 from nfvlab.statealyzr.experiment import Driver
 
@@ -34,13 +35,14 @@ def run_points(spec_path: Path, root: Path, build_dir: Path, names: list[str]) -
     spec = load_spec(spec_path)
     store = ResultStore(root, spec.name)
     driver = Driver(build_dir)
+    stamps = current_stamps(spec, "test-run")  # what the runner stamps every row with
     for point in expand(spec).points:
         if point.params.corpus.middlebox not in names:
             continue
         m = driver.measure(None, point.params, store.raw_path(point_slug(point), 0))
         store.write_row(point.point_id, 0, {"spec": spec.name, "scale": None, "point_index": point.index,
                                             **flat_params(point.params), **{k: m.get(k) for k in spec.metrics},
-                                            "seconds": 0.0, "finished_at": "now"})
+                                            "seconds": 0.0, "finished_at": "now", **stamps})
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +103,7 @@ def test_flowspace_table_and_figure(report):
     # hostflow: host table by source address, flow table by 4-tuple, TTL histogram by TTL
     assert body["hostflow (ground truth)"][1:5] == ["3", "1", "4", "3"]
     assert body["Snort (paper)"][3] == "6" and body["PRADS (paper)"][3] == "3"
-    assert 'id="statealyzr-flowspace-fig4-14"' in html
+    assert 'id="exp-statealyzr-flowspace-fig4-14"' in html
     png = root / "report" / "figures" / "statealyzr-flowspace" / "fig4-14.png"
     assert png.stat().st_size > 1000
 
@@ -116,9 +118,11 @@ def test_cost_table_shows_paper_rows_without_measurements(report):
 
 def test_claims_verdicts_follow_the_rows(report):
     _, _, claims = report
-    assert claims.loc["statealyzr-ground-truth-sound", "verdict"] == "reproduced"
-    assert claims.loc["statealyzr-ground-truth-sound", "measured"] == 0
-    assert claims.loc["statealyzr-ground-truth-sound", "n_points"] == len(GT)
+    # 4 of the plan's 6 ground-truth middleboxes ran: the self-check is incomplete, its value shown
+    gt = claims.loc["statealyzr-ground-truth-sound"]
+    assert gt["verdict"] == "incomplete" and gt["would_be"] == "reproduced" and gt["check"] == "self-check"
+    assert gt["measured"] == 0 and gt["n_points"] == len(GT) and gt["expected_points"] == 6
+    assert set(gt["missing"].split("; ")) == {"middlebox=queueproxy: 0/1", "middlebox=paperfig45: 0/1"}
     for cid in ("statealyzr-top-level-reduction", "statealyzr-updateable-reduction",
                 "flowspace-differs-between-variables", "statealyzr-minutes-not-hours",
                 "statealyzr-memory-within-paper"):
