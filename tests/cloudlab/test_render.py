@@ -96,3 +96,11 @@ def test_boolean_parameters(value, expected) -> None:
     assert geni_compat.parse_bool(value) is expected
     with pytest.raises(ValueError):
         geni_compat.parse_bool("maybe")
+
+
+def test_profile_py_does_not_shadow_stdlib_profile() -> None:
+    # From the repository root `python -c` puts the checkout on sys.path; cProfile imports `profile`.
+    proc = subprocess.run([sys.executable, "-c", "import cProfile, profile; print(profile.Profile.__module__)"],
+                          cwd=PROFILE.parent, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "profile"
