@@ -1,7 +1,8 @@
 """python -m nfvlab.workloads.trexfake --rpc-port P --async-port Q [--ports 2] [--speed-gbps 10]
 [--dut-capacity-pps N]: run the fake TRex server on 127.0.0.1 until SIGTERM/SIGINT.
 
-Prints one line ``ready rpc=P async=Q`` on stdout once both sockets are bound."""
+Port 0 picks a free port. Prints one line ``ready rpc=P async=Q`` on stdout once both sockets
+are bound."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
                                          speed_gbps=a.speed_gbps, dut_capacity_pps=a.dut_capacity_pps))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: server.stop())
-    server.serve_forever(ready=lambda: print(f"ready rpc={a.rpc_port} async={a.async_port}", flush=True))
+    cfg = server.config
+    server.serve_forever(ready=lambda: print(f"ready rpc={cfg.rpc_port} async={cfg.async_port}", flush=True))
     print(f"calls {sorted(server.calls.items())}", file=sys.stderr, flush=True)
     return 0
 

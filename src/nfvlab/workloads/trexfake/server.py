@@ -190,8 +190,8 @@ class FakeTrexServer:
                               "ipv4": {"state": "none"}, "ipv6": {"enabled": False}},
                 "vlan": {"tags": []},
             },
-            "rx_info": {"queue": {"is_active": False}, "grat_arp": {"is_active": False}, "latency": {"is_active": False},
-                        "capture_port": {"is_active": False}},
+            "rx_info": {"queue": {"is_active": False}, "grat_arp": {"is_active": False},
+                        "latency": {"is_active": False}, "capture_port": {"is_active": False}},
         }
 
     def rpc_get_owner(self, params: dict) -> dict:
@@ -387,8 +387,8 @@ class FakeTrexServer:
         ctx = zmq.Context()
         rep, self._pub = ctx.socket(zmq.REP), ctx.socket(zmq.PUB)
         try:
-            rep.bind(f"tcp://{self.config.host}:{self.config.rpc_port}")
-            self._pub.bind(f"tcp://{self.config.host}:{self.config.async_port}")
+            self.config.rpc_port = self._bind(rep, self.config.rpc_port)
+            self.config.async_port = self._bind(self._pub, self.config.async_port)
             self._running = True
             if ready:
                 ready()
@@ -405,6 +405,13 @@ class FakeTrexServer:
             rep.close(linger=0)
             self._pub.close(linger=0)
             ctx.term()
+
+    def _bind(self, sock: zmq.Socket, port: int) -> int:
+        addr = f"tcp://{self.config.host}"
+        if port == 0:  # a free port chosen by the kernel (tests run many servers side by side)
+            return sock.bind_to_random_port(addr)
+        sock.bind(f"{addr}:{port}")
+        return port
 
     def stop(self) -> None:
         self._running = False
