@@ -134,6 +134,10 @@ class TrexResult:
 
 def import_trex():
     """TRex's stateless API module (``trex.stl.api``), imported through ``lbr_trex_client``."""
+    zmq = sys.modules.get("zmq")
+    if zmq is not None and "lbr_trex_client" not in str(getattr(zmq, "__file__", "")):
+        raise TrexError("the TRex client cannot be imported into a process that already imported pyzmq "
+                        "(it brings its own ctypes zmq); run_trex runs it in a child process")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # its bundled scapy 2.4.3 warns about TripleDES

@@ -7,6 +7,7 @@ are bound."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: server.stop())
     cfg = server.config
     server.serve_forever(ready=lambda: print(f"ready rpc={cfg.rpc_port} async={cfg.async_port}", flush=True))
-    print(f"calls {sorted(server.calls.items())}", file=sys.stderr, flush=True)
+    print("calls " + json.dumps(server.calls, sort_keys=True), file=sys.stderr, flush=True)
     return 0
 
 
