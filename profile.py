@@ -38,6 +38,7 @@ else:
     ]
     DEFAULT_IMAGE = "urn:publicid:IDN+emulab.net+image+emulab-ops//UBUNTU22-64-STD"
     MAX_NODES = 16
+    LAN_PREFIX = "198.18.64"  # the benchmarking range nfvlab keeps experiment traffic in (RFC 2544)
     STARTUP = "sudo bash /local/repository/scripts/cloudlab-startup.sh"
 
     pc = portal.Context()
@@ -67,7 +68,7 @@ else:
         node.hardware_type = params.hardware
         node.disk_image = params.image
         iface = node.addInterface("if1")
-        iface.addAddress(pg.IPv4Address(f"10.10.1.{i + 1}", "255.255.255.0"))
+        iface.addAddress(pg.IPv4Address(f"{LAN_PREFIX}.{i + 1}", "255.255.255.0"))
         lan.addInterface(iface)
         node.addService(pg.Execute(shell="bash", command=STARTUP))
 

@@ -40,7 +40,7 @@ def test_render_nodes_hardware_image_lan(nodes: int, hardware: str) -> None:
     assert lan.find("emulab:best_effort", NS).get("enabled") == "true"
     assert lan.find("emulab:force_nobwshaping", NS).get("enabled") == "true"
     addresses = [n.find("r:interface/r:ip", NS).get("address") for n in found]
-    assert len(set(addresses)) == nodes
+    assert addresses == [f"198.18.64.{i + 1}" for i in range(nodes)]
 
 
 def test_render_image_override_and_parameters_recorded() -> None:
