@@ -69,7 +69,7 @@ class CertificateAuthority:
     def user(self, cn: str, password: str | None = None) -> Path:
         key = ec.generate_private_key(ec.SECP256R1())
         cert = _cert(cn, key, self.name, self.key, ca=False)
-        path = self.dir / f"{cn}-{self.name}.pem"
+        path = self.dir / f"{cn}-{self.name}{'-encrypted' if password else ''}.pem"
         path.write_bytes(_pem_key(key, password) + cert.public_bytes(serialization.Encoding.PEM))
         path.chmod(0o600)
         return path
