@@ -126,6 +126,7 @@ def write_inventory(path: Path, name: str, nodes: list[ManifestNode], key: str |
     path.parent.mkdir(parents=True, exist_ok=True)
     header = f"# ssh inventory of CloudLab experiment {name}, written by `nfvlab cloudlab manifest`{source}.\n"
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(header + yaml.safe_dump(inventory_document(name, nodes, key), sort_keys=False))
+    tmp.write_text(header + yaml.safe_dump(inventory_document(name, nodes, key), sort_keys=False,
+                                                 default_flow_style=None))
     tmp.replace(path)
     return path

@@ -93,7 +93,8 @@ class XmlRpcPortal:
             # never let OpenSSL prompt on the terminal: no passphrase given means an empty one
             ctx.load_cert_chain(str(certificate), password=password if password is not None else "")
         except (ssl.SSLError, OSError) as exc:
-            raise PortalError(f"certificate {certificate}: cannot load the certificate and its key ({getattr(exc, 'reason', None) or exc}; "
+            why = getattr(exc, "reason", None) or exc
+            raise PortalError(f"certificate {certificate}: cannot load the certificate and its key ({why}; "
                               "an encrypted key needs its passphrase: --cert-password-file)") from exc
         self.url = url
         self._proxy = xmlrpc.client.ServerProxy(url, context=ctx, allow_none=True)
