@@ -158,3 +158,19 @@ def test_inventory_matches_the_ssh_testbed_format() -> None:
     inventory = pytest.importorskip("nfvlab.testbeds.inventory")  # the ssh testbed's own validator
     inv = inventory.Inventory.model_validate(doc)
     assert inv.nodes[0].experiment_nic.address == "198.18.64.1/24"
+
+
+def test_silent_portal_times_out(pki) -> None:
+    import socket
+
+    from nfvlab.cloudlab.portal import PortalError, XmlRpcPortal
+
+    with socket.socket() as s:  # accepts the TCP connection, never answers the TLS handshake
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        portal = XmlRpcPortal(f"https://127.0.0.1:{s.getsockname()[1]}/usr/testbed", certificate=pki["alice"],
+                              ca=pki["ca"], timeout_s=0.5)
+        t0 = time.monotonic()
+        with pytest.raises(PortalError, match="cannot reach the portal"):
+            portal.status("nfvlab-proj,x")
+        assert time.monotonic() - t0 < 5

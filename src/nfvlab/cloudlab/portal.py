@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import ssl
 import urllib.error
 import urllib.parse
@@ -81,6 +80,19 @@ def _json_value(value: object) -> dict:
     return out
 
 
+class _TimeoutTransport(xmlrpc.client.SafeTransport):
+    """HTTPS with our TLS context and a timeout on every connection (xmlrpc.client has none)."""
+
+    def __init__(self, context: ssl.SSLContext, timeout_s: float) -> None:
+        super().__init__(context=context)
+        self._timeout_s = timeout_s
+
+    def make_connection(self, host):
+        conn = super().make_connection(host)
+        conn.timeout = self._timeout_s
+        return conn
+
+
 class XmlRpcPortal:
     def __init__(self, url: str = XMLRPC_DEFAULT, certificate: Path | None = None, password: str | None = None,
                  ca: Path | None = None, insecure: bool = False, timeout_s: float = 60) -> None:
@@ -97,13 +109,10 @@ class XmlRpcPortal:
             raise PortalError(f"certificate {certificate}: cannot load the certificate and its key ({why}; "
                               "an encrypted key needs its passphrase: --cert-password-file)") from exc
         self.url = url
-        self._proxy = xmlrpc.client.ServerProxy(url, context=ctx, allow_none=True)
-        self._timeout = timeout_s
+        self._proxy = xmlrpc.client.ServerProxy(url, transport=_TimeoutTransport(ctx, timeout_s), allow_none=True)
 
     def _call(self, method: str, params: dict) -> object:
         fn = getattr(self._proxy, f"portal.{method}")
-        old = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(self._timeout)
         try:
             reply = fn(PACKAGE_VERSION, params)
         except ssl.SSLError as exc:
@@ -118,8 +127,6 @@ class XmlRpcPortal:
             raise PortalError(f"{self.url}: portal.{method}: HTTP {exc.errcode} {exc.errmsg}") from exc
         except OSError as exc:
             raise PortalError(f"{self.url}: cannot reach the portal: {exc}") from exc
-        finally:
-            socket.setdefaulttimeout(old)
         if not isinstance(reply, dict) or "code" not in reply:
             raise PortalError(f"{self.url}: portal.{method}: unexpected reply {reply!r:.200}")
         code = reply["code"]
