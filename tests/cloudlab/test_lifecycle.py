@@ -98,6 +98,17 @@ def test_full_lifecycle(api, portals, pki, tmp_path, capsys) -> None:
 
 
 @pytest.mark.parametrize("api", ["xmlrpc", "rest"])
+def test_start_and_wait_until_ready(api, portals, pki, capsys) -> None:
+    c = creds(api, portals, pki)
+    assert main(["cloudlab", "start", f"wait-{api}", "--project", "nfvlab-proj", "--nodes", "1", "--hardware",
+                 "m510", "--wait", "20", *c]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert ": provisioning" in out[0]
+    assert f"nfvlab-proj,wait-{api}: ready" in out[-1]
+    assert main(["cloudlab", "terminate", f"nfvlab-proj,wait-{api}", *c]) == 0
+
+
+@pytest.mark.parametrize("api", ["xmlrpc", "rest"])
 def test_unknown_experiment(api, portals, pki, capsys) -> None:
     assert main(["cloudlab", "status", "nfvlab-proj,nope", *creds(api, portals, pki)]) == 1
     err = capsys.readouterr().err

@@ -2,7 +2,7 @@
 
     nfvlab cloudlab render --nodes N --hardware TYPE [--image URN] [--profile PATH]
     nfvlab cloudlab start NAME --project P [--profile-name PROJ,PROFILE] --nodes N --hardware TYPE
-                          [--image URN] [--duration HOURS]
+                          [--image URN] [--duration HOURS] [--wait SECONDS]
     nfvlab cloudlab status EXPERIMENT
     nfvlab cloudlab manifest EXPERIMENT [--out testbed/NAME.yaml] [--key ~/.ssh/id_ed25519] [--xml FILE]
     nfvlab cloudlab extend EXPERIMENT HOURS [--reason TEXT]
@@ -93,8 +93,28 @@ def cmd_start(args: argparse.Namespace) -> int:
 @_lifecycle
 def _start(args: argparse.Namespace, portal) -> int:
     profile = args.profile_name or f"{args.project},nfvlab"
-    _print_status(portal.start(args.project, args.name, profile, args.bindings, args.duration))
+    st = portal.start(args.project, args.name, profile, args.bindings, args.duration)
+    _print_status(st)
+    if args.wait:
+        st = wait_ready(portal, st.experiment, args.wait)
+        _print_status(st)
+        if st.status != "ready":
+            print(f"error: {st.experiment} is {st.status} after {args.wait:.0f} s", file=sys.stderr)
+            return 1
     return 0
+
+
+def wait_ready(portal, experiment: str, timeout_s: float, interval_s: float | None = None):
+    """Poll the status until ready or failed (or the timeout); returns the last status."""
+    import time
+
+    interval = interval_s if interval_s is not None else min(10.0, max(0.1, timeout_s / 20))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        st = portal.status(experiment)
+        if st.status in ("ready", "failed") or time.monotonic() >= deadline:
+            return st
+        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
 
 
 @_lifecycle
@@ -169,6 +189,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--hardware", required=True)
     s.add_argument("--image", default=None)
     s.add_argument("--duration", type=float, default=16, help="hours until it expires (default 16)")
+    s.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                   help="then poll the status until ready (exit 1 if failed or still not ready)")
     _credentials(s)
     s.set_defaults(func=cmd_start)
 
