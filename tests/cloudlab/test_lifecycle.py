@@ -31,7 +31,7 @@ def pki(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def portals(pki):
-    cloud = FakeCloudLab(tokens={TOKEN: "alice"}, ready_after_s=0.3)
+    cloud = FakeCloudLab(tokens={TOKEN: "alice"}, ready_after_polls=2)
     cert, key = pki["server"]
     with XmlRpcFakePortal(cloud, cert, key, pki["ca"]) as x, RestFakePortal(cloud, cert, key) as r:
         yield {"xmlrpc": x, "rest": r, "cloud": cloud}

@@ -7,8 +7,9 @@
 
 Behind both is one :class:`FakeCloudLab`: ``startExperiment`` renders the named profile with the
 given bindings through :func:`nfvlab.cloudlab.render.render` (real geni-lib, as the portal runs
-it), so bad bindings fail as on the portal; an experiment is "provisioning" for ``ready_after_s``
-and then "ready"; its manifest is the request with node/interface component ids, MACs and an ssh
+it), so bad bindings fail as on the portal; an experiment answers "provisioning" to its first
+``ready_after_polls`` status queries and "ready" after that (counted, not timed, so a slow machine
+sees the same sequence); its manifest is the request with node/interface component ids, MACs and an ssh
 login per node filled in, under the reserved ``.test`` domain.
 """
 
@@ -44,17 +45,22 @@ class Experiment:
     bindings: dict
     owner: str
     created: float
-    ready_at: float
+    ready_after_polls: int
     expires: dt.datetime
     manifest: str
+    polls: int = 0
 
-    def status(self, now: float) -> str:
-        return "ready" if now >= self.ready_at else "provisioning"
+    def status(self) -> str:
+        return "ready" if self.polls > self.ready_after_polls else "provisioning"
 
-    def as_json(self, now: float) -> dict:
-        return {"uuid": self.uuid, "name": self.name, "project": self.project, "status": self.status(now),
+    def poll(self) -> dict:
+        self.polls += 1
+        return self.as_json()
+
+    def as_json(self) -> dict:
+        return {"uuid": self.uuid, "name": self.name, "project": self.project, "status": self.status(),
                 "creator": self.owner, "profile": self.profile, "expires": self.expires.isoformat(timespec="seconds"),
-                "aggregate_status": {AGGREGATE: {"status": self.status(now)}}}
+                "aggregate_status": {AGGREGATE: {"status": self.status()}}}
 
 
 @dataclass
@@ -64,7 +70,7 @@ class FakeCloudLab:
     users: dict[str, set[str]] = field(default_factory=lambda: {"alice": {"nfvlab-proj"}})
     tokens: dict[str, str] = field(default_factory=dict)  # token -> user
     profiles: dict[str, Path] = field(default_factory=lambda: {"nfvlab-proj,nfvlab": PROFILE})
-    ready_after_s: float = 0.3
+    ready_after_polls: int = 2
     max_extension_h: float = 168
     experiments: dict[str, Experiment] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -98,7 +104,7 @@ class FakeCloudLab:
         except RenderError as exc:
             return BADARGS, None, f"profile parameters: {'; '.join(map(str, exc.problems)) or exc.detail}"
         now = time.time()
-        exp = Experiment(project, name, str(uuid.uuid4()), profile, bindings, user, now, now + self.ready_after_s,
+        exp = Experiment(project, name, str(uuid.uuid4()), profile, bindings, user, now, self.ready_after_polls,
                          dt.datetime.now(dt.UTC) + dt.timedelta(hours=hours), manifest_from_request(request, user))
         with self.lock:
             self.experiments[exp.uuid] = exp
@@ -108,13 +114,13 @@ class FakeCloudLab:
         e = self._find(user, p.get("experiment", ""))
         if e is None:
             return SEARCHFAILED, None, f"No such experiment: {p.get('experiment')}"
-        return SUCCESS, json.dumps(e.as_json(time.time())), ""
+        return SUCCESS, json.dumps(e.poll()), ""
 
     def manifests(self, user: str, p: dict) -> tuple[int, object, str]:
         e = self._find(user, p.get("experiment", ""))
         if e is None:
             return SEARCHFAILED, None, f"No such experiment: {p.get('experiment')}"
-        if e.status(time.time()) != "ready":
+        if e.status() != "ready":
             return ERROR, None, "experiment is not ready yet: no manifest"
         return SUCCESS, json.dumps({AGGREGATE: e.manifest}), ""
 
@@ -254,7 +260,7 @@ class _RestHandler(BaseHTTPRequestHandler):
                 "profile": f"{body.get('profile_project', '')},{body.get('profile_name', '')}",
                 "bindings": body.get("bindings") or {}, "duration": body.get("duration", 16)})
             if code == SUCCESS:
-                return self._reply(201, cloud.experiments[value].as_json(time.time()))
+                return self._reply(201, cloud.experiments[value].poll())
             return self._fail(code, output)
         if len(parts) < 2:
             return self._reply(405, {"error": f"{method} /experiments is not allowed"})
