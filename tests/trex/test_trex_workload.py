@@ -46,7 +46,7 @@ def test_udp_rate_flows_recorded(fake) -> None:
     assert row["tx_bytes"] == pytest.approx(64 * row["tx_packets"], abs=64)
     assert row["tx_l1_mbps"] == pytest.approx(50_000 * 84 * 8 / 1e6, rel=1e-3)
     assert row["flows"] == 100 and row["proto"] == "udp"
-    assert 0.9 <= row["wall_s"] <= 10
+    assert 0.9 <= row["wall_s"] <= 60  # wall clock on a shared machine: only a sanity band
 
 
 def test_tcp_drops_above_dut_capacity(slow_dut) -> None:

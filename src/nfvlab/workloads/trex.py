@@ -95,6 +95,7 @@ class TrexServer:
     sync_port: int = 4501
     async_port: int = 4500
     timeout_s: float = 10.0
+    rx_settle_s: float = 0.1  # after TX ends, let packets in flight through the DUT reach the RX port
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ def run_session(traffic: TrexTraffic, server: TrexServer) -> TrexResult:
         client.start(ports=[traffic.tx_port], mult="1", duration=traffic.duration_s)
         client.wait_on_traffic(ports=[traffic.tx_port], timeout=traffic.duration_s + 30 + server.timeout_s)
         wall = time.monotonic() - t0
+        time.sleep(server.rx_settle_s)
         stats = client.get_stats(ports=ports)
     except api.TRexError as exc:
         raise TrexError(f"TRex at {server.host}:{server.sync_port}: {exc}") from exc
