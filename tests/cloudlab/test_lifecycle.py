@@ -185,3 +185,20 @@ def test_silent_portal_times_out(pki) -> None:
         with pytest.raises(PortalError, match="cannot reach the portal"):
             portal.status("nfvlab-proj,x")
         assert time.monotonic() - t0 < 5
+
+
+def test_inventory_from_a_saved_manifest(tmp_path, capsys) -> None:
+    from nfvlab.cloudlab.fakeportal import manifest_from_request
+    from nfvlab.cloudlab.render import bindings, render
+
+    xml = tmp_path / "iron2.xml"
+    xml.write_text(manifest_from_request(render(bindings(2, "d6515")), "bob"))
+    out = tmp_path / "inv.yaml"
+    assert main(["cloudlab", "inventory", str(xml), "--out", str(out)]) == 0
+    doc = yaml.safe_load(out.read_text())
+    assert doc["name"] == "iron2" and doc["defaults"] == {"user": "bob"}
+    assert doc["nodes"][1]["cores"] == list(range(1, 32))
+    request = tmp_path / "request.xml"  # a request is not a manifest: no logins
+    request.write_text(render(bindings(1, "m510")))
+    assert main(["cloudlab", "inventory", str(request)]) == 2
+    assert "type 'manifest'" in capsys.readouterr().err

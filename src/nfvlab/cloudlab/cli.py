@@ -5,6 +5,7 @@
                           [--image URN] [--duration HOURS] [--wait SECONDS]
     nfvlab cloudlab status EXPERIMENT
     nfvlab cloudlab manifest EXPERIMENT [--out testbed/NAME.yaml] [--key ~/.ssh/id_ed25519] [--xml FILE]
+    nfvlab cloudlab inventory MANIFEST.xml [--name NAME] [--out PATH] [--key KEY]
     nfvlab cloudlab extend EXPERIMENT HOURS [--reason TEXT]
     nfvlab cloudlab terminate EXPERIMENT
 
@@ -143,6 +144,24 @@ def cmd_manifest(args: argparse.Namespace, portal) -> int:
     return 0
 
 
+def cmd_inventory(args: argparse.Namespace) -> int:
+    from .manifest import ManifestError, parse_manifest, write_inventory
+
+    try:
+        nodes = parse_manifest(Path(args.manifest).read_text())
+        name = args.name or Path(args.manifest).stem
+        out = Path(args.out) if args.out else REPO / "testbed" / f"{name}.yaml"
+        write_inventory(out, name, nodes, key=args.key, source=f" from {args.manifest}")
+    except OSError as exc:
+        print(f"error: {args.manifest}: {exc.strerror}", file=sys.stderr)
+        return 1
+    except ManifestError as exc:
+        print(f"error: {args.manifest}: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.manifest}: {len(nodes)} nodes -> {out}")
+    return 0
+
+
 @_lifecycle
 def cmd_extend(args: argparse.Namespace, portal) -> int:
     _print_status(portal.extend(args.experiment, args.hours, args.reason))
@@ -193,6 +212,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="then poll the status until ready (exit 1 if failed or still not ready)")
     _credentials(s)
     s.set_defaults(func=cmd_start)
+
+    s = csub.add_parser("inventory", help="write the ssh inventory from a saved manifest RSpec (no portal call)")
+    s.add_argument("manifest", help="manifest XML, e.g. saved from the portal's Manifest tab")
+    s.add_argument("--name", default=None, help="inventory name (default: the file's stem)")
+    s.add_argument("--out", default=None, help="inventory path (default testbed/<name>.yaml)")
+    s.add_argument("--key", default=None, help="ssh private key for the inventory's defaults")
+    s.set_defaults(func=cmd_inventory)
 
     for name, fn, text in (("status", cmd_status, "show an experiment's state and expiry"),
                            ("manifest", cmd_manifest, "fetch the manifest, write the ssh inventory"),
