@@ -102,6 +102,7 @@ class Job:
     tx_bps_l2: float
     frame_bytes_avg: float
     stopped_at: float | None = None
+    announced: bool = False  # its end was queued as async events
 
     def end(self) -> float | None:
         if self.stopped_at is not None:

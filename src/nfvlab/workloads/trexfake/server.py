@@ -25,6 +25,7 @@ from .model import ModelError, PortModel, Stream, current_rates, now, rx_counter
 log = logging.getLogger("nfvlab.trexfake")
 
 API_H = "nfvfake0"
+MAX_QUEUED = 1000  # async messages kept per session
 DEFAULT_PROFILE = "_"
 
 # JSON-RPC / TRex error codes (trex_req_resp_client.py ErrNo; trex_rpc_cmd_api.h)
@@ -89,14 +90,15 @@ class FakeTrexServer:
     # ------------------------------------------------------------------ async channel
 
     def _event(self, name: str, type_: int | str, data: dict) -> None:
-        for session in self.queues:
-            self.queues[session].append({"name": name, "type": type_, "data": data})
+        for queue in self.queues.values():
+            queue.append({"name": name, "type": type_, "data": data})
+            del queue[:-MAX_QUEUED]  # a session that went away must not grow without bound
 
     def _finish_jobs(self, t: float) -> None:
         for p in self.ports:
             j = p.job
-            if j is not None and j.finished(t) and not getattr(j, "_announced", False):
-                j._announced = True  # type: ignore[attr-defined]
+            if j is not None and j.finished(t) and not j.announced:
+                j.announced = True
                 self._event("trex-event", EV_PROFILE_FINISHED_TX, {"port_id": p.port_id, "profile_id": DEFAULT_PROFILE})
                 self._event("trex-event", EV_PORT_JOB_DONE, {"port_id": p.port_id})
 
@@ -138,7 +140,6 @@ class FakeTrexServer:
 
     def rpc_publish_now(self, params: dict) -> dict:
         key = _need(params, "key", int)
-        self.queues.setdefault(0, [])
         self._event("trex-barrier", key, {})
         self._trigger()
         return {}
@@ -331,7 +332,7 @@ class FakeTrexServer:
         j = p.job
         if j is not None and not j.finished(t):
             j.stopped_at = t
-            j._announced = True  # type: ignore[attr-defined]
+            j.announced = True
             self._event("trex-event", EV_PROFILE_STOPPED, {"port_id": p.port_id, "profile_id": DEFAULT_PROFILE})
         return {}
 
