@@ -1,0 +1,35 @@
+"""Fixtures for CHC tests: real redis-servers started and stopped by the test itself."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from nfvlab.chc import store as chc_store
+
+
+def _need_redis() -> None:
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        pytest.skip("redis-server/redis-cli not installed (deps/apt.txt lists them)")
+
+
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory):
+    _need_redis()
+    with chc_store.start_standalone(1, tmp_path_factory.mktemp("redis")) as s:
+        yield s
+
+
+@pytest.fixture
+def clean_standalone(standalone):
+    for srv in standalone.servers:
+        srv.client().flushall()
+    return standalone
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    _need_redis()
+    with chc_store.start_cluster(3, tmp_path_factory.mktemp("cluster")) as c:
+        yield c
