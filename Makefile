@@ -78,3 +78,11 @@ report: install
 
 clean-testbed: install
 	$(NFVLAB) clean
+
+# --- CHC (chc/: C++17 data plane; src/nfvlab/chc: control plane; docs/chc.md) ---------------------
+.PHONY: chc chc-asan exp-chc-perf
+chc: install
+	@nice -n 10 $(MAKE) -s -C chc -j2 BUILD=$(CURDIR)/build/chc
+
+chc-asan: install
+	@nice -n 10 $(MAKE) -s -C chc -j2 BUILD=$(CURDIR)/build/chc-asan SANITIZE=1

@@ -33,3 +33,14 @@ def cluster(tmp_path_factory):
     _need_redis()
     with chc_store.start_cluster(3, tmp_path_factory.mktemp("cluster")) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def chc_bin():
+    """The sanitizer build of the data plane (built once per session); returns name -> path."""
+    from nfvlab.chc import build
+
+    if shutil.which("g++") is None:
+        pytest.skip("g++ not installed")
+    build.build(sanitize=True)
+    return lambda name: str(build.binary(name, sanitize=True))
