@@ -148,7 +148,8 @@ int main(int argc, char** argv) try {
       if (nout) c.forwarded += tunnel.send_batch(out, nout);
       if (control && control->has_pending()) control->run_pending(handle);
       // Deliver store replies/ACKs and control input; block only when no datagram is waiting.
-      event_base_loop(base, n ? EVLOOP_NONBLOCK : EVLOOP_ONCE);
+      // (NONBLOCK alone would keep looping while the tunnel fd stays readable: ONCE ends it.)
+      event_base_loop(base, n ? EVLOOP_NONBLOCK | EVLOOP_ONCE : EVLOOP_ONCE);
     }
     state.drain();
     if (args.has("samples")) {

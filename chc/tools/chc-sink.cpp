@@ -1,6 +1,7 @@
 // The chain's exit: receives tunnel datagrams, writes the frames to a pcap and their clocks to a
 // text file, and stops after --expect packets or --idle-ms without any.
 //   chc-sink --listen IP:PORT [--pcap-out FILE] [--clocks-out FILE] [--expect N] [--idle-ms MS]
+//            [--start-timeout-ms MS]   (how long to wait for the first packet; the idle clock starts then)
 // Prints a JSON summary: packets, frame bytes, seconds from first to last packet, pps, Mbit/s.
 #include <pcap/pcap.h>
 #include <poll.h>
@@ -23,9 +24,10 @@ uint64_t now_ns() {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  chc::Args args(argc, argv, {"listen", "pcap-out", "clocks-out", "expect", "idle-ms"});
+  chc::Args args(argc, argv, {"listen", "pcap-out", "clocks-out", "expect", "idle-ms", "start-timeout-ms"});
   chc::Tunnel tunnel(chc::Endpoint::parse(args.need("listen")), 16 << 20);
-  const long long expect = args.num("expect", 0), idle_ms = args.num("idle-ms", 2000);
+  const long long expect = args.num("expect", 0), idle_ms = args.num("idle-ms", 2000),
+                  start_ms = args.num("start-timeout-ms", 60000);
   pcap_t* dead = pcap_open_dead(DLT_EN10MB, 65535);
   pcap_dumper_t* dump = nullptr;
   if (args.has("pcap-out")) {
@@ -41,7 +43,7 @@ int main(int argc, char** argv) try {
   uint64_t packets = 0, bytes = 0, bad = 0, first = 0, last = 0;
   while (expect == 0 || static_cast<long long>(packets) < expect) {
     pollfd p{tunnel.fd(), POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(idle_ms)) == 0) break;  // idle: the chain has drained
+    if (::poll(&p, 1, static_cast<int>(packets ? idle_ms : start_ms)) == 0) break;  // idle: the chain has drained
     std::size_t n = tunnel.recv_batch(in);
     uint64_t t = now_ns();
     for (std::size_t i = 0; i < n; ++i) {

@@ -13,7 +13,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -59,7 +60,8 @@ class RedisServer:
     workdir: Path
     host: str = "127.0.0.1"
     cluster: bool = False
-    argv_prefix: list[str] = field(default_factory=list)  # e.g. ip netns exec NS
+    # Wraps the server's argv, e.g. to run it inside a container (cgroup + namespace).
+    launcher: Callable[[list[str]], list[str]] | None = None
     popen: subprocess.Popen | None = None
 
     def argv(self) -> list[str]:
@@ -71,7 +73,7 @@ class RedisServer:
         ]
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", str(self.workdir / "nodes.conf")]
-        return [*self.argv_prefix, *args]
+        return self.launcher(args) if self.launcher else args
 
     def start(self, timeout_s: float = 10.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
