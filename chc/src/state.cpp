@@ -59,19 +59,94 @@ void State::update(const std::string& fn, const std::string& k, const std::vecto
   }
 }
 
-void State::counter_add(uint16_t obj, long long delta) {
+void State::counter_add(uint16_t obj, long long delta, const std::string& subkey) {
   if (model_ == Model::Traditional) {
-    counters_local_[obj] += delta;
+    if (subkey.empty()) counters_local_[obj] += delta;
+    else subcounters_local_[key(obj, subkey)] += delta;
     return;
   }
   fold(obj);
-  update("chc_incr", key(obj), {std::to_string(delta)});
+  update("chc_incr", key(obj, subkey), {std::to_string(delta)});
 }
 
-long long State::counter_read(uint16_t obj) {
-  if (model_ == Model::Traditional) return counters_local_[obj];
-  Reply r = store_->command_sync(key(obj), {"GET", key(obj)});
+long long State::counter_read(uint16_t obj, const std::string& subkey) {
+  if (model_ == Model::Traditional)
+    return subkey.empty() ? counters_local_[obj] : subcounters_local_[key(obj, subkey)];
+  std::string k = key(obj, subkey);
+  Reply r = store_->command_sync(k, {"GET", k});
   return r.is_nil() ? 0 : std::stoll(r.str);
+}
+
+void State::flow_del(uint16_t obj, const std::string& subkey) {
+  std::string k = key(obj, subkey);
+  flow_local_.erase(k);
+  if (model_ == Model::Traditional) return;
+  fold(obj);
+  if (model_ == Model::EOCNA) {
+    store_->command(k, {"DEL", k}, nullptr);  // acknowledged like any op; a lost DEL leaves only garbage
+  } else {
+    store_->command_sync(k, {"DEL", k});
+  }
+}
+
+Reply State::field_op(uint16_t obj, const std::string& field, const std::string& fn,
+                      const std::vector<std::string>& args, const FieldOp& local) {
+  std::vector<std::string> full{field};
+  full.insert(full.end(), args.begin(), args.end());
+  if (cached(obj)) {
+    auto& fields = hashes_local_[obj];
+    auto it = fields.find(field);
+    auto [value, result] = local(it == fields.end() ? "" : it->second);
+    if (!value.empty()) fields[field] = value;
+    if (model_ != Model::Traditional) {
+      fold(obj);
+      update(fn, key(obj), full);
+    }
+    return result;
+  }
+  fold(obj);
+  Reply r = store_->call_sync(fn, key(obj), clock(), full);
+  if (r.is_error()) throw std::runtime_error("store op " + fn + " on " + key(obj) + ": " + r.str);
+  return r;
+}
+
+Reply State::map_op(uint16_t obj, const std::string& fn, const std::vector<std::string>& args, const MapOp& local) {
+  if (cached(obj)) {
+    Reply result = local(hashes_local_[obj]);
+    if (model_ != Model::Traditional) {
+      fold(obj);
+      update(fn, key(obj), args);
+    }
+    return result;
+  }
+  fold(obj);
+  Reply r = store_->call_sync(fn, key(obj), clock(), args);
+  if (r.is_error()) throw std::runtime_error("store op " + fn + " on " + key(obj) + ": " + r.str);
+  return r;
+}
+
+void State::hash_init(uint16_t obj, const std::map<std::string, std::string>& fields) {
+  hashes_local_[obj] = fields;
+  if (model_ == Model::Traditional) return;
+  std::string k = key(obj);
+  store_->command_sync(k, {"DEL", k});
+  if (fields.empty()) return;
+  std::vector<std::string> argv{"HSET", k};
+  for (const auto& [f, v] : fields) {
+    argv.push_back(f);
+    argv.push_back(v);
+  }
+  Reply r = store_->command_sync(k, argv);
+  if (r.is_error()) throw std::runtime_error("store init of " + k + ": " + r.str);
+}
+
+std::map<std::string, std::string> State::hash_read(uint16_t obj) {
+  if (model_ == Model::Traditional) return hashes_local_[obj];
+  std::string k = key(obj);
+  Reply r = store_->command_sync(k, {"HGETALL", k});
+  std::map<std::string, std::string> out;
+  for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) out[r.elements[i].str] = r.elements[i + 1].str;
+  return out;
 }
 
 std::optional<std::string> State::flow_get(uint16_t obj, const std::string& subkey) {
@@ -157,10 +232,14 @@ void State::set_exclusive(uint16_t obj, bool exclusive) {
   } else {
     // (Re)load the cached copy from the store, now that no other instance accesses it.
     std::string k = key(obj);
-    Reply r = store_->command_sync(k, {"LRANGE", k, "0", "-1"});
-    auto& l = lists_local_[obj];
-    l.clear();
-    for (const Reply& e : r.elements) l.push_back(e.str);
+    if (lists_local_.count(obj)) {
+      Reply r = store_->command_sync(k, {"LRANGE", k, "0", "-1"});
+      auto& l = lists_local_[obj];
+      l.clear();
+      for (const Reply& e : r.elements) l.push_back(e.str);
+    } else {
+      hashes_local_[obj] = hash_read(obj);
+    }
   }
   exclusive_[obj] = exclusive;
 }

@@ -63,8 +63,10 @@ def test_trw_step_reaches_scanner_decision(clean_standalone):
 
 def test_trojan_step_needs_order(clean_standalone):
     r = clean_standalone.servers[0].client()
-    assert [fcall(r, "chc_trojan_step", "tj", "h", s) for s in (1, 2, 3, 4, 5)] == [1, 2, 3, 4, 5]
-    assert [fcall(r, "chc_trojan_step", "tj", "g", s) for s in (2, 1, 3, 5, 4)] == [0, 1, 1, 1, 1]
+    # ssh, html, zip, exe, irc: detected (bit 4) only at the end of the full sequence
+    assert [fcall(r, "chc_trojan_step", "tj", "h", e) for e in (0, 1, 2, 3, 4)] == [1, 3, 7, 15, 31]
+    # irc, html, ssh, exe, zip: the same steps in another order never reach detection
+    assert [fcall(r, "chc_trojan_step", "tj", "g", e) for e in (4, 1, 0, 3, 2)] == [0, 0, 1, 9, 13]
 
 
 def test_standalone_partitioning_matches_slots():

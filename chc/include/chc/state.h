@@ -9,6 +9,7 @@
 #pragma once
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -42,12 +43,25 @@ class State {
   void begin_packet(Header* h) { pkt_ = h; }
 
   // Counters (write mostly, read rarely): add, non-blocking under EO+C+NA.
-  void counter_add(uint16_t obj, long long delta);
-  long long counter_read(uint16_t obj);  // sees this instance's outstanding adds
+  void counter_add(uint16_t obj, long long delta, const std::string& subkey = "");
+  long long counter_read(uint16_t obj, const std::string& subkey = "");  // sees this instance's own adds
 
   // Per-flow values (flow key: vertex + instance + obj + subkey): cached at the owner under C.
   std::optional<std::string> flow_get(uint16_t obj, const std::string& subkey);
   void flow_put(uint16_t obj, const std::string& subkey, const std::string& value);
+  void flow_del(uint16_t obj, const std::string& subkey);
+
+  // Cross-flow hash objects (fields such as hosts or servers) updated by custom ops of the Functions
+  // library. `local` is the same op on the cached/local value, so every model runs one NF source:
+  // applied locally under T, locally and mirrored (non-blocking) to the store while cached, and
+  // offloaded (blocking, the NF needs the result) otherwise.
+  using FieldOp = std::function<std::pair<std::string, Reply>(const std::string& old_value)>;
+  Reply field_op(uint16_t obj, const std::string& field, const std::string& fn, const std::vector<std::string>& args,
+                 const FieldOp& local);
+  using MapOp = std::function<Reply(std::map<std::string, std::string>& fields)>;
+  Reply map_op(uint16_t obj, const std::string& fn, const std::vector<std::string>& args, const MapOp& local);
+  void hash_init(uint16_t obj, const std::map<std::string, std::string>& fields);
+  std::map<std::string, std::string> hash_read(uint16_t obj);
 
   // Cross-flow list (e.g. the NAT's available ports): offloaded pop/push; cached while exclusive.
   std::optional<std::string> list_pop(uint16_t obj);
@@ -78,6 +92,8 @@ class State {
   std::unordered_map<std::string, std::string> flow_local_;  // T and the per-flow cache
   std::map<uint16_t, long long> counters_local_;
   std::map<uint16_t, std::deque<std::string>> lists_local_;   // T and the exclusive cache
+  std::map<uint16_t, std::map<std::string, std::string>> hashes_local_;
+  std::map<std::string, long long> subcounters_local_;
 };
 
 }  // namespace chc

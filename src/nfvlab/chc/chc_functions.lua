@@ -90,18 +90,29 @@ local function chc_trw_step(keys, args)
   return {text, decision}
 end
 
--- Custom op (Trojan detector, Table 3.12): KEYS[1] is a hash host -> stage of the Trojan sequence
--- (0 none, 1 SSH seen, 2..4 FTP HTML, ZIP, EXE downloads seen in that order, 5 IRC = detected).
--- ARGV[3] host, ARGV[4] the event's stage number. An event advances the host only if it is the
--- next stage; returns the host's stage afterwards.
+-- Custom op (Trojan detector, Table 3.12, after [40]): KEYS[1] is a hash host -> bit mask of the
+-- steps seen: bit 0 SSH, bits 1-3 FTP downloads of HTML, ZIP, EXE, bit 4 IRC = Trojan detected.
+-- ARGV[3] host, ARGV[4] the event (0 ssh, 1 html, 2 zip, 3 exe, 4 irc). A download counts only after
+-- SSH, IRC only after SSH and all three downloads, so a different order is not a Trojan.
+-- Returns the host's mask afterwards. (Redis's Lua is 5.1: bit operations come from its bit library.)
 local function chc_trojan_step(keys, args)
-  local cur = tonumber(redis.call('HGET', keys[1], args[3]) or '0')
+  local mask = tonumber(redis.call('HGET', keys[1], args[3]) or '0')
   local ev = tonumber(args[4])
-  if ev == cur + 1 then
-    cur = ev
-    redis.call('HSET', keys[1], args[3], cur)
+  local new = mask
+  if ev == 0 then
+    new = bit.bor(mask, 1)
+  elseif ev >= 1 and ev <= 3 and bit.band(mask, 1) == 1 then
+    new = bit.bor(mask, bit.lshift(1, ev))
+  elseif ev == 4 and bit.band(mask, 15) == 15 then
+    new = bit.bor(mask, 16)
   end
-  return cur
+  if new ~= mask then redis.call('HSET', keys[1], args[3], new) end
+  return new
+end
+
+-- Increment a field of a hash (per-server counters of the load balancer); returns the new value.
+local function chc_hincr(keys, args)
+  return redis.call('HINCRBY', keys[1], args[3], args[4])
 end
 
 redis.register_function('chc_incr', chc_incr)
@@ -112,3 +123,4 @@ redis.register_function('chc_set', chc_set)
 redis.register_function('chc_lb_pick', chc_lb_pick)
 redis.register_function('chc_trw_step', chc_trw_step)
 redis.register_function('chc_trojan_step', chc_trojan_step)
+redis.register_function('chc_hincr', chc_hincr)
