@@ -44,3 +44,25 @@ def chc_bin():
         pytest.skip("g++ not installed")
     build.build(sanitize=True)
     return lambda name: str(build.binary(name, sanitize=True))
+
+
+@pytest.fixture(scope="session")
+def bin_dir(chc_bin):
+    from pathlib import Path
+
+    return Path(chc_bin("chc-nf")).parent
+
+
+@pytest.fixture(scope="session")
+def deployment(tmp_path_factory, chc_bin):
+    """One local deployment (bridge, containers, a redis-server in its own container) for the
+    session's chain tests; removed at the end."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root (namespaces, cgroups)")
+    _need_redis()
+    from nfvlab.chc.deploy import LocalDeployment
+
+    with LocalDeployment(tmp_path_factory.mktemp("chcdep")) as dep:
+        yield dep, dep.start_store(1)

@@ -11,7 +11,6 @@ import dpkt
 import pytest
 
 from nfvlab.chc import chain, traces
-from nfvlab.chc.deploy import LocalDeployment
 
 EXTERNAL_IP = "198.18.40.100"
 PORTS = (10000, 10999)
@@ -29,13 +28,6 @@ def checksums_valid(frame: bytes) -> bool:
     l4.sum = 0
     fresh = dpkt.ip.IP(bytes(ip))  # serialising recomputes both sums
     return fresh.sum == got_ip and fresh.data.sum == got_l4
-
-
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory, chc_bin):
-    with LocalDeployment(tmp_path_factory.mktemp("chcdep")) as dep:
-        store = dep.start_store(1)
-        yield dep, store
 
 
 @pytest.fixture(scope="module")
@@ -61,17 +53,13 @@ def nat_trace(tmp_path_factory):
     return path, info, outbound[first_tcp], PORTS[0] + first_tcp
 
 
-def _bin_dir(chc_bin):
-    return __import__("pathlib").Path(chc_bin("chc-nf")).parent
-
-
 @pytest.mark.parametrize("model", chain.MODELS)
-def test_nat_translates_and_counts(deployment, nat_trace, chc_bin, model):
+def test_nat_translates_and_counts(deployment, nat_trace, bin_dir, model):
     dep, store = deployment
     for srv in store.servers:
         srv.client().flushall()
     pcap, info, first_conn, first_port = nat_trace
-    res = chain.run_nf(dep, _bin_dir(chc_bin), pcap, "nat", model, store_addresses=store.addresses,
+    res = chain.run_nf(dep, bin_dir, pcap, "nat", model, store_addresses=store.addresses,
                        config={"external": EXTERNAL_IP, "internal": "198.18.32.0/22",
                                "ports": f"{PORTS[0]}-{PORTS[1]}"}, tag="nat")
     sent = res.root["sent"]
