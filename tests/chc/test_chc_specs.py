@@ -26,7 +26,8 @@ def test_spec_validates_and_rows_stay_flat(name):
 
 
 def test_bad_model_names_the_field(tmp_path):
-    text = (REPO / "experiments" / "chc-nf-perf.yaml").read_text().replace("chain.model: [T, EO,", "chain.model: [T, EOC,")
+    text = (REPO / "experiments" / "chc-nf-perf.yaml").read_text()
+    text = text.replace("chain.model: [T, EO,", "chain.model: [T, EOC,")
     bad = tmp_path / "bad.yaml"
     bad.write_text(text)
     with pytest.raises(SpecError, match="chain.model"):
