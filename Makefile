@@ -78,3 +78,16 @@ report: install
 
 clean-testbed: install
 	$(NFVLAB) clean
+
+# --- CHC (chc/: C++17 data plane; src/nfvlab/chc: control plane; docs/chc.md) ---------------------
+.PHONY: chc chc-asan exp-chc-perf
+chc: install
+	@nice -n 10 $(MAKE) -s -C chc -j2 BUILD=$(CURDIR)/build/chc
+
+chc-asan: install
+	@nice -n 10 $(MAKE) -s -C chc -j2 BUILD=$(CURDIR)/build/chc-asan SANITIZE=1
+
+# CHC state-management experiments (Fig 3.13, Fig 3.15, store throughput), then the report.
+CHC_PERF := chc-nf-perf chc-store-throughput
+exp-chc-perf: install chc
+	$(call run-specs,$(CHC_PERF))

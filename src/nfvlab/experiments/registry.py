@@ -20,6 +20,8 @@ _KINDS: dict[str, str] = {
     "iron-packet-cost": "nfvlab.experiments.iron_packet_cost:KIND",
     "iron-overhead": "nfvlab.experiments.iron_overhead:KIND",
     "statealyzr": "nfvlab.statealyzr.experiment:KIND",
+    "chc-nf-perf": "nfvlab.chc.exp_nf_perf:KIND",
+    "chc-store-throughput": "nfvlab.chc.exp_store:KIND",
 }
 
 

@@ -1,0 +1,99 @@
+// The NF-facing state API (§3.3.3): one source per NF, four models behind it.
+//   T        traditional: every object local to the instance
+//   EO       #1 externalized: every op offloaded to the store, the NF waits for each ACK/reply
+//   EO+C     #2 + caching per Table 3.5 (per-flow at the owner; read-heavy cross-flow everywhere with
+//            store callbacks; other cross-flow objects while the split gives exclusive access)
+//   EO+C+NA  #3 + no waiting for the ACKs of non-blocking ops (the client retransmits on timeout)
+// Every update folds (instance id, object id) into the packet's XOR vector (§3.4.4) and carries
+// the packet's clock to the store.
+#pragma once
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "chc/header.h"
+#include "chc/store.h"
+
+namespace chc {
+
+enum class Model { Traditional, EO, EOC, EOCNA };
+Model parse_model(const std::string& text);  // "T" | "EO" | "EO+C" | "EO+C+NA"; throws
+std::string model_name(Model m);
+
+enum class Scope { PerFlow, CrossFlow };
+enum class Access { WriteMostly, ReadHeavy, ReadWriteOften, WriteRarely };
+
+struct ObjectDecl {
+  uint16_t id;       // object id in the XOR vector
+  std::string name;  // obj part of the store key
+  Scope scope;
+  Access access;
+};
+
+class State {
+ public:
+  State(Model model, StoreClient* store, uint16_t instance);  // store may be null only for T
+  Model model() const { return model_; }
+  void declare(const ObjectDecl& d);
+  void begin_packet(Header* h) { pkt_ = h; }
+
+  // Counters (write mostly, read rarely): add, non-blocking under EO+C+NA.
+  void counter_add(uint16_t obj, long long delta, const std::string& subkey = "");
+  long long counter_read(uint16_t obj, const std::string& subkey = "");  // sees this instance's own adds
+
+  // Per-flow values (flow key: vertex + instance + obj + subkey): cached at the owner under C.
+  std::optional<std::string> flow_get(uint16_t obj, const std::string& subkey);
+  void flow_put(uint16_t obj, const std::string& subkey, const std::string& value);
+  void flow_del(uint16_t obj, const std::string& subkey);
+
+  // Cross-flow hash objects (fields such as hosts or servers) updated by custom ops of the Functions
+  // library. `local` is the same op on the cached/local value, so every model runs one NF source:
+  // applied locally under T, locally and mirrored (non-blocking) to the store while cached, and
+  // offloaded (blocking, the NF needs the result) otherwise.
+  using FieldOp = std::function<std::pair<std::string, Reply>(const std::string& old_value)>;
+  Reply field_op(uint16_t obj, const std::string& field, const std::string& fn, const std::vector<std::string>& args,
+                 const FieldOp& local);
+  using MapOp = std::function<Reply(std::map<std::string, std::string>& fields)>;
+  Reply map_op(uint16_t obj, const std::string& fn, const std::vector<std::string>& args, const MapOp& local);
+  void hash_init(uint16_t obj, const std::map<std::string, std::string>& fields);
+  std::map<std::string, std::string> hash_read(uint16_t obj);
+
+  // Cross-flow list (e.g. the NAT's available ports): offloaded pop/push; cached while exclusive.
+  std::optional<std::string> list_pop(uint16_t obj);
+  void list_push(uint16_t obj, const std::string& value);
+  void list_init(uint16_t obj, const std::vector<std::string>& values);  // setup, before traffic
+
+  // Exclusive caching of cross-flow objects (Table 3.5 col. 5), switched by the upstream split.
+  void set_exclusive(uint16_t obj, bool exclusive);
+  bool cached(uint16_t obj) const;
+
+  std::string key(uint16_t obj, const std::string& subkey = "") const;
+  void drain();  // wait for every outstanding store op
+
+ private:
+  const ObjectDecl& decl(uint16_t obj) const;
+  void fold(uint16_t obj);
+  uint64_t clock() const { return pkt_ ? pkt_->clock : 0; }
+  // Sends an update: waits for its ACK unless the model says not to.
+  void update(const std::string& fn, const std::string& key, const std::vector<std::string>& args);
+  bool caching() const { return model_ == Model::EOC || model_ == Model::EOCNA; }
+
+  Model model_;
+  StoreClient* store_;
+  uint16_t instance_;
+  Header* pkt_ = nullptr;
+  std::map<uint16_t, ObjectDecl> decls_;
+  std::map<uint16_t, bool> exclusive_;
+  std::unordered_map<std::string, std::string> flow_local_;  // T and the per-flow cache
+  std::map<uint16_t, long long> counters_local_;
+  std::map<uint16_t, std::deque<std::string>> lists_local_;   // T and the exclusive cache
+  std::map<uint16_t, std::map<std::string, std::string>> hashes_local_;
+  std::map<std::string, long long> subcounters_local_;
+};
+
+}  // namespace chc

@@ -1,0 +1,41 @@
+#include "chc/splitter.h"
+
+#include <stdexcept>
+
+namespace chc {
+
+namespace {
+uint64_t mix(uint64_t x) {  // splitmix64 finaliser: spreads nearby addresses over instances
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+}  // namespace
+
+uint64_t scope_hash(const std::string& scope, const FiveTuple& t) {
+  if (scope == "srcip") return mix(t.src_ip);
+  if (scope == "dstip") return mix(t.dst_ip);
+  if (scope == "5tuple") {
+    uint64_t a = (uint64_t{t.src_ip} << 16) | t.src_port, b = (uint64_t{t.dst_ip} << 16) | t.dst_port;
+    if (a > b) std::swap(a, b);
+    return mix(mix(a) ^ (b * 31) ^ t.proto);
+  }
+  throw std::invalid_argument("unknown scope " + scope + " (5tuple, srcip, dstip)");
+}
+
+void Splitter::set_rule(const std::string& scope, const std::vector<Endpoint>& downstream) {
+  scope_hash(scope, FiveTuple{});  // validates the scope name
+  scope_ = scope;
+  downstream_.clear();
+  for (const auto& e : downstream) downstream_.push_back(e.sockaddr());
+  counts_.assign(downstream_.size(), 0);
+}
+
+std::size_t Splitter::pick(const FiveTuple& t) {
+  std::size_t i = downstream_.size() == 1 ? 0 : scope_hash(scope_, t) % downstream_.size();
+  ++counts_[i];
+  return i;
+}
+
+}  // namespace chc

@@ -1,0 +1,251 @@
+#include "chc/state.h"
+
+#include <stdexcept>
+
+namespace chc {
+
+Model parse_model(const std::string& t) {
+  if (t == "T") return Model::Traditional;
+  if (t == "EO") return Model::EO;
+  if (t == "EO+C") return Model::EOC;
+  if (t == "EO+C+NA") return Model::EOCNA;
+  throw std::invalid_argument("model must be T, EO, EO+C or EO+C+NA, got " + t);
+}
+
+std::string model_name(Model m) {
+  switch (m) {
+    case Model::Traditional: return "T";
+    case Model::EO: return "EO";
+    case Model::EOC: return "EO+C";
+    case Model::EOCNA: return "EO+C+NA";
+  }
+  return "?";
+}
+
+State::State(Model model, StoreClient* store, uint16_t instance) : model_(model), store_(store), instance_(instance) {
+  if (model_ != Model::Traditional && store_ == nullptr) throw std::invalid_argument("externalized state needs a store");
+}
+
+void State::declare(const ObjectDecl& d) {
+  decls_[d.id] = d;
+  // The framework starts with one instance per vertex: cross-flow objects begin exclusive; the
+  // splitter's control message revokes that when it shares their scope with another instance.
+  exclusive_[d.id] = d.scope == Scope::CrossFlow && d.access == Access::ReadWriteOften;
+}
+
+const ObjectDecl& State::decl(uint16_t obj) const {
+  auto it = decls_.find(obj);
+  if (it == decls_.end()) throw std::invalid_argument("undeclared state object " + std::to_string(obj));
+  return it->second;
+}
+
+std::string State::key(uint16_t obj, const std::string& subkey) const {
+  const ObjectDecl& d = decl(obj);
+  std::string name = subkey.empty() ? d.name : d.name + ":" + subkey;
+  if (!store_) return name;
+  return d.scope == Scope::PerFlow ? store_->flow_key(name) : store_->shared_key(name);
+}
+
+void State::fold(uint16_t obj) {
+  if (pkt_ && model_ != Model::Traditional) pkt_->fold_update(instance_, obj);
+}
+
+void State::update(const std::string& fn, const std::string& k, const std::vector<std::string>& args) {
+  if (model_ == Model::EOCNA) {
+    store_->call_noack(fn, k, clock(), args);
+  } else {
+    Reply r = store_->call_sync(fn, k, clock(), args);
+    if (r.is_error()) throw std::runtime_error("store op " + fn + " on " + k + ": " + r.str);
+  }
+}
+
+void State::counter_add(uint16_t obj, long long delta, const std::string& subkey) {
+  if (model_ == Model::Traditional) {
+    if (subkey.empty()) counters_local_[obj] += delta;
+    else subcounters_local_[key(obj, subkey)] += delta;
+    return;
+  }
+  fold(obj);
+  update("chc_incr", key(obj, subkey), {std::to_string(delta)});
+}
+
+long long State::counter_read(uint16_t obj, const std::string& subkey) {
+  if (model_ == Model::Traditional)
+    return subkey.empty() ? counters_local_[obj] : subcounters_local_[key(obj, subkey)];
+  std::string k = key(obj, subkey);
+  Reply r = store_->command_sync(k, {"GET", k});
+  return r.is_nil() ? 0 : std::stoll(r.str);
+}
+
+void State::flow_del(uint16_t obj, const std::string& subkey) {
+  std::string k = key(obj, subkey);
+  flow_local_.erase(k);
+  if (model_ == Model::Traditional) return;
+  fold(obj);
+  if (model_ == Model::EOCNA) {
+    store_->command(k, {"DEL", k}, nullptr);  // acknowledged like any op; a lost DEL leaves only garbage
+  } else {
+    store_->command_sync(k, {"DEL", k});
+  }
+}
+
+Reply State::field_op(uint16_t obj, const std::string& field, const std::string& fn,
+                      const std::vector<std::string>& args, const FieldOp& local) {
+  std::vector<std::string> full{field};
+  full.insert(full.end(), args.begin(), args.end());
+  if (cached(obj)) {
+    auto& fields = hashes_local_[obj];
+    auto it = fields.find(field);
+    auto [value, result] = local(it == fields.end() ? "" : it->second);
+    if (!value.empty()) fields[field] = value;
+    if (model_ != Model::Traditional) {
+      fold(obj);
+      update(fn, key(obj), full);
+    }
+    return result;
+  }
+  fold(obj);
+  Reply r = store_->call_sync(fn, key(obj), clock(), full);
+  if (r.is_error()) throw std::runtime_error("store op " + fn + " on " + key(obj) + ": " + r.str);
+  return r;
+}
+
+Reply State::map_op(uint16_t obj, const std::string& fn, const std::vector<std::string>& args, const MapOp& local) {
+  if (cached(obj)) {
+    Reply result = local(hashes_local_[obj]);
+    if (model_ != Model::Traditional) {
+      fold(obj);
+      update(fn, key(obj), args);
+    }
+    return result;
+  }
+  fold(obj);
+  Reply r = store_->call_sync(fn, key(obj), clock(), args);
+  if (r.is_error()) throw std::runtime_error("store op " + fn + " on " + key(obj) + ": " + r.str);
+  return r;
+}
+
+void State::hash_init(uint16_t obj, const std::map<std::string, std::string>& fields) {
+  hashes_local_[obj] = fields;
+  if (model_ == Model::Traditional) return;
+  std::string k = key(obj);
+  store_->command_sync(k, {"DEL", k});
+  if (fields.empty()) return;
+  std::vector<std::string> argv{"HSET", k};
+  for (const auto& [f, v] : fields) {
+    argv.push_back(f);
+    argv.push_back(v);
+  }
+  Reply r = store_->command_sync(k, argv);
+  if (r.is_error()) throw std::runtime_error("store init of " + k + ": " + r.str);
+}
+
+std::map<std::string, std::string> State::hash_read(uint16_t obj) {
+  if (model_ == Model::Traditional) return hashes_local_[obj];
+  std::string k = key(obj);
+  Reply r = store_->command_sync(k, {"HGETALL", k});
+  std::map<std::string, std::string> out;
+  for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) out[r.elements[i].str] = r.elements[i + 1].str;
+  return out;
+}
+
+std::optional<std::string> State::flow_get(uint16_t obj, const std::string& subkey) {
+  std::string k = key(obj, subkey);
+  if (model_ == Model::Traditional || caching()) {
+    auto it = flow_local_.find(k);
+    if (it != flow_local_.end()) return it->second;
+    // A miss at the owner means the flow is new here: its key carries this instance's id, so no
+    // other instance can have written it (flows moved in are issue 12's R2 handover).
+    return std::nullopt;
+  }
+  Reply r = store_->command_sync(k, {"GET", k});
+  if (r.is_error()) throw std::runtime_error("store GET " + k + ": " + r.str);
+  if (r.is_nil()) return std::nullopt;
+  return r.str;
+}
+
+void State::flow_put(uint16_t obj, const std::string& subkey, const std::string& value) {
+  std::string k = key(obj, subkey);
+  if (model_ == Model::Traditional || caching()) flow_local_[k] = value;
+  if (model_ == Model::Traditional) return;
+  fold(obj);
+  update("chc_set", k, {value});  // the flush of the cached object (waits for the ACK unless NA)
+}
+
+bool State::cached(uint16_t obj) const {
+  auto it = exclusive_.find(obj);
+  return model_ == Model::Traditional || (caching() && it != exclusive_.end() && it->second);
+}
+
+void State::list_init(uint16_t obj, const std::vector<std::string>& values) {
+  lists_local_[obj].assign(values.begin(), values.end());
+  if (model_ == Model::Traditional) return;
+  std::string k = key(obj);
+  store_->command_sync(k, {"DEL", k});
+  std::vector<std::string> args{"R"};
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    args.push_back(values[i]);
+    if (args.size() == 1001 || i + 1 == values.size()) {
+      Reply r = store_->call_sync("chc_push", k, 0, args);
+      if (r.is_error()) throw std::runtime_error("store init of " + k + ": " + r.str);
+      args.resize(1);
+    }
+  }
+}
+
+std::optional<std::string> State::list_pop(uint16_t obj) {
+  if (cached(obj)) {
+    auto& l = lists_local_[obj];
+    if (l.empty()) return std::nullopt;
+    std::string v = l.front();
+    l.pop_front();
+    if (model_ != Model::Traditional) {  // mirror the op to the store so it stays authoritative
+      fold(obj);
+      update("chc_pop", key(obj), {"L"});
+    }
+    return v;
+  }
+  fold(obj);
+  Reply r = store_->call_sync("chc_pop", key(obj), clock(), {"L"});
+  if (r.is_error()) throw std::runtime_error("store pop " + key(obj) + ": " + r.str);
+  if (r.is_nil()) return std::nullopt;
+  return r.str;
+}
+
+void State::list_push(uint16_t obj, const std::string& value) {
+  if (cached(obj)) {
+    lists_local_[obj].push_back(value);
+    if (model_ == Model::Traditional) return;
+    fold(obj);
+    update("chc_push", key(obj), {"R", value});
+    return;
+  }
+  fold(obj);
+  update("chc_push", key(obj), {"R", value});
+}
+
+void State::set_exclusive(uint16_t obj, bool exclusive) {
+  decl(obj);
+  if (model_ == Model::Traditional || exclusive_[obj] == exclusive) return;
+  if (!exclusive) {
+    store_->drain();  // flush: every mirrored op is in the store before others touch the object
+  } else {
+    // (Re)load the cached copy from the store, now that no other instance accesses it.
+    std::string k = key(obj);
+    if (lists_local_.count(obj)) {
+      Reply r = store_->command_sync(k, {"LRANGE", k, "0", "-1"});
+      auto& l = lists_local_[obj];
+      l.clear();
+      for (const Reply& e : r.elements) l.push_back(e.str);
+    } else {
+      hashes_local_[obj] = hash_read(obj);
+    }
+  }
+  exclusive_[obj] = exclusive;
+}
+
+void State::drain() {
+  if (store_) store_->drain();
+}
+
+}  // namespace chc

@@ -1,0 +1,135 @@
+"""Deploys CHC's physical chain on this machine: every instance (root, NF instances, sink, each
+store server) in its own container -- a cgroup pinned to a core plus a network namespace on a
+bridge -- built with the same `nfvlab.testbeds` helpers Iron's testbed uses.
+
+    [nfvlab-chc<t>b bridge, 198.18.47.1/24 in the root namespace for the harness]
+        |-- root ns  198.18.47.10     |-- nf instances 198.18.47.11..    |-- sink   |-- store
+
+Names: namespaces "nfvlab-chc<t>-<role>", links "nfvlab-chc<t>..." (<t> a 2-character tag per
+deployment, so two deployments of this helper never collide), cgroups nfvlab/nfvlab-chc-<t>/<role>.
+Addresses stay inside 198.18.32.0/20. Everything is journaled (nfvlab clean) and removed on close.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyroute2 import IPRoute
+
+from nfvlab.chc import store as chc_store
+from nfvlab.testbeds import cgroups, network, processes
+from nfvlab.testbeds.model import Container
+from nfvlab.testbeds.processes import Proc
+
+SUBNET = ipaddress.ip_network("198.18.47.0/24")
+HARNESS_HOST = 1  # the bridge's own address: how the harness reaches the store
+FIRST_HOST = 10
+CFS_PERIOD_US = 100_000
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+class DeployError(RuntimeError):
+    pass
+
+
+def _tag() -> str:
+    n = os.getpid() % (36 * 36)
+    return _ALPHABET[n // 36] + _ALPHABET[n % 36]
+
+
+def container_argv(c: Container, argv: list[str]) -> list[str]:
+    """argv run inside c: join its cgroups first, then exec in its namespace (the testbed's rule)."""
+    targets = sorted({str(p / "cgroup.procs") for p in (c.cgroup.cpu, c.cgroup.cpuset, c.cgroup.cpuacct)})
+    joins = "; ".join(f"echo $$ > {shlex.quote(t)}" for t in targets)
+    return ["sh", "-c", f"{joins}; exec {shlex.join(network.netns_exec(c.netns, argv))}"]
+
+
+@dataclass
+class LocalDeployment:
+    """Containers for one chain; close() (or the with-block) removes all of them."""
+
+    log_dir: Path
+    cpus: list[int] = field(default_factory=lambda: [0, 1])
+    tag: str = field(default_factory=_tag)
+    containers: dict[str, Container] = field(default_factory=dict)
+    procs: list[Proc] = field(default_factory=list)
+    stores: list[chc_store.Store] = field(default_factory=list)
+    _bridge_up: bool = False
+
+    @property
+    def bridge(self) -> str:
+        return f"nfvlab-chc{self.tag}b"
+
+    @property
+    def run(self) -> str:
+        return f"nfvlab-chc-{self.tag}"
+
+    def __enter__(self) -> LocalDeployment:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        network.create_bridge(self.bridge)
+        self._bridge_up = True
+        with IPRoute() as ip:
+            idx = ip.link_lookup(ifname=self.bridge)[0]
+            ip.addr("add", index=idx, address=str(SUBNET.network_address + HARNESS_HOST), prefixlen=SUBNET.prefixlen)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(self, role: str, cpu: int | None = None) -> Container:
+        """A new container for `role` (e.g. "root", "nat1", "sink", "store0")."""
+        if role in self.containers:
+            raise DeployError(f"container {role} exists already")
+        index = len(self.containers)
+        if FIRST_HOST + index >= 255:
+            raise DeployError("too many containers for one /24")
+        cpu = self.cpus[index % len(self.cpus)] if cpu is None else cpu
+        netns = f"{self.run}-{role}"
+        host_if = f"nfvlab-chc{self.tag}{index:x}"[:15]
+        address = str(SUBNET.network_address + FIRST_HOST + index)
+        cg = cgroups.create(self.run, role, cpu, None, CFS_PERIOD_US)
+        network.create_netns(netns)
+        network.plug(netns, host_if, "eth0", self.bridge, address, SUBNET.prefixlen)
+        c = Container(name=netns, index=index, role=role, netns=netns, host_ifname=host_if, ns_ifname="eth0",
+                      ip=address, cpu=cpu, period_us=CFS_PERIOD_US, quota_us=-1, cgroup=cg)
+        self.containers[role] = c
+        return c
+
+    def start(self, c: Container, name: str, argv: list[str]) -> Proc:
+        p = processes.start_in_container(c, name, argv, self.log_dir)
+        self.procs.append(p)
+        return p
+
+    def start_store(self, n: int = 1, port: int = 16379) -> chc_store.Store:
+        """n standalone redis-servers, each in its own container, the Functions library loaded."""
+        servers = []
+        for i in range(n):
+            c = self.add(f"store{len(self.stores)}-{i}")
+            srv = chc_store.RedisServer(port, self.log_dir / f"redis-{c.role}", host=c.ip,
+                                        launcher=lambda argv, c=c: container_argv(c, argv))
+            servers.append(srv)
+        store = chc_store.Store("standalone", servers, self.log_dir)
+        self.stores.append(store)
+        for srv in servers:
+            srv.start()
+            chc_store.load_functions(srv.client())
+        return store
+
+    def close(self) -> None:
+        processes.stop_all(self.procs)
+        for s in self.stores:
+            s.stop()
+        for c in self.containers.values():
+            network.delete_netns(c.netns)
+        for root in cgroups.harness_roots():
+            with contextlib.suppress(cgroups.CgroupError):
+                cgroups.remove_tree(root / self.run)
+        if self._bridge_up:
+            network.delete_link(self.bridge)
+            self._bridge_up = False
+        self.containers.clear()

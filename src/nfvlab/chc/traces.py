@@ -1,0 +1,194 @@
+"""Synthetic traces for CHC (the paper's campus-to-EC2 traces are not public): pcaps with a chosen
+number of connections and packets, a packet-size distribution around a median, failed connection
+attempts, port scanners and Trojan sequences (SSH, then FTP downloads of HTML, ZIP and EXE files,
+then IRC) at chosen points. Frames are built with dpkt (real checksums); any user pcap works too.
+
+Addresses: internal hosts in 198.18.32.0/22, external servers in 198.18.36.0/22 (both inside the
+helper's 198.18.32.0/20), so the NAT's internal prefix is 198.18.32.0/22 by default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import random
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dpkt
+
+INTERNAL = ipaddress.ip_network("198.18.32.0/22")
+EXTERNAL = ipaddress.ip_network("198.18.36.0/22")
+MAC_A, MAC_B = b"\x02\x00\x00\x00\x00\x01", b"\x02\x00\x00\x00\x00\x02"
+HEADERS = 14 + 20 + 20  # Ethernet + IPv4 + TCP without options
+
+
+@dataclass(frozen=True)
+class TraceSpec:
+    connections: int = 50  # successful TCP connections (handshake, data, FIN)
+    packets_per_connection: int = 20  # mean; each connection's count is geometric around it (>= 4)
+    median_size: int = 368  # median frame size in bytes (Trace1 368, Trace2 1434)
+    udp_flows: int = 0
+    failed_attempts: int = 0  # SYNs answered by RST
+    scanners: int = 0  # hosts sending SYNs to many addresses, most refused
+    scan_targets: int = 20
+    trojans: int = 0  # hosts performing the full Trojan sequence
+    reordered_trojans: int = 0  # hosts doing the same steps in another order (not a Trojan)
+    hosts: int = 20
+    seed: int = 1
+
+
+@dataclass
+class Packet:
+    t: float
+    frame: bytes
+
+
+@dataclass
+class TraceInfo:
+    path: Path
+    packets: int
+    connections: int
+    scanner_hosts: list[str] = field(default_factory=list)
+    trojan_hosts: list[str] = field(default_factory=list)
+    reordered_hosts: list[str] = field(default_factory=list)
+    normal_hosts: list[str] = field(default_factory=list)
+
+
+def _ip(a: ipaddress.IPv4Address) -> bytes:
+    return socket.inet_aton(str(a))
+
+
+def tcp_frame(src, dst, sport: int, dport: int, flags: int, payload: bytes = b"", seq: int = 0, ack: int = 0) -> bytes:
+    tcp = dpkt.tcp.TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, win=65535, data=payload)
+    ip = dpkt.ip.IP(src=_ip(src), dst=_ip(dst), p=dpkt.ip.IP_PROTO_TCP, ttl=64, data=tcp)
+    ip.len = len(ip)
+    return bytes(dpkt.ethernet.Ethernet(src=MAC_A, dst=MAC_B, type=dpkt.ethernet.ETH_TYPE_IP, data=ip))
+
+
+def udp_frame(src, dst, sport: int, dport: int, payload: bytes) -> bytes:
+    udp = dpkt.udp.UDP(sport=sport, dport=dport, data=payload)
+    udp.ulen = len(udp)
+    ip = dpkt.ip.IP(src=_ip(src), dst=_ip(dst), p=dpkt.ip.IP_PROTO_UDP, ttl=64, data=udp)
+    ip.len = len(ip)
+    return bytes(dpkt.ethernet.Ethernet(src=MAC_A, dst=MAC_B, type=dpkt.ethernet.ETH_TYPE_IP, data=ip))
+
+
+class _Builder:
+    def __init__(self, spec: TraceSpec) -> None:
+        self.spec = spec
+        self.rng = random.Random(spec.seed)
+        self.packets: list[Packet] = []
+        self.next_port = 20000
+        self.hosts = [INTERNAL[10 + i] for i in range(spec.hosts)]
+
+    def port(self) -> int:
+        self.next_port += 1
+        return self.next_port
+
+    def server(self):
+        return EXTERNAL[self.rng.randrange(2, 1000)]
+
+    def payload_len(self) -> int:
+        # lognormal around the median frame size, clipped to a 1514-byte Ethernet frame
+        size = int(self.spec.median_size * math.exp(self.rng.gauss(0, 0.6)))
+        return max(0, min(1514, size) - HEADERS)
+
+    def connection(self, t: float, client, server, dport: int, payloads: list[bytes] | None = None) -> float:
+        """A full TCP connection; returns the time of its last packet."""
+        sport, F = self.port(), dpkt.tcp
+        n = max(4, int(self.rng.expovariate(1 / self.spec.packets_per_connection))) if payloads is None else 0
+        seq_c, seq_s = 1000, 5000
+        steps = [(client, server, sport, dport, F.TH_SYN, b""),
+                 (server, client, dport, sport, F.TH_SYN | F.TH_ACK, b""),
+                 (client, server, sport, dport, F.TH_ACK, b"")]
+        datas = payloads if payloads is not None else [b"x" * self.payload_len() for _ in range(max(0, n - 4))]
+        for i, d in enumerate(datas):
+            if i % 2 == 0:
+                steps.append((client, server, sport, dport, F.TH_ACK | F.TH_PUSH, d))
+            else:
+                steps.append((server, client, dport, sport, F.TH_ACK | F.TH_PUSH, d))
+        steps.append((client, server, sport, dport, F.TH_FIN | F.TH_ACK, b""))
+        for src, dst, sp, dp, flags, data in steps:
+            t += self.rng.uniform(1e-5, 1e-3)
+            if src == client:
+                self.packets.append(Packet(t, tcp_frame(src, dst, sp, dp, flags, data, seq_c, seq_s)))
+                seq_c += len(data)
+            else:
+                self.packets.append(Packet(t, tcp_frame(src, dst, sp, dp, flags, data, seq_s, seq_c)))
+                seq_s += len(data)
+        return t
+
+    def refused(self, t: float, client, server, dport: int) -> None:
+        sport, F = self.port(), dpkt.tcp
+        self.packets.append(Packet(t, tcp_frame(client, server, sport, dport, F.TH_SYN)))
+        self.packets.append(Packet(t + 1e-4, tcp_frame(server, client, dport, sport, F.TH_RST | F.TH_ACK)))
+
+    def trojan(self, t: float, host, order: list[str]) -> None:
+        """Trojan steps in the given order: ssh, html, zip, exe (FTP downloads), irc."""
+        ftp = self.server()
+        for step in order:
+            if step == "ssh":
+                t = self.connection(t, host, self.server(), 22, [b"SSH-2.0-OpenSSH_9.2\r\n"])
+            elif step == "irc":
+                t = self.connection(t, host, self.server(), 6667, [b"NICK bot\r\n", b":srv 001 bot :Welcome\r\n"])
+            else:  # an FTP control session that downloads one file of that type
+                t = self.connection(t, host, ftp, 21, [f"RETR file.{step}\r\n".encode(), b"150 Opening\r\n"])
+            t += self.rng.uniform(1e-3, 5e-3)
+
+
+def generate(spec: TraceSpec, path: Path) -> TraceInfo:
+    b = _Builder(spec)
+    duration = max(1.0, spec.connections * 0.01)
+    info = TraceInfo(path, 0, spec.connections)
+    normal = list(b.hosts)
+    for _ in range(spec.connections):
+        b.connection(b.rng.uniform(0, duration), b.rng.choice(normal), b.server(), b.rng.choice([80, 443, 8080]))
+    for _ in range(spec.udp_flows):
+        t, client, server, sport = b.rng.uniform(0, duration), b.rng.choice(normal), b.server(), b.port()
+        for _ in range(max(1, spec.packets_per_connection // 2)):
+            t += b.rng.uniform(1e-5, 1e-3)
+            b.packets.append(Packet(t, udp_frame(client, server, sport, 53, b"q" * max(0, b.payload_len() - 8))))
+    for _ in range(spec.failed_attempts):
+        b.refused(b.rng.uniform(0, duration), b.rng.choice(normal), b.server(), 80)
+    for k in range(spec.scanners):
+        scanner = INTERNAL[200 + k]
+        info.scanner_hosts.append(str(scanner))
+        t = b.rng.uniform(0, duration / 2)
+        for i in range(spec.scan_targets):
+            target = EXTERNAL[1 + i]
+            t += b.rng.uniform(1e-4, 1e-3)
+            if i % 5 == 4:  # now and then a port is open: a complete (short) connection
+                t = b.connection(t, scanner, target, 80, [b"HEAD / HTTP/1.0\r\n\r\n"])
+            else:
+                b.refused(t, scanner, target, b.rng.choice([22, 23, 25, 445, 3389]))
+    sequence = ["ssh", "html", "zip", "exe", "irc"]
+    for k in range(spec.trojans):
+        host = INTERNAL[300 + k]
+        info.trojan_hosts.append(str(host))
+        b.trojan(b.rng.uniform(0, duration / 2), host, sequence)
+    for k in range(spec.reordered_trojans):
+        host = INTERNAL[400 + k]
+        info.reordered_hosts.append(str(host))
+        b.trojan(b.rng.uniform(0, duration / 2), host, ["irc", "html", "ssh", "exe", "zip"])
+    b.packets.sort(key=lambda p: p.t)
+    with open(path, "wb") as f:
+        w = dpkt.pcap.Writer(f, linktype=dpkt.pcap.DLT_EN10MB)
+        for p in b.packets:
+            w.writepkt(p.frame, ts=p.t)
+    info.packets = len(b.packets)
+    info.normal_hosts = [str(h) for h in normal]
+    return info
+
+
+def read_frames(path: Path) -> list[bytes]:
+    with open(path, "rb") as f:
+        return [bytes(buf) for _, buf in dpkt.pcap.Reader(f)]
+
+
+def write_frames(path: Path, frames: list[bytes]) -> None:
+    with open(path, "wb") as f:
+        w = dpkt.pcap.Writer(f, linktype=dpkt.pcap.DLT_EN10MB)
+        for i, fr in enumerate(frames):
+            w.writepkt(fr, ts=i * 1e-4)
