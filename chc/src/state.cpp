@@ -22,15 +22,16 @@ std::string model_name(Model m) {
   return "?";
 }
 
-State::State(Model model, StoreClient* store, uint16_t instance) : model_(model), store_(store), instance_(instance) {
+State::State(Model model, StoreClient* store, uint16_t instance, int vertex_instances)
+    : model_(model), store_(store), instance_(instance), vertex_instances_(vertex_instances) {
   if (model_ != Model::Traditional && store_ == nullptr) throw std::invalid_argument("externalized state needs a store");
 }
 
 void State::declare(const ObjectDecl& d) {
   decls_[d.id] = d;
-  // The framework starts with one instance per vertex: cross-flow objects begin exclusive; the
-  // splitter's control message revokes that when it shares their scope with another instance.
-  exclusive_[d.id] = d.scope == Scope::CrossFlow && d.access == Access::ReadWriteOften;
+  // A vertex with one instance starts with its cross-flow objects exclusive (cached); the control
+  // socket's "cache OBJ off" revokes that when the split shares their scope with another instance.
+  exclusive_[d.id] = d.scope == Scope::CrossFlow && d.access == Access::ReadWriteOften && vertex_instances_ == 1;
 }
 
 const ObjectDecl& State::decl(uint16_t obj) const {
@@ -127,7 +128,7 @@ Reply State::map_op(uint16_t obj, const std::string& fn, const std::vector<std::
 
 void State::hash_init(uint16_t obj, const std::map<std::string, std::string>& fields) {
   hashes_local_[obj] = fields;
-  if (model_ == Model::Traditional) return;
+  if (model_ == Model::Traditional || !seeds()) return;
   std::string k = key(obj);
   store_->command_sync(k, {"DEL", k});
   if (fields.empty()) return;
@@ -179,7 +180,7 @@ bool State::cached(uint16_t obj) const {
 
 void State::list_init(uint16_t obj, const std::vector<std::string>& values) {
   lists_local_[obj].assign(values.begin(), values.end());
-  if (model_ == Model::Traditional) return;
+  if (model_ == Model::Traditional || !seeds()) return;
   std::string k = key(obj);
   store_->command_sync(k, {"DEL", k});
   std::vector<std::string> args{"R"};

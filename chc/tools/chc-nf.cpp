@@ -2,7 +2,7 @@
 // state behind the chosen model, and forwards the output through its splitter.
 //   chc-nf --nf nat --model EO+C+NA --listen IP:PORT --next IP:PORT[,..] [--scope 5tuple]
 //          [--store H:P[,..] [--cluster]] --vertex V --instance I [--config k=v,..]
-//          [--control PATH] [--samples FILE]
+//          [--control PATH] [--samples FILE] [--vertex-instances N]
 // Per-packet processing time (ns, measured around the NF's process() including its store waits) is
 // written to --samples, one line per packet; a JSON summary goes to stdout on exit (SIGTERM/SIGINT
 // or "stop" on the control socket).
@@ -43,7 +43,7 @@ std::vector<chc::Endpoint> parse_endpoints(const std::string& list) {
 
 int main(int argc, char** argv) try {
   chc::Args args(argc, argv, {"nf", "model", "listen", "next", "scope", "store", "cluster", "vertex", "instance",
-                              "config", "control", "samples", "retransmit-ms"});
+                              "config", "control", "samples", "retransmit-ms", "vertex-instances"});
   const chc::Model model = chc::parse_model(args.get("model", "T"));
   const uint16_t vertex = static_cast<uint16_t>(args.num("vertex", 1));
   const uint16_t instance = static_cast<uint16_t>(args.num("instance", 1));
@@ -63,7 +63,10 @@ int main(int argc, char** argv) try {
       opts.retransmit_timeout_ms = static_cast<int>(args.num("retransmit-ms", 50));
       store = std::make_unique<chc::StoreClient>(base, opts, vertex, instance);
     }
-    chc::State state(model, store.get(), instance);
+    const int vertex_instances = static_cast<int>(args.num("vertex-instances", 1));
+    if (vertex_instances > 1 && model == chc::Model::Traditional)
+      throw std::invalid_argument("traditional NFs keep all state local: one instance per vertex");
+    chc::State state(model, store.get(), instance, vertex_instances);
     nf->setup(state);
     std::unique_ptr<chc::ControlSocket> control;
     if (args.has("control")) control = std::make_unique<chc::ControlSocket>(base, args.need("control"));

@@ -108,3 +108,35 @@ def test_nat_translates_and_counts(deployment, nat_trace, bin_dir, model):
         assert r.get(f"chc:{{v1:i1:nat:map:i:6:{first_port}}}") is not None
         assert any(x != 0 for _, x, _ in res.clocks)  # updates folded into the XOR vectors
     assert len(res.samples_ns[0]) == sent
+
+
+@pytest.mark.parametrize("model", ["EO", "EO+C+NA"])
+def test_two_nats_share_ports_and_counters(deployment, nat_trace, bin_dir, model):
+    """Two NAT instances pop from one available-port list and add to one pair of counters in the
+    store: no port goes to two connections, and no update is lost (the store serializes them)."""
+    dep, store = deployment
+    for srv in store.servers:
+        srv.client().flushall()
+    pcap = nat_trace[0]
+    res = chain.run_nf(dep, bin_dir, pcap, "nat", model, instances=2, store_addresses=store.addresses,
+                       config={"external": EXTERNAL_IP, "internal": "198.18.32.0/22",
+                               "ports": f"{PORTS[0]}-{PORTS[1]}"}, tag="nat2")
+    sent = res.root["sent"]
+    assert all(inst["received"] > 0 for inst in res.instances)  # the root's split used both
+    port_of: dict[tuple, int] = {}
+    for orig, f in zip(traces.read_frames(pcap), traces.read_frames(res.out_pcap), strict=False):
+        o = dpkt.ethernet.Ethernet(orig).data
+        if ipaddress.ip_address(socket.inet_ntoa(o.src)) not in traces.INTERNAL:
+            continue
+        port_of.setdefault((o.src, o.data.sport, o.dst, o.data.dport, o.p), -1)
+    out_ports = {}
+    for f in traces.read_frames(res.out_pcap):
+        ip = dpkt.ethernet.Ethernet(f).data
+        if socket.inet_ntoa(ip.src) == EXTERNAL_IP:
+            out_ports.setdefault((ip.data.sport, ip.p), set()).add((ip.dst, ip.data.dport))
+    assert all(len(peers) == 1 for peers in out_ports.values())  # one connection per external port
+    assert len(out_ports) == len(port_of)
+    r = store.servers[0].client()
+    assert int(r.get("chc:{v1:nat:total_packets}")) == sent
+    assert r.llen("chc:{v1:nat:ports}") == PORTS[1] - PORTS[0] + 1 - len(port_of)
+    assert {origin for _, _, origin in res.clocks} == {1, 2}

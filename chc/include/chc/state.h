@@ -37,7 +37,9 @@ struct ObjectDecl {
 
 class State {
  public:
-  State(Model model, StoreClient* store, uint16_t instance);  // store may be null only for T
+  // store may be null only for T. vertex_instances > 1: the vertex's cross-flow objects are shared
+  // from the start (not cached), and only instance 1 seeds them in the store.
+  State(Model model, StoreClient* store, uint16_t instance, int vertex_instances = 1);
   Model model() const { return model_; }
   void declare(const ObjectDecl& d);
   void begin_packet(Header* h) { pkt_ = h; }
@@ -82,10 +84,12 @@ class State {
   // Sends an update: waits for its ACK unless the model says not to.
   void update(const std::string& fn, const std::string& key, const std::vector<std::string>& args);
   bool caching() const { return model_ == Model::EOC || model_ == Model::EOCNA; }
+  bool seeds() const { return instance_ == 1 || vertex_instances_ == 1; }
 
   Model model_;
   StoreClient* store_;
   uint16_t instance_;
+  int vertex_instances_;
   Header* pkt_ = nullptr;
   std::map<uint16_t, ObjectDecl> decls_;
   std::map<uint16_t, bool> exclusive_;

@@ -71,13 +71,19 @@ def run_nf(dep: LocalDeployment, bin_dir: Path, pcap: Path, nf: str, model: str,
         sock = run_dir / f"{nf}{i}.sock"
         argv = [str(bin_dir / "chc-nf"), "--nf", nf, "--model", model, "--listen", f"{c.ip}:{TUNNEL_PORT}",
                 "--next", f"{sink_c.ip}:{TUNNEL_PORT}", "--vertex", str(vertex), "--instance", str(i),
-                "--control", str(sock), "--samples", str(run_dir / f"{nf}{i}.samples")]
+                "--control", str(sock), "--samples", str(run_dir / f"{nf}{i}.samples"),
+                "--vertex-instances", str(instances)]
         if cfg:
             argv += ["--config", cfg]
         if store_addresses:
             argv += ["--store", ",".join(store_addresses)]
         nf_procs.append(dep.start(c, f"{run_dir.name}-{nf}{i}", argv))
         sockets.append(sock)
+        if i == 1:  # instance 1 seeds the shared objects; the others start once it is up
+            try:
+                control.wait_ready(sock)
+            except control.ControlError as e:
+                raise ChainError(f"{nf_procs[0].name} did not start: {nf_procs[0].stderr()[-800:]}") from e
     try:
         for s, p in zip(sockets, nf_procs, strict=True):
             try:

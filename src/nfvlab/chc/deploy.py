@@ -16,6 +16,7 @@ import contextlib
 import ipaddress
 import os
 import shlex
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from pyroute2 import IPRoute
 
 from nfvlab.chc import store as chc_store
 from nfvlab.testbeds import cgroups, network, processes
-from nfvlab.testbeds.model import Container
+from nfvlab.testbeds.model import CgroupPaths, Container
 from nfvlab.testbeds.processes import Proc
 
 SUBNET = ipaddress.ip_network("198.18.47.0/24")
@@ -43,10 +44,23 @@ def _tag() -> str:
 
 
 def container_argv(c: Container, argv: list[str]) -> list[str]:
-    """argv run inside c: join its cgroups first, then exec in its namespace (the testbed's rule)."""
-    targets = sorted({str(p / "cgroup.procs") for p in (c.cgroup.cpu, c.cgroup.cpuset, c.cgroup.cpuacct)})
-    joins = "; ".join(f"echo $$ > {shlex.quote(t)}" for t in targets)
-    return ["sh", "-c", f"{joins}; exec {shlex.join(network.netns_exec(c.netns, argv))}"]
+    """argv run inside c: join (and verify) its cgroups first, then exec in its namespace -- the
+    testbed's own rule, for servers whose lifetime a RedisServer manages instead of a Proc."""
+    join = cgroups.shell_join_and_verify(c.cgroup, processes.JOIN_FAILED_EXIT)
+    return ["sh", "-c", f"{join}; exec {shlex.join(network.netns_exec(c.netns, argv))}"]
+
+
+def _create_cgroup(run: str, role: str, cpu: int) -> CgroupPaths:
+    # The shared nfvlab/ parent can vanish under us when another user of the machine removes its own
+    # last cgroup at the same moment: try again (a few times) before giving up.
+    for attempt in range(3):
+        try:
+            return cgroups.create(run, role, cpu, None, CFS_PERIOD_US)
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
+            time.sleep(0.1)
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -92,7 +106,7 @@ class LocalDeployment:
         netns = f"{self.run}-{role}"
         host_if = f"nfvlab-chc{self.tag}{index:x}"[:15]
         address = str(SUBNET.network_address + FIRST_HOST + index)
-        cg = cgroups.create(self.run, role, cpu, None, CFS_PERIOD_US)
+        cg = _create_cgroup(self.run, role, cpu)
         network.create_netns(netns)
         network.plug(netns, host_if, "eth0", self.bridge, address, SUBNET.prefixlen)
         c = Container(name=netns, index=index, role=role, netns=netns, host_ifname=host_if, ns_ifname="eth0",
