@@ -6,7 +6,7 @@
 namespace chc {
 
 std::unique_ptr<NetworkFunction> make_nat(const Config& config);
-std::unique_ptr<NetworkFunction> make_null(const Config& config);
+std::unique_ptr<NetworkFunction> make_forward(const Config& config);
 std::unique_ptr<NetworkFunction> make_portscan(const Config& config);
 std::unique_ptr<NetworkFunction> make_trojan(const Config& config);
 std::unique_ptr<NetworkFunction> make_lb(const Config& config);
@@ -23,11 +23,11 @@ Config parse_config(const std::string& text) {
 
 std::unique_ptr<NetworkFunction> make_nf(const std::string& type, const Config& config) {
   if (type == "nat") return make_nat(config);
-  if (type == "null") return make_null(config);
+  if (type == "forward") return make_forward(config);
   if (type == "portscan") return make_portscan(config);
   if (type == "trojan") return make_trojan(config);
   if (type == "lb") return make_lb(config);
-  throw std::invalid_argument("unknown NF type " + type + " (nat, portscan, trojan, lb, null)");
+  throw std::invalid_argument("unknown NF type " + type + " (nat, portscan, trojan, lb, forward)");
 }
 
 }  // namespace chc

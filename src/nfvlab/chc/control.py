@@ -34,7 +34,7 @@ def ask(path: Path, line: str, timeout_s: float = 10.0) -> str:
     return reply[3:]
 
 
-def wait_ready(path: Path, timeout_s: float = 10.0) -> None:
+def wait_ready(path: Path, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:

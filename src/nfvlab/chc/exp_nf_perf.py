@@ -4,7 +4,7 @@ fed a generated trace by the root, with the sink measuring what comes out (Fig 3
 Each repetition runs the point's model and, right after it on the same deployment and trace, the
 traditional NF (T), so the ratios compare like with like on a busy machine. Per-packet time is
 measured inside the NF around its processing (including its waits for the store), in µs.
-Throughput is the sink's rate with the root replaying as fast as the tunnel takes it.
+The forward (null) NF measures the tunnel path itself. Throughput is the sink's rate with the root replaying as fast as the tunnel takes it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from nfvlab.chc import build, chain, traces
 from nfvlab.chc.deploy import LocalDeployment
 from nfvlab.experiments.registry import ExperimentKind
 
-NF = Literal["nat", "portscan", "trojan", "lb", "null"]
+# "forward" is the null NF (it only forwards): the tunnel path's own limit. (Not "null": YAML and
+# pandas read that as a missing value.)
+NF = Literal["nat", "portscan", "trojan", "lb", "forward"]
 ModelName = Literal["T", "EO", "EO+C", "EO+C+NA"]
 
 

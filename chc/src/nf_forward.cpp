@@ -1,9 +1,9 @@
-// The null NF: forwards every packet untouched. It measures what the tunnel path itself carries.
+// The forward NF (a null NF): forwards every packet untouched; it measures what the tunnel path carries.
 #include "chc/nf.h"
 
 namespace chc {
 namespace {
-class NullNF : public NetworkFunction {
+class ForwardNF : public NetworkFunction {
  public:
   std::vector<std::string> scopes() const override { return {"5tuple"}; }
   void setup(State&) override {}
@@ -12,5 +12,5 @@ class NullNF : public NetworkFunction {
 };
 }  // namespace
 
-std::unique_ptr<NetworkFunction> make_null(const Config&) { return std::make_unique<NullNF>(); }
+std::unique_ptr<NetworkFunction> make_forward(const Config&) { return std::make_unique<ForwardNF>(); }
 }  // namespace chc
