@@ -2,7 +2,7 @@
 store server) in its own container -- a cgroup pinned to a core plus a network namespace on a
 bridge -- built with the same `nfvlab.testbeds` helpers Iron's testbed uses.
 
-    [nfvlab-chc<t>b bridge, 198.18.47.1/24 in the root namespace for the harness]
+    [nfvlab-chc<t>-br bridge, 198.18.47.1/24 in the root namespace for the harness]
         |-- root ns  198.18.47.10     |-- nf instances 198.18.47.11..    |-- sink   |-- store
 
 Names: namespaces "nfvlab-chc<t>-<role>", links "nfvlab-chc<t>..." (<t> a 2-character tag per
@@ -77,7 +77,7 @@ class LocalDeployment:
 
     @property
     def bridge(self) -> str:
-        return f"nfvlab-chc{self.tag}b"
+        return f"nfvlab-chc{self.tag}-br"  # 15 characters; never a veth name (13)
 
     @property
     def run(self) -> str:
@@ -100,15 +100,21 @@ class LocalDeployment:
         if role in self.containers:
             raise DeployError(f"container {role} exists already")
         index = len(self.containers)
-        if FIRST_HOST + index >= 255:
-            raise DeployError("too many containers for one /24")
+        if index >= len(_ALPHABET):
+            # link names are nfvlab-chc<tag><index>: 13 characters, unique in the 13 that the testbed's
+            # plug() keeps for its temporary name, so at most 36 containers per deployment
+            raise DeployError(f"at most {len(_ALPHABET)} containers per deployment")
         cpu = self.cpus[index % len(self.cpus)] if cpu is None else cpu
         netns = f"{self.run}-{role}"
-        host_if = f"nfvlab-chc{self.tag}{index:x}"[:15]
+        host_if = f"nfvlab-chc{self.tag}{_ALPHABET[index]}"
         address = str(SUBNET.network_address + FIRST_HOST + index)
         cg = _create_cgroup(self.run, role, cpu)
         network.create_netns(netns)
-        network.plug(netns, host_if, "eth0", self.bridge, address, SUBNET.prefixlen)
+        try:
+            network.plug(netns, host_if, "eth0", self.bridge, address, SUBNET.prefixlen)
+        except BaseException:
+            network.delete_netns(netns)  # not yet in self.containers: close() would miss it
+            raise
         c = Container(name=netns, index=index, role=role, netns=netns, host_ifname=host_if, ns_ifname="eth0",
                       ip=address, cpu=cpu, period_us=CFS_PERIOD_US, quota_us=-1, cgroup=cg)
         self.containers[role] = c

@@ -4,7 +4,8 @@ fed a generated trace by the root, with the sink measuring what comes out (Fig 3
 Each repetition runs the point's model and, right after it on the same deployment and trace, the
 traditional NF (T), so the ratios compare like with like on a busy machine. Per-packet time is
 measured inside the NF around its processing (including its waits for the store), in µs.
-The forward (null) NF measures the tunnel path itself. Throughput is the sink's rate with the root replaying as fast as the tunnel takes it.
+The forward (null) NF measures the tunnel path itself. Throughput is the sink's rate with the root
+replaying as fast as the tunnel takes it.
 """
 
 from __future__ import annotations
