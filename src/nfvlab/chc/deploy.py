@@ -2,12 +2,13 @@
 store server) in its own container -- a cgroup pinned to a core plus a network namespace on a
 bridge -- built with the same `nfvlab.testbeds` helpers Iron's testbed uses.
 
-    [nfvlab-chc<t>-br bridge, 198.18.47.1/24 in the root namespace for the harness]
-        |-- root ns  198.18.47.10     |-- nf instances 198.18.47.11..    |-- sink   |-- store
+    [nfvlab-chc<t>-br bridge, 198.18.4x.1/24 in the root namespace for the harness]
+        |-- store 198.18.4x.10   |-- root   |-- nf instances   |-- sink     (in creation order)
 
 Names: namespaces "nfvlab-chc<t>-<role>", links "nfvlab-chc<t>..." (<t> a 2-character tag per
 deployment, so two deployments of this helper never collide), cgroups nfvlab/nfvlab-chc-<t>/<role>.
-Addresses stay inside 198.18.32.0/20. Everything is journaled (nfvlab clean) and removed on close.
+Addresses stay inside 198.18.40.0/21 (a free /24 per deployment). Everything is journaled
+(nfvlab clean) and removed on close.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import ipaddress
 import os
 import shlex
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,10 @@ from nfvlab.testbeds import cgroups, network, processes
 from nfvlab.testbeds.model import CgroupPaths, Container
 from nfvlab.testbeds.processes import Proc
 
-SUBNET = ipaddress.ip_network("198.18.47.0/24")
+# Deployments take one /24 of 198.18.40.0/21 (inside the helper's 198.18.32.0/20) that no address
+# of the root namespace covers yet, so two deployments at once (tests and an experiment) never share
+# a subnet: the harness reaches each deployment's stores through its own bridge address.
+SUBNETS = [ipaddress.ip_network(f"198.18.{40 + k}.0/24") for k in range(8)]
 HARNESS_HOST = 1  # the bridge's own address: how the harness reaches the store
 FIRST_HOST = 10
 CFS_PERIOD_US = 100_000
@@ -48,6 +53,17 @@ def container_argv(c: Container, argv: list[str]) -> list[str]:
     testbed's own rule, for servers whose lifetime a RedisServer manages instead of a Proc."""
     join = cgroups.shell_join_and_verify(c.cgroup, processes.JOIN_FAILED_EXIT)
     return ["sh", "-c", f"{join}; exec {shlex.join(network.netns_exec(c.netns, argv))}"]
+
+
+def _free_subnet(start: int) -> ipaddress.IPv4Network:
+    """The first of SUBNETS (from `start` on, cyclically) that no root-namespace address lies in."""
+    with IPRoute() as ip:
+        used = [ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) for a in ip.get_addr(family=socket.AF_INET)]
+    for k in range(len(SUBNETS)):
+        net = SUBNETS[(start + k) % len(SUBNETS)]
+        if not any(u in net for u in used):
+            return net
+    raise DeployError(f"every deployment subnet {SUBNETS[0]} .. {SUBNETS[-1]} is in use")
 
 
 def _create_cgroup(run: str, role: str, cpu: int) -> CgroupPaths:
@@ -73,6 +89,7 @@ class LocalDeployment:
     containers: dict[str, Container] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
     stores: list[chc_store.Store] = field(default_factory=list)
+    subnet: ipaddress.IPv4Network = SUBNETS[-1]
     _bridge_up: bool = False
 
     @property
@@ -85,11 +102,13 @@ class LocalDeployment:
 
     def __enter__(self) -> LocalDeployment:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.subnet = _free_subnet(int(self.tag, 36))
         network.create_bridge(self.bridge)
         self._bridge_up = True
         with IPRoute() as ip:
             idx = ip.link_lookup(ifname=self.bridge)[0]
-            ip.addr("add", index=idx, address=str(SUBNET.network_address + HARNESS_HOST), prefixlen=SUBNET.prefixlen)
+            ip.addr("add", index=idx, address=str(self.subnet.network_address + HARNESS_HOST),
+                    prefixlen=self.subnet.prefixlen)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -107,11 +126,11 @@ class LocalDeployment:
         cpu = self.cpus[index % len(self.cpus)] if cpu is None else cpu
         netns = f"{self.run}-{role}"
         host_if = f"nfvlab-chc{self.tag}{_ALPHABET[index]}"
-        address = str(SUBNET.network_address + FIRST_HOST + index)
+        address = str(self.subnet.network_address + FIRST_HOST + index)
         cg = _create_cgroup(self.run, role, cpu)
         network.create_netns(netns)
         try:
-            network.plug(netns, host_if, "eth0", self.bridge, address, SUBNET.prefixlen)
+            network.plug(netns, host_if, "eth0", self.bridge, address, self.subnet.prefixlen)
         except BaseException:
             network.delete_netns(netns)  # not yet in self.containers: close() would miss it
             raise
