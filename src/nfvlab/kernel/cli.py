@@ -1,0 +1,82 @@
+"""``nfvlab kernel build|boot RECIPE`` (also ``python -m nfvlab.kernel.cli``).
+
+``build``: unpack, patch, configure and ``make bindeb-pkg`` a recipe from kernels/, cached by hash.
+``boot``: boot the cached bzImage under qemu with a busybox initramfs and check ``uname -r``.
+Exit status: 0 ok, 1 build/boot failed, 2 invalid recipe or nothing to boot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+
+from .recipe import RecipeError, load_recipe
+
+err = Console(stderr=True)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .build import BuildError, build
+
+    try:
+        recipe = load_recipe(args.recipe)
+    except RecipeError as e:
+        err.print(f"[red]{e}[/]", highlight=False)
+        return 2
+    try:
+        result = build(recipe, log=lambda m: print(m, flush=True))
+    except BuildError as e:
+        err.print(f"[red]build failed:[/] {e}", highlight=False)
+        return 1
+    print(f"kernel {result.release}: {result.bzimage}")
+    for deb in result.debs:
+        print(f"  {deb}")
+    return 0
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    from .boot import BootError, boot_check
+    from .build import cached_result
+
+    try:
+        recipe = load_recipe(args.recipe)
+    except RecipeError as e:
+        err.print(f"[red]{e}[/]", highlight=False)
+        return 2
+    built = cached_result(recipe)
+    if built is None:
+        err.print(f"[red]no cached build of {recipe.name} ({recipe.hash}):[/] run `nfvlab kernel build {args.recipe}`")
+        return 2
+    try:
+        check = boot_check(built, kvm=not args.no_kvm, timeout_s=args.timeout)
+    except BootError as e:
+        err.print(f"[red]boot check failed to start:[/] {e}", highlight=False)
+        return 1
+    print(check.summary())
+    return 0 if check.passed else 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    k = subparsers.add_parser("kernel", help="build kernel recipes (kernels/) and boot-check them in qemu")
+    ksub = k.add_subparsers(dest="kernel_command", required=True)
+    s = ksub.add_parser("build", help="build a recipe's .debs and bzImage (cached by recipe hash)")
+    s.add_argument("recipe", help="recipe name (kernels/<name>) or path to recipe.yaml")
+    s.set_defaults(func=cmd_build)
+    s = ksub.add_parser("boot", help="boot the cached image in qemu and check uname -r on the serial console")
+    s.add_argument("recipe")
+    s.add_argument("--no-kvm", action="store_true", help="force TCG even when /dev/kvm opens")
+    s.add_argument("--timeout", type=float, default=None, help="seconds (default 60 with KVM, 300 with TCG)")
+    s.set_defaults(func=cmd_boot)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="nfvlab-kernel")
+    register(p.add_subparsers(dest="command", required=True))
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
