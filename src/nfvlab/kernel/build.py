@@ -171,7 +171,10 @@ def _make(tree: Path, logfile: Path, targets: list[str], log, started: float) ->
     try:
         with logfile.open("a") as f:
             f.write(f"$ {' '.join(args)}\n")
-            proc = subprocess.Popen(args, cwd=tree, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            # gzip, not dpkg-deb's xz: the debug-info package is ~0.5 GB and xz would take minutes of CPU
+            env = {**os.environ, "KDEB_COMPRESS": os.environ.get("KDEB_COMPRESS", "gzip")}
+            proc = subprocess.Popen(args, cwd=tree, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    env=env)
             assert proc.stdout is not None
             for line in proc.stdout:
                 f.write(line)
