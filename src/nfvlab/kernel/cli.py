@@ -2,6 +2,7 @@
 
 ``build``: unpack, patch, configure and ``make bindeb-pkg`` a recipe from kernels/, cached by hash.
 ``boot``: boot the cached bzImage under qemu with a busybox initramfs and check ``uname -r``.
+``vm-run``: run a spec inside a VM (Debian image, the recipe's kernel); results/<spec>@vm-<recipe>/.
 Exit status: 0 ok, 1 build/boot failed, 2 invalid recipe or nothing to boot.
 """
 
@@ -58,6 +59,25 @@ def cmd_boot(args: argparse.Namespace) -> int:
     return 0 if check.passed else 1
 
 
+def cmd_vm_run(args: argparse.Namespace) -> int:
+    from .build import cached_result
+    from .vm.run import run_spec
+
+    try:
+        recipe = load_recipe(args.recipe)
+    except RecipeError as e:
+        err.print(f"[red]{e}[/]", highlight=False)
+        return 2
+    built = cached_result(recipe)
+    if built is None:
+        err.print(f"[red]no cached build of {recipe.name}:[/] run `nfvlab kernel build {args.recipe}`")
+        return 2
+    run = run_spec(built, args.spec, scale=args.scale, repetitions=args.repetitions, kvm=not args.no_kvm,
+                   log=lambda m: print(m, flush=True))
+    print(run.summary())
+    return 0 if run.exit_status == 0 else 1
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     k = subparsers.add_parser("kernel", help="build kernel recipes (kernels/) and boot-check them in qemu")
     ksub = k.add_subparsers(dest="kernel_command", required=True)
@@ -69,6 +89,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--no-kvm", action="store_true", help="force TCG even when /dev/kvm opens")
     s.add_argument("--timeout", type=float, default=None, help="seconds (default 60 with KVM, 300 with TCG)")
     s.set_defaults(func=cmd_boot)
+    s = ksub.add_parser("vm-run", help="run a spec inside a VM on the recipe's kernel (Debian image, ssh on 127.0.0.1)")
+    s.add_argument("recipe")
+    s.add_argument("spec", help="experiments/NAME.yaml or NAME")
+    s.add_argument("--scale", choices=["quick", "paper"], default="quick")
+    s.add_argument("--repetitions", type=int, default=None)
+    s.add_argument("--no-kvm", action="store_true")
+    s.set_defaults(func=cmd_vm_run)
 
 
 def main(argv: list[str] | None = None) -> int:
