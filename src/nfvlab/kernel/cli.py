@@ -78,6 +78,26 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
     return 0 if run.exit_status == 0 else 1
 
 
+def cmd_vm_exec(args: argparse.Namespace) -> int:
+    from .build import cached_result
+    from .vm.run import run_command
+
+    try:
+        recipe = load_recipe(args.recipe)
+    except RecipeError as e:
+        err.print(f"[red]{e}[/]", highlight=False)
+        return 2
+    built = cached_result(recipe)
+    if built is None:
+        err.print(f"[red]no cached build of {recipe.name}:[/] run `nfvlab kernel build {args.recipe}`")
+        return 2
+    rc, out, errout, _ = run_command(built, " ".join(args.command), kvm=not args.no_kvm,
+                                     log=lambda m: print(m, flush=True))
+    sys.stdout.write(out)
+    sys.stderr.write(errout)
+    return rc
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     k = subparsers.add_parser("kernel", help="build kernel recipes (kernels/) and boot-check them in qemu")
     ksub = k.add_subparsers(dest="kernel_command", required=True)
@@ -96,6 +116,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--repetitions", type=int, default=None)
     s.add_argument("--no-kvm", action="store_true")
     s.set_defaults(func=cmd_vm_run)
+    s = ksub.add_parser("vm-exec", help="run one command (in the checkout, as root) inside a VM on the recipe's kernel")
+    s.add_argument("recipe")
+    s.add_argument("--no-kvm", action="store_true")
+    s.add_argument("command", nargs=argparse.REMAINDER, help="e.g. -- .venv/bin/python -m nfvlab.kernel.vm.iron_smoke")
+    s.set_defaults(func=cmd_vm_exec)
 
 
 def main(argv: list[str] | None = None) -> int:

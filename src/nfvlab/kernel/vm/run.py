@@ -78,3 +78,17 @@ def run_spec(built: BuildResult, spec: str, *, scale: str = "quick", repetitions
                      exit_status=res.returncode, results=dest, guest=guest)
     finally:
         vm.stop()
+
+
+def run_command(built: BuildResult, command: str, *, kvm: bool = True, timeout: float = 1800,
+                log=print) -> tuple[int, str, str, VM]:
+    """Boot a VM on the kernel, run one shell command in the checkout as root, power off."""
+    vm = VM(built, working_image(log), kvm=kvm)
+    boot_s = vm.start()
+    log(f"vm: {built.release} up under {vm.accel} in {boot_s:.0f} s, vCPUs pinned {vm.pinned}")
+    try:
+        assert vm.ssh is not None
+        res = vm.ssh.run(f"cd {shlex.quote(str(REPO))} && {command}", timeout=timeout, check=False)
+        return res.returncode, res.stdout, res.stderr, vm
+    finally:
+        vm.stop()
