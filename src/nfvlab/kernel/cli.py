@@ -91,7 +91,8 @@ def cmd_vm_exec(args: argparse.Namespace) -> int:
     if built is None:
         err.print(f"[red]no cached build of {recipe.name}:[/] run `nfvlab kernel build {args.recipe}`")
         return 2
-    rc, out, errout, _ = run_command(built, " ".join(args.command), kvm=not args.no_kvm,
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    rc, out, errout, _ = run_command(built, " ".join(command), kvm=not args.no_kvm,
                                      log=lambda m: print(m, flush=True))
     sys.stdout.write(out)
     sys.stderr.write(errout)
