@@ -77,16 +77,24 @@ def build(recipe: Recipe, log=print) -> BuildResult:
     if recipe.seed:
         seed_result = build(load_recipe(recipe.seed), log)
     out = build_dir(recipe)
-    if out.exists():
-        log(f"{recipe.name}: removing an unfinished build in {out}")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    started = time.monotonic()
+    ready = out / "tree.ok"  # unpacked (or seeded) and patched: an interrupted build resumes from here
+    elapsed_file = out / "elapsed.s"  # build seconds of earlier, interrupted sessions (kept by the ticker)
+    earlier = float(elapsed_file.read_text()) if ready.is_file() and elapsed_file.is_file() else 0.0
+    started = time.monotonic() - earlier
     logfile = out / "build.log"
     try:
-        tree = _prepare_tree(recipe, out, seed_result, log)
+        if ready.is_file():
+            tree = out / "linux"
+            log(f"{recipe.name}: resuming the unfinished build in {out} (make continues where it stopped)")
+        else:
+            if out.exists():
+                log(f"{recipe.name}: removing a half-prepared tree in {out}")
+                shutil.rmtree(out)
+            out.mkdir(parents=True)
+            tree = _prepare_tree(recipe, out, seed_result, log)
+            ready.write_text(now_iso() + "\n")
         _configure(recipe, tree, logfile, log)
-        _make(tree, logfile, ["bindeb-pkg"], log, started)
+        _make(tree, logfile, ["bindeb-pkg"], log, started, elapsed_file)
     except (SourceError, subprocess.CalledProcessError) as e:
         raise BuildError(f"{recipe.name}: {e} (log: {logfile})") from e
     release = (tree / "include" / "config" / "kernel.release").read_text().strip()
@@ -156,7 +164,7 @@ def config_mismatches(config: Path, fragments: list[str]) -> list[str]:
 OBJ_LINE = re.compile(r"^\s+(CC|LD|AR|AS|BTF|CC \[M\]|LD \[M\]|GEN|BTFIDS)\s+(\S+)")
 
 
-def _make(tree: Path, logfile: Path, targets: list[str], log, started: float) -> None:
+def _make(tree: Path, logfile: Path, targets: list[str], log, started: float, elapsed_file: Path) -> None:
     """nice'd make -jN; a progress line every PROGRESS_EVERY_S seconds (objects done, last step)."""
     args = ["nice", "-n", "10", "make", f"-j{jobs()}", *targets]
     state = {"objects": 0, "last": "starting"}
@@ -164,6 +172,7 @@ def _make(tree: Path, logfile: Path, targets: list[str], log, started: float) ->
 
     def progress() -> None:
         while not done.wait(PROGRESS_EVERY_S):
+            elapsed_file.write_text(f"{time.monotonic() - started:.1f}\n")
             log(f"  [{_mmss(time.monotonic() - started)}] {state['objects']} steps, last: {state['last']}")
 
     ticker = threading.Thread(target=progress, daemon=True)
