@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +43,8 @@ def working_image(log=print) -> Path:
     """A copy of the cached base image with this checkout synced in (rebuilt every run: the code changes)."""
     base = base_image(log)
     work = VM_ROOT / "work.ext4"
-    shutil.copyfile(base, work)
+    # sparse copy: the image is 6 GB with ~1 GB used
+    subprocess.run(["cp", "--sparse=always", "--reflink=auto", str(base), str(work)], check=True)
     sync_checkout(work, log)
     return work
 
