@@ -73,11 +73,19 @@ def build(recipe: Recipe, log=print) -> BuildResult:
         log(f"{recipe.name}: cached build {hit.recipe_hash} ({hit.release}, built in {hit.seconds:.0f} s "
             f"on {hit.finished}): {hit.bzimage}")
         return hit
-    seed_result = None
-    if recipe.seed:
-        seed_result = build(load_recipe(recipe.seed), log)
     out = build_dir(recipe)
     ready = out / "tree.ok"  # unpacked (or seeded) and patched: an interrupted build resumes from here
+    seed_result, seed_tree, seeded_from = None, None, None
+    if recipe.seed and not ready.is_file():
+        seed = load_recipe(recipe.seed)
+        seed_result = cached_result(seed)
+        if seed_result is None and (build_dir(seed) / "tree.ok").is_file():
+            # An unfinished seed's objects are as good as a finished one's (kbuild is incremental):
+            # start from them rather than finishing the seed first.
+            seed_tree, seeded_from = build_dir(seed) / "linux", f"{seed.hash} (unfinished)"
+        else:
+            seed_result = seed_result or build(seed, log)
+            seed_tree, seeded_from = Path(seed_result.bzimage).parents[3], seed_result.recipe_hash
     elapsed_file = out / "elapsed.s"  # build seconds of earlier, interrupted sessions (kept by the ticker)
     earlier = float(elapsed_file.read_text()) if ready.is_file() and elapsed_file.is_file() else 0.0
     started = time.monotonic() - earlier
@@ -91,8 +99,8 @@ def build(recipe: Recipe, log=print) -> BuildResult:
                 log(f"{recipe.name}: removing a half-prepared tree in {out}")
                 shutil.rmtree(out)
             out.mkdir(parents=True)
-            tree = _prepare_tree(recipe, out, seed_result, log)
-            ready.write_text(now_iso() + "\n")
+            tree = _prepare_tree(recipe, out, seed_tree, log)
+            ready.write_text(f"{now_iso()} seeded_from={seeded_from}\n")
         _configure(recipe, tree, logfile, log)
         _make(tree, logfile, ["bindeb-pkg"], log, started, elapsed_file)
     except (SourceError, subprocess.CalledProcessError) as e:
@@ -104,7 +112,7 @@ def build(recipe: Recipe, log=print) -> BuildResult:
     result = BuildResult(
         recipe=recipe.name, recipe_hash=recipe.hash, release=release, bzimage=str(bzimage),
         debs=sorted(str(p) for p in out.glob("*.deb")), seconds=round(time.monotonic() - started, 1),
-        finished=now_iso(), jobs=jobs(), seeded_from=seed_result.recipe_hash if seed_result else None,
+        finished=now_iso(), jobs=jobs(), seeded_from=_seeded_from(ready),
     )
     data = asdict(result)
     data.pop("cached")
@@ -114,13 +122,19 @@ def build(recipe: Recipe, log=print) -> BuildResult:
     return result
 
 
-def _prepare_tree(recipe: Recipe, out: Path, seed: BuildResult | None, log) -> Path:
+def _seeded_from(ready: Path) -> str | None:
+    text = ready.read_text() if ready.is_file() else ""
+    m = re.search(r"seeded_from=(.+)$", text, re.M)
+    return None if not m or m.group(1) == "None" else m.group(1)
+
+
+def _prepare_tree(recipe: Recipe, out: Path, seed_tree: Path | None, log) -> Path:
     tree = out / "linux"
-    if seed is not None:
+    if seed_tree is not None:
         # Objects included and mtimes kept: make then recompiles only what the patches and the
         # config change, exactly as kbuild would after editing those files.
-        log(f"{recipe.name}: copying the build tree of {recipe.seed} ({seed.recipe_hash})")
-        subprocess.run(["cp", "-a", "--reflink=auto", str(Path(seed.bzimage).parents[3]), str(tree)], check=True)
+        log(f"{recipe.name}: copying the build tree of {recipe.seed} ({seed_tree.parent.name})")
+        subprocess.run(["cp", "-a", "--reflink=auto", str(seed_tree), str(tree)], check=True)
     else:
         tar = base_tarball(recipe.base, BUILD_ROOT / "downloads")
         log(f"{recipe.name}: unpacking {tar}")
