@@ -7,9 +7,11 @@ powers off on its own before the timeout.
 from __future__ import annotations
 
 import re
+import struct
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .build import BUILD_ROOT, BuildResult
 from .initramfs import MARK, InitramfsError, build_initramfs
@@ -50,7 +52,23 @@ class BootCheck:
         return "\n".join(out)
 
 
+def image_release(bzimage: str | Path) -> str | None:
+    """The release a bzImage carries (x86 boot protocol: setup header 'HdrS', kernel_version at 0x20E)."""
+    data = Path(bzimage).read_bytes()[:0x10000]
+    if data[0x202:0x206] != b"HdrS":
+        return None
+    off = struct.unpack_from("<H", data, 0x20E)[0] + 0x200
+    text = data[off:off + 256].split(b"\0", 1)[0].decode(errors="replace")
+    return text.split(" ", 1)[0] or None
+
+
 def boot_check(built: BuildResult, *, kvm: bool = True, timeout_s: float | None = None) -> BootCheck:
+    """Boot a recipe build; the expected release is the one its build recorded."""
+    return boot_image(built.bzimage, built.release, built.recipe, kvm=kvm, timeout_s=timeout_s)
+
+
+def boot_image(bzimage: str, expected: str, name: str, *, kvm: bool = True,
+               timeout_s: float | None = None) -> BootCheck:
     try:
         initrd = build_initramfs(BUILD_ROOT)
         qemu = qemu_binary()
@@ -58,7 +76,7 @@ def boot_check(built: BuildResult, *, kvm: bool = True, timeout_s: float | None 
         raise BootError(str(e)) from e
     accel, accel_flags = accel_args(kvm)
     timeout = timeout_s or DEFAULT_TIMEOUT_S[accel]
-    args = [qemu, *accel_flags, *direct_boot_args(built.bzimage, "console=ttyS0 panic=-1 loglevel=4",
+    args = [qemu, *accel_flags, *direct_boot_args(bzimage, "console=ttyS0 panic=-1 loglevel=4",
                                                    initrd=str(initrd))]
     started = time.monotonic()
     timed_out = False
@@ -68,7 +86,7 @@ def boot_check(built: BuildResult, *, kvm: bool = True, timeout_s: float | None 
     except subprocess.TimeoutExpired as e:  # subprocess.run kills qemu (its own child) on timeout
         timed_out = True
         console = (e.stdout or b"").decode(errors="replace")
-    check = BootCheck(recipe=built.recipe, expected=built.release, accel=accel,
+    check = BootCheck(recipe=name, expected=expected, accel=accel,
                       seconds=round(time.monotonic() - started, 1), timed_out=timed_out,
                       console_tail=console[-4000:])
     for m in re.finditer(rf"^{MARK} (\S+) ?(.*?)\r?$", console, re.M):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from rich.console import Console
 
@@ -38,9 +39,25 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
-    from .boot import BootError, boot_check
+    from .boot import BootError, boot_check, boot_image, image_release
     from .build import cached_result
 
+    if args.image:  # any bzImage, e.g. a distribution kernel: the release is read from its header
+        release = image_release(args.image)
+        if release is None:
+            err.print(f"[red]{args.image}: not an x86 bzImage[/]")
+            return 2
+        try:
+            check = boot_image(args.image, release, args.recipe or Path(args.image).name, kvm=not args.no_kvm,
+                               timeout_s=args.timeout)
+        except BootError as e:
+            err.print(f"[red]boot check failed to start:[/] {e}", highlight=False)
+            return 1
+        print(check.summary())
+        return 0 if check.passed else 1
+    if not args.recipe:
+        err.print("[red]name a recipe, or --image PATH[/]")
+        return 2
     try:
         recipe = load_recipe(args.recipe)
     except RecipeError as e:
@@ -106,7 +123,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("recipe", help="recipe name (kernels/<name>) or path to recipe.yaml")
     s.set_defaults(func=cmd_build)
     s = ksub.add_parser("boot", help="boot the cached image in qemu and check uname -r on the serial console")
-    s.add_argument("recipe")
+    s.add_argument("recipe", nargs="?")
+    s.add_argument("--image", help="boot this bzImage instead of a recipe build (release read from its header)")
     s.add_argument("--no-kvm", action="store_true", help="force TCG even when /dev/kvm opens")
     s.add_argument("--timeout", type=float, default=None, help="seconds (default 60 with KVM, 300 with TCG)")
     s.set_defaults(func=cmd_boot)
