@@ -11,7 +11,7 @@ import pytest
 from nfvlab.kernel.boot import boot_check
 from nfvlab.kernel.build import BUILD_ROOT, cached_result
 from nfvlab.kernel.initramfs import BUSYBOX, build_initramfs
-from nfvlab.kernel.qemu import kvm_usable
+from nfvlab.kernel.qemu import kvm_unusable_reason
 from nfvlab.kernel.recipe import RecipeError, load_recipe
 
 
@@ -40,8 +40,8 @@ def test_boot_check_passes(name: str, accel: str) -> None:
         pytest.skip(f"no cached build of kernels/{name} (run `make kernel-{name}`; tests never build kernels)")
     if shutil.which("qemu-system-x86_64") is None:
         pytest.skip("qemu-system-x86_64 missing (deps/apt.txt: qemu-system-x86)")
-    if accel == "kvm" and not kvm_usable():
-        pytest.skip("/dev/kvm cannot be opened here")
+    if accel == "kvm" and (reason := kvm_unusable_reason()):
+        pytest.skip(reason)
     check = boot_check(built, kvm=accel == "kvm")
     assert check.accel == accel
     assert check.passed, check.summary()
