@@ -98,7 +98,15 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
 def cmd_vm_exec(args: argparse.Namespace) -> int:
     from .build import cached_result
     from .vm.run import run_command
+    from .vm.stock import stock_kernel
 
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if args.recipe == "debian-stock":  # Debian's linux-image-cloud-amd64, no build needed
+        rc, out, errout, _ = run_command(stock_kernel(), " ".join(command), kvm=not args.no_kvm,
+                                         log=lambda m: print(m, flush=True))
+        sys.stdout.write(out)
+        sys.stderr.write(errout)
+        return rc
     try:
         recipe = load_recipe(args.recipe)
     except RecipeError as e:
@@ -108,7 +116,6 @@ def cmd_vm_exec(args: argparse.Namespace) -> int:
     if built is None:
         err.print(f"[red]no cached build of {recipe.name}:[/] run `nfvlab kernel build {args.recipe}`")
         return 2
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
     rc, out, errout, _ = run_command(built, " ".join(command), kvm=not args.no_kvm,
                                      log=lambda m: print(m, flush=True))
     sys.stdout.write(out)
@@ -136,7 +143,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--no-kvm", action="store_true")
     s.set_defaults(func=cmd_vm_run)
     s = ksub.add_parser("vm-exec", help="run one command (in the checkout, as root) inside a VM on the recipe's kernel")
-    s.add_argument("recipe")
+    s.add_argument("recipe", help="a recipe, or debian-stock (Debian's linux-image-cloud-amd64)")
     s.add_argument("--no-kvm", action="store_true")
     s.add_argument("command", nargs=argparse.REMAINDER, help="e.g. -- .venv/bin/python -m nfvlab.kernel.vm.iron_smoke")
     s.set_defaults(func=cmd_vm_exec)

@@ -21,6 +21,7 @@ from ..build import BuildResult
 from ..qemu import accel_args, qemu_binary
 from .rootfs import ssh_key
 from .ssh import Ssh
+from .stock import StockKernel
 
 PREFIX = "nfvlab-kv"
 
@@ -61,8 +62,8 @@ class Qmp:
 
 
 class VM:
-    def __init__(self, built: BuildResult, image: Path, *, cpus: int = 2, memory_mb: int = 2048, kvm: bool = True,
-                 pin: bool = True):
+    def __init__(self, built: BuildResult | StockKernel, image: Path, *, cpus: int = 2, memory_mb: int = 2048,
+                 kvm: bool = True, pin: bool = True):
         self.built, self.image, self.cpus, self.memory_mb, self.kvm, self.pin = built, image, cpus, memory_mb, kvm, pin
         self.proc: subprocess.Popen | None = None
         self.ssh: Ssh | None = None
@@ -77,7 +78,8 @@ class VM:
         self.accel, accel = accel_args(self.kvm)
         qmp_path = str(Path(self._tmp.name) / "qmp.sock")
         args = [qemu_binary(), *accel, "-name", f"{PREFIX}-vm,process={PREFIX}-vm", "-M", "pc",
-                "-m", str(self.memory_mb), "-smp", str(self.cpus), "-kernel", self.built.bzimage,
+                "-m", str(self.memory_mb), "-smp", str(self.cpus), "-kernel", str(self.built.bzimage),
+                *(["-initrd", str(self.built.initrd)] if isinstance(self.built, StockKernel) else []),
                 "-append", "root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=-1",
                 "-drive", f"file={self.image},if=virtio,format=raw,snapshot=on",
                 "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",

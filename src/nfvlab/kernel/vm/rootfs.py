@@ -105,8 +105,11 @@ def _configure(root: Path) -> None:
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\n")
 
 
-def sync_checkout(image: Path, log=print) -> None:
-    """Copy this checkout (with .venv) into the image at the same path (the image is mounted loop, offline)."""
+def sync_checkout(image: Path, log=print, modules: Path | None = None) -> None:
+    """Copy this checkout (with .venv) into the image at the same path (the image is mounted loop, offline).
+
+    ``modules``: a kernel's lib/modules/<release> to install too (a stock kernel's drivers are modules).
+    """
     with tempfile.TemporaryDirectory(prefix="nfvlab-kv-mnt-") as mnt:
         subprocess.run(["mount", "-o", "loop", str(image), mnt], check=True)
         try:
@@ -114,6 +117,29 @@ def sync_checkout(image: Path, log=print) -> None:
             dest.mkdir(parents=True, exist_ok=True)
             args = ["rsync", "-a", "--delete", *[f"--exclude={e}" for e in EXCLUDE], f"{REPO}/", f"{dest}/"]
             subprocess.run(args, check=True)
+            _repoint_venv(dest / ".venv")
+            if modules is not None:
+                mdest = Path(mnt) / "lib" / "modules" / modules.name
+                mdest.mkdir(parents=True, exist_ok=True)
+                subprocess.run(["rsync", "-a", f"{modules}/", f"{mdest}/"], check=True)
         finally:
             subprocess.run(["umount", mnt], check=True)
     log(f"vm: checkout {REPO} synced into {image.name}")
+
+
+def _repoint_venv(venv: Path) -> None:
+    """The host's venv may sit on another interpreter (pyenv); in the guest it uses Debian's python3.
+
+    Same Debian release, same Python minor version (3.11), so the installed wheels fit.
+    """
+    if not venv.is_dir():
+        return
+    py = venv / "bin" / "python3"
+    if py.is_symlink():
+        py.unlink()
+        py.symlink_to("/usr/bin/python3")
+    cfg = venv / "pyvenv.cfg"
+    if cfg.is_file():
+        lines = [("home = /usr/bin" if ln.startswith("home =") else ln) for ln in cfg.read_text().splitlines()
+                 if not ln.startswith(("executable =", "command ="))]
+        cfg.write_text("\n".join(lines) + "\n")

@@ -20,6 +20,7 @@ from ..build import BuildResult
 from ..recipe import REPO
 from .machine import VM
 from .rootfs import VM_ROOT, base_image, sync_checkout
+from .stock import StockKernel
 
 
 @dataclass
@@ -39,13 +40,13 @@ class VmRun:
                 f"boot {self.boot_s:.0f} s, run {self.run_s:.0f} s, exit {self.exit_status}; results in {self.results}")
 
 
-def working_image(log=print) -> Path:
-    """A copy of the cached base image with this checkout synced in (rebuilt every run: the code changes)."""
+def working_image(log=print, modules: Path | None = None) -> Path:
+    """A copy of the cached base image with this checkout (and a stock kernel's modules) synced in."""
     base = base_image(log)
     work = VM_ROOT / "work.ext4"
     # sparse copy: the image is 6 GB with ~1 GB used
     subprocess.run(["cp", "--sparse=always", "--reflink=auto", str(base), str(work)], check=True)
-    sync_checkout(work, log)
+    sync_checkout(work, log, modules=modules)
     return work
 
 
@@ -81,10 +82,11 @@ def run_spec(built: BuildResult, spec: str, *, scale: str = "quick", repetitions
         vm.stop()
 
 
-def run_command(built: BuildResult, command: str, *, kvm: bool = True, timeout: float = 1800,
+def run_command(built: BuildResult | StockKernel, command: str, *, kvm: bool = True, timeout: float = 1800,
                 log=print) -> tuple[int, str, str, VM]:
     """Boot a VM on the kernel, run one shell command in the checkout as root, power off."""
-    vm = VM(built, working_image(log), kvm=kvm)
+    modules = built.modules if isinstance(built, StockKernel) else None
+    vm = VM(built, working_image(log, modules), kvm=kvm)
     boot_s = vm.start()
     log(f"vm: {built.release} up under {vm.accel} in {boot_s:.0f} s, vCPUs pinned {vm.pinned}")
     try:
