@@ -79,7 +79,13 @@ def cmd_boot(args: argparse.Namespace) -> int:
 def cmd_vm_run(args: argparse.Namespace) -> int:
     from .build import cached_result
     from .vm.run import run_spec
+    from .vm.stock import stock_kernel
 
+    if args.recipe == "debian-stock":
+        run = run_spec(stock_kernel(), args.spec, scale=args.scale, repetitions=args.repetitions,
+                       kvm=not args.no_kvm, log=lambda m: print(m, flush=True))
+        print(run.summary())
+        return 0 if run.exit_status == 0 else 1
     try:
         recipe = load_recipe(args.recipe)
     except RecipeError as e:

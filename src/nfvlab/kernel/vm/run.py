@@ -50,9 +50,9 @@ def working_image(log=print, modules: Path | None = None) -> Path:
     return work
 
 
-def run_spec(built: BuildResult, spec: str, *, scale: str = "quick", repetitions: int | None = None,
+def run_spec(built: BuildResult | StockKernel, spec: str, *, scale: str = "quick", repetitions: int | None = None,
              kvm: bool = True, log=print) -> VmRun:
-    image = working_image(log)
+    image = working_image(log, built.modules if isinstance(built, StockKernel) else None)
     vm = VM(built, image, kvm=kvm)
     boot_s = vm.start()
     log(f"vm: {built.release} up under {vm.accel} in {boot_s:.0f} s, vCPUs pinned {vm.pinned}")
@@ -74,7 +74,7 @@ def run_spec(built: BuildResult, spec: str, *, scale: str = "quick", repetitions
         if vm.ssh.run(f"test -d {repo}/results/{shlex.quote(name)}", check=False).returncode == 0:
             vm.ssh.pull(f"{REPO}/results/{name}", dest)
         dest.mkdir(parents=True, exist_ok=True)
-        guest |= {"recipe_hash": built.recipe_hash, "accel": vm.accel, "vcpus_pinned": vm.pinned}
+        guest |= {"recipe_hash": getattr(built, "recipe_hash", None), "accel": vm.accel, "vcpus_pinned": vm.pinned}
         (dest / "guest.json").write_text(json.dumps(guest, indent=2) + "\n")
         return VmRun(spec=name, recipe=built.recipe, accel=vm.accel, pinned=vm.pinned, boot_s=boot_s, run_s=run_s,
                      exit_status=res.returncode, results=dest, guest=guest)
