@@ -76,7 +76,7 @@ def boot_image(bzimage: str, expected: str, name: str, *, kvm: bool = True,
         raise BootError(str(e)) from e
     accel, accel_flags = accel_args(kvm)
     timeout = timeout_s or DEFAULT_TIMEOUT_S[accel]
-    args = [qemu, *accel_flags, *direct_boot_args(bzimage, "console=ttyS0 panic=-1 loglevel=4",
+    args = ["nice", "-n", "10", qemu, *accel_flags, *direct_boot_args(bzimage, "console=ttyS0 panic=-1 loglevel=4",
                                                    initrd=str(initrd))]
     started = time.monotonic()
     timed_out = False

@@ -77,7 +77,8 @@ class VM:
         port = free_port()
         self.accel, accel = accel_args(self.kvm)
         qmp_path = str(Path(self._tmp.name) / "qmp.sock")
-        args = [qemu_binary(), *accel, "-name", f"{PREFIX}-vm,process={PREFIX}-vm", "-M", "pc",
+        # nice like the builds: a TCG guest keeps both host cores busy
+        args = ["nice", "-n", "10", qemu_binary(), *accel, "-name", f"{PREFIX}-vm,process={PREFIX}-vm", "-M", "pc",
                 "-m", str(self.memory_mb), "-smp", str(self.cpus), "-kernel", str(self.built.bzimage),
                 *(["-initrd", str(self.built.initrd)] if isinstance(self.built, StockKernel) else []),
                 "-append", "root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=-1",
