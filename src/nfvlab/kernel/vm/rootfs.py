@@ -19,10 +19,11 @@ from ..recipe import REPO
 
 VM_ROOT = REPO / "build" / "kernel" / "vm"
 SUITE = "bookworm"
-# What a spec needs in the guest (a subset of deps/apt.txt: no compilers).
+# What a spec needs in the guest (the run-time part of deps/apt.txt). gcc/make/libc6-dev: the traffic
+# generator (nfvflood) is compiled at run time; clang/llvm/libbpf-dev: eBPF Iron's object is too.
 PACKAGES = ["systemd-sysv", "udev", "openssh-server", "python3", "python3-venv", "iproute2", "iputils-ping",
             "procps", "ethtool", "kmod", "sysbench", "iperf3", "sockperf", "netsniff-ng", "ca-certificates",
-            "netbase", "rsync", "libbpf1", "bpftool"]
+            "netbase", "rsync", "libbpf1", "bpftool", "gcc", "make", "libc6-dev", "clang", "llvm", "libbpf-dev"]
 IMAGE_MB = 6144
 # Everything copied into the image that is not the repo's working tree.
 EXCLUDE = ["/build/", "/results/", ".git/", "__pycache__/", ".pytest_cache/", ".ruff_cache/"]
