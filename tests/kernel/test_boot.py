@@ -50,3 +50,19 @@ def test_boot_check_passes(name: str, accel: str) -> None:
         assert check.lines["iron"].startswith("1 enabled 1"), check.lines
     else:
         assert check.lines["iron"] == "absent"
+
+
+@pytest.mark.slow
+def test_boot_check_of_a_downloaded_debian_kernel_under_tcg() -> None:
+    """The checker itself, on Debian's own 6.1 kernel when it was downloaded (tests never download it)."""
+    from nfvlab.kernel.boot import boot_image, image_release
+    from nfvlab.kernel.vm.stock import STOCK_ROOT
+
+    images = sorted((STOCK_ROOT / "x" / "boot").glob("vmlinuz-*"))
+    if not images or shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("no Debian kernel in build/kernel/stock (nfvlab kernel vm-exec debian-stock fetches it) or no qemu")
+    release = image_release(images[-1])
+    assert release == images[-1].name.removeprefix("vmlinuz-")
+    check = boot_image(str(images[-1]), release, "debian-stock", kvm=False)
+    assert check.accel == "tcg" and check.passed, check.summary()
+    assert check.lines["iron"] == "absent"
