@@ -91,3 +91,12 @@ chc-asan: install
 CHC_PERF := chc-nf-perf chc-store-throughput
 exp-chc-perf: install chc
 	$(call run-specs,$(CHC_PERF))
+
+# Kernel recipes (kernels/<name>/recipe.yaml): build .debs + bzImage, cached by recipe hash (docs/kernel.md).
+# `make kernel-iron` builds the patched Iron kernel; `make kernel-boot-iron` boots it in qemu and checks uname -r.
+.PHONY: kernel-boot-%
+kernel-boot-%: install
+	$(NFVLAB) kernel boot $*
+
+kernel-%: install
+	$(NFVLAB) kernel build $*

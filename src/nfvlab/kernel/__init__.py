@@ -1,0 +1,1 @@
+"""Kernel recipes, builds, boot checks and the VM testbed (issue 14)."""
