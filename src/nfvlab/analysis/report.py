@@ -241,10 +241,11 @@ def run_durations(doc: dict[str, Any] | None) -> list[tuple[str | None, float, i
     return out
 
 
-def _distinct(df: pd.DataFrame, col: str) -> str:
+def _distinct(df: pd.DataFrame, col: str, skip_missing: bool = False) -> str:
     if col not in df.columns:
         return "no stamps"
-    values = sorted({fmt_value(v) for v in df[col]})
+    column = df[col].dropna() if skip_missing else df[col]
+    values = sorted({fmt_value(v) for v in column})
     return ", ".join(values) if len(values) <= 3 else f"{', '.join(values[:3])} (+{len(values) - 3} more)"
 
 
@@ -253,8 +254,9 @@ def row_stamps(df: pd.DataFrame) -> tuple[list[tuple[str, str]], list[tuple[str,
     if df.empty:
         return [], []
     stamps = [(label, _distinct(df, col)) for col, label in STAMP_COLUMNS]
-    calibration = [(c.removeprefix("calibration_"), _distinct(df, c))
-                   for c in df.columns if c.startswith("calibration_")]
+    # only the points that use Iron carry a calibration; the others have none to show
+    calibration = [(c.removeprefix("calibration_"), _distinct(df, c, skip_missing=True))
+                   for c in df.columns if c.startswith("calibration_") and df[c].notna().any()]
     return stamps, calibration
 
 
