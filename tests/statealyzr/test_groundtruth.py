@@ -12,6 +12,48 @@ NAMES = corpus.ground_truths()
 
 def test_corpus_has_the_issue_patterns():
     assert {"conntrack", "hostcount", "queueproxy", "aliasmon", "paperfig45"} <= set(NAMES)
+    # issue 15's soundness misses
+    assert {"wrapcount", "daqmon", "copykey", "reloadcfg"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_false_positive_labels_not_flagged(gt_results, name):
+    gt, res = gt_results[name]
+    assert corpus.compare(res, gt)["forbidden_flagged"] == []
+
+
+def test_per_class_precision_recall_counts(gt_results):
+    gt, res = gt_results["wrapcount"]
+    pc = corpus.per_class(res, gt)
+    assert set(pc) == set(corpus.METRIC_CLASSES)
+    up = pc["updateable"]
+    labelled = sum("updateable" in gt.expected(k) for k in gt.labels)
+    assert up["tp"] + up["fn"] == labelled and up["recall"] == 1.0
+    table = corpus.precision_table({"wrapcount": pc})
+    assert "| wrapcount |" in table and "updateable P/R" in table
+
+
+def test_wrapper_counters_updateable_but_not_fresh_memory(gt_results):
+    _gt, res = gt_results["wrapcount"]
+    by = {v.key: v for v in res.variables}
+    for k in ("n_allocs", "n_frees", "bytes_live"):
+        assert "updateable" in by[k].classes, k
+    assert "updateable" not in by["max_hosts"].classes
+
+
+def test_daq_with_meta_callbacks_are_packet_procedures(gt_results):
+    _gt, res = gt_results["daqmon"]
+    assert {"process_packet", "on_meta"} <= set(res.pkt_procs)
+    assert "DAQ_Acquire" in res.loop_procs
+
+
+def test_reload_thread_parser_is_not_packet_processing(gt_results):
+    _gt, res = gt_results["reloadcfg"]
+    assert "parse_rules" not in res.pkt_procs and "on_packet" in res.pkt_procs
+    assert "parse_rules" in res.stats["concurrent_procedures"]
+    by = {v.key: v for v in res.variables}
+    assert "concurrent_only" in by["parse_errors"].evidence
+    assert "updateable" in by["rules"].classes
 
 
 @pytest.mark.parametrize("name", NAMES)

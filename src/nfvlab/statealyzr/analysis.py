@@ -27,12 +27,15 @@ from .pointsto import CALLBACKS
 from .sdg import build, natural_loops
 
 PKT_RECV = ["pcap_next", "pcap_next_ex", "pcap_loop", "pcap_dispatch", "recv", "recvfrom", "recvmsg",
-            "daq_acquire", "DAQ_Acquire", "daq_instance_msg_receive"]
+            "daq_acquire", "daq_acquire_with_meta", "DAQ_Acquire", "daq_instance_msg_receive"]
 PKT_OUTPUT = ["pcap_inject", "pcap_sendpacket", "send", "sendto", "sendmsg", "writev", "pcap_dump"]
 LOG_OUTPUT = ["fprintf", "printf", "vfprintf", "vprintf", "fputs", "puts", "fputc", "putc", "putchar",
               "fwrite", "syslog", "vsyslog", "write", "dprintf", "vdprintf", "__fprintf_chk",
               "__printf_chk", "__vfprintf_chk", "__syslog_chk"]
-CALLBACK_RECV = {"pcap_loop", "pcap_dispatch", "daq_acquire", "DAQ_Acquire"}
+# registrations whose callback runs asynchronously (a thread, a signal handler, at exit)
+ASYNC_ENTRIES = {"@pthread_create", "@signal", "@atexit", "@on_exit"}
+_NONE: frozenset = frozenset()
+CALLBACK_RECV = {"pcap_loop", "pcap_dispatch", "daq_acquire", "daq_acquire_with_meta", "DAQ_Acquire"}
 
 # header-field names as they appear in netinet/*.h, net/ethernet.h, pcap and common middlebox code
 HEADER_FIELDS = {
@@ -223,6 +226,13 @@ class StateAlyzr:
                             and objs & self.written.keys()), None)
                 if src:
                     v.evidence["reached_from"] = src
+                elif key not in top:
+                    w = next((self.concurrent_writes[o] for o in objs if o in self.concurrent_writes), None)
+                    if w is not None:
+                        # changes at run time, but only code that never touches packets uses it
+                        # (a reload thread's parser): not per-/cross-flow state
+                        v.evidence["concurrent_only"] = ("written only by concurrent code at "
+                                                         f"{self.where(mod.instrs[w])}")
             if key in flows:
                 v.classes.append("keyed")
                 v.flowspace = sorted(flows[key][0])
@@ -246,6 +256,7 @@ class StateAlyzr:
                  "flowspace_not_computed": getattr(self, "flow_skipped", []),
                  "output_scope": self.cfg.output_scope,
                  "init_procedures_in_slice": len(getattr(self, "init_procs", [])),
+                 "concurrent_procedures": sorted(self._fname(f) for f in self.concurrent),
                  "allocation_wrappers": sorted(self._fname(f) for f in self.pta.wrappers),
                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         return Result(self.name, variables, counts, sorted(self._fname(f) for f in loop_procs),
@@ -331,6 +342,10 @@ class StateAlyzr:
 
     def _recv_sites(self) -> list[int]:
         recv = set(self.cfg.recv) | set(self.cfg.extra_recv)
+        # a receive function the program defines itself (Snort's DAQ_Acquire wrapper) is not the
+        # receive call: the library call inside it is; names a recipe adds (extra_recv) count as given
+        defined = {self._fname(f) for f in self.mod.functions} - set(self.cfg.extra_recv)
+        recv -= defined
         out = []
         for ins in self.mod.instrs:
             if ins.op in ("call", "invoke") and self._callee_names(ins) & recv:
@@ -442,20 +457,27 @@ class StateAlyzr:
             for ins in self.pp_instrs(f):
                 if ins.op in ("call", "invoke"):
                     roots.update(g for g in pta.callees.get(ins.id, ()) if g in mod.functions)
+        async_roots: set[str] = set()
         for ins in mod.instrs:
             if ins.op == "call" and ins.direct in CALLBACKS:
-                roots.update(g for g in pta.callees.get(ins.id, ()) if g in mod.functions)
-        running = set(roots)
-        todo = list(roots - set(loop_procs))
-        while todo:
-            f = todo.pop()
-            for ins in mod.functions[f].instrs():
-                if ins.op in ("call", "invoke"):
-                    for g in pta.callees.get(ins.id, ()):
-                        if g in mod.functions and g not in running:
-                            running.add(g)
-                            todo.append(g)
+                gs = {g for g in pta.callees.get(ins.id, ()) if g in mod.functions}
+                (async_roots if ins.direct in ASYNC_ENTRIES else roots).update(gs)
+        # a thread or handler is packet processing only if what it runs touches received packets
+        # (paperfig45's processPacket dequeues them); a configuration-reload thread does not, and
+        # its parser must not become "packet processing" because the flow-insensitive slice
+        # reaches it through memory it shares with packet code (issue 15). Its writes still make
+        # top-level variables updateable (they happen while packets are processed): `concurrent`.
+        touching = self._packet_touching()
+        concurrent: set[str] = set()
+        for r in sorted(async_roots):
+            clo = self._call_closure({r})
+            if clo & touching:
+                roots.add(r)
+            else:
+                concurrent |= clo
+        running = self._call_closure(roots - set(loop_procs)) | roots
         self.running = running
+        self.concurrent = concurrent - running
         self.init_procs = sorted(set(slice_procs) - running)
         start = set(slice_procs) & running
         out = set(start)
@@ -472,6 +494,51 @@ class StateAlyzr:
                     if g in mod.functions and g not in out:
                         out.add(g)
                         todo.append(g)
+        return out
+
+    def _call_closure(self, start: set[str]) -> set[str]:
+        mod, pta = self.mod, self.pta
+        out = set(start)
+        todo = list(start)
+        while todo:
+            f = todo.pop()
+            fn = mod.functions.get(f)
+            if fn is None:
+                continue
+            for ins in fn.instrs():
+                if ins.op in ("call", "invoke"):
+                    for g in pta.callees.get(ins.id, ()):
+                        if g in mod.functions and g not in out:
+                            out.add(g)
+                            todo.append(g)
+        return out
+
+    def _packet_objects(self) -> set[int]:
+        """Objects holding received packets: the receive calls' packet/header objects and the
+        buffers they fill."""
+        objs: set[int] = set()
+        for i in self.recv_sites:
+            for tag in ("ext", "pkt", "hdr", "ret", "meta"):
+                o = self.prog.site_obj.get((i, tag))
+                if o is not None:
+                    objs.add(o)
+            for v in self.pta.ext_written.get(i, ()):
+                objs |= set(self.pta.pts.get(v, ()))
+        return objs
+
+    def _packet_touching(self) -> set[str]:
+        """Procedures that receive, or read memory holding received packets."""
+        pkt = self._packet_objects()
+        out = {self.mod.instrs[i].fn for i in self.recv_sites}
+        for f, fn in self.mod.functions.items():
+            if f in out:
+                continue
+            for ins in fn.instrs():
+                if ins.op == "load" and ins.parts and any(
+                        pkt & self.pta.pts.get(v, _NONE) for v in
+                        (self.prog.value(f, r) for r in ins.parts[0]) if v is not None):
+                    out.add(f)
+                    break
         return out
 
     def _reaches_recv(self, f: str) -> bool:
@@ -512,13 +579,17 @@ class StateAlyzr:
         self.mm_wrappers = set(self.pta.wrappers) | self._dealloc_wrappers()
         # constants (string literals, const tables) cannot be written at run time
         self.const_objs = {self.prog.gobj[g.name] for g in mod.globals.values() if g.is_const}
-        for f in pkt_procs:
-            if f in self.mm_wrappers:
-                continue
-            for ins in self.pp_instrs(f):
+        fresh = self._wrapper_memory()
+        self.concurrent_writes: dict[int, int] = {}      # object -> first write by concurrent code
+        for f in sorted(pkt_procs) + sorted(self.concurrent - pkt_procs):
+            mine = fresh.get(f)
+            conc = f not in pkt_procs
+            for ins in (self.mod.functions[f].instrs() if conc else self.pp_instrs(f)):
                 objs = sdg.writes.get(ins.id)
                 if not objs:
                     continue
+                if mine is not None and objs <= mine:
+                    continue   # a wrapper initialising / poisoning the memory it manages
                 if ins.op == "store" and not ins.dbg:
                     continue   # formal-parameter spill into its own alloca
                 self.write_instrs.append(ins.id)
@@ -527,10 +598,14 @@ class StateAlyzr:
                         k = self.global_var.get(r) if r[0] == "@" else self.alloca_var.get(
                             self.prog.local.get((ins.fn, r), -1))
                         if k in top and k not in direct:
-                            direct[k] = f"assigned at {self.where(ins)}"
+                            direct[k] = (f"assigned at {self.where(ins)}" if not conc else
+                                         f"assigned concurrently (thread/handler {self._fname(f)}()) "
+                                         f"at {self.where(ins)}")
                 for o in objs:
                     if o not in self.const_objs:
                         written.setdefault(o, ins.id)
+                        if conc:
+                            self.concurrent_writes.setdefault(o, ins.id)
         self.written = written
         out = dict(direct)
         # objects from which some written object is reachable: one reverse traversal of the
@@ -566,6 +641,29 @@ class StateAlyzr:
                         out[k] = (f"value reachable from it ({self.prog.obj_label.get(o, o)}) "
                                   f"written at {self.where(mod.instrs[written[o]])}")
                         break
+        return out
+
+    def _wrapper_memory(self) -> dict[str, set[int]]:
+        """Per allocation/deallocation wrapper, the memory it manages: what it allocates, its own
+        stack slots and what its formals point to (the block being resized or freed). Only writes
+        confined to that memory are skipped; a global counter bumped inside the wrapper is a
+        state update like any other (issue 15)."""
+        prog, mod = self.prog, self.mod
+        out: dict[str, set[int]] = {f: set() for f in self.mm_wrappers}
+        for (iid, tag), o in prog.site_obj.items():
+            f = mod.instrs[iid].fn
+            if f in out and tag in ("heap", "ext"):
+                out[f].add(o)
+        for iid, o in prog.obj_of_alloca.items():
+            f = mod.instrs[iid].fn
+            if f in out:
+                out[f].add(o)
+        gobjs = set(prog.gobj.values())
+        for f in out:
+            for pr in mod.functions[f].params:
+                v = prog.local.get((f, pr))
+                if v is not None:
+                    out[f] |= set(self.pta.pts.get(v, ())) - gobjs
         return out
 
     def _dealloc_wrappers(self) -> set[str]:
@@ -688,6 +786,26 @@ class StateAlyzr:
                 todo.extend(p)
         return out
 
+    _MIX_OPS = {"and", "or", "xor", "add", "sub", "mul", "shl", "lshr", "ashr", "zext", "sext", "trunc"}
+
+    def _other_side(self, f: str, part: list[str], k: str, depth: int = 4) -> list[int]:
+        """The value nodes of a comparison operand that are not the keyed variable's own data.
+        An operand mixing both (`(ip->saddr & r->mask) == r->net`) is split at its arithmetic."""
+        if not part:
+            return []
+        if k not in self._keyed_refs(f, self._ssa_closure(f, part)):
+            return [n for n in (self.prog.local.get((f, x)) for x in part) if n is not None]
+        if depth == 0:
+            return []
+        out: list[int] = []
+        for x in part:
+            d = self.prog.local.get((f, x))
+            if d is None or d >= len(self.mod.instrs) or self.mod.instrs[d].op not in self._MIX_OPS:
+                continue      # the variable's own side of the comparison
+            for sub in self.mod.instrs[d].parts:
+                out += self._other_side(f, sub, k, depth - 1)
+        return out
+
     def _flowspace(self, top, pkt_procs, fwd) -> dict[str, tuple[set[str], str]]:
         mod = self.mod
         keyed = [k for k in top if self.type_str(self.vars[k].type_md) in ("pointer", "struct", "array")]
@@ -748,14 +866,9 @@ class StateAlyzr:
                         cmp = mod.instrs[d]
                         ops = cmp.parts if cmp.op in ("icmp", "fcmp") else [[r]]
                         for part in ops:
-                            if not part:
-                                continue
-                            own = self._keyed_refs(f, self._ssa_closure(f, part))
-                            nodes = [n for n in (self.prog.local.get((f, x)) for x in part) if n is not None]
                             for k, hit in hits.items():
-                                if k in own:
-                                    continue   # the variable's own side of the comparison
-                                targets[k].extend((n, f"list iteration at {self.where(hit)}") for n in nodes)
+                                for n in self._other_side(f, part, k):
+                                    targets[k].append((n, f"list iteration at {self.where(hit)}"))
         self.flow_targets = targets
         self.flow_why: dict[str, dict[str, str]] = {}
         self.flow_skipped: list[str] = []

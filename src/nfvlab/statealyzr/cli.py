@@ -85,19 +85,32 @@ def cmd_analyze(a) -> int:
 
 
 def cmd_check(a) -> int:
-    from . import analyze_sources
     bad = 0
+    rows = {}
     for name in a.names or corpus.ground_truths():
         gt = corpus.load_ground_truth(name)
-        res = analyze_sources(gt.sources, gt.name)
+        res = corpus.analyze_ground_truth(gt)
         cmp = corpus.compare(res, gt)
+        rows[name] = cmp["per_class"]
         ok = not cmp["missed"] and not cmp["flowspace_mismatch"]
         bad += not ok
         print(f"{name}: {'SOUND' if ok else 'UNSOUND'} missed={len(cmp['missed'])} "
-              f"extra={len(cmp['unexpected_extra'])} precision={cmp['precision']} "
-              f"counts={res.counts}")
-        for m in cmp["missed"] + cmp["flowspace_mismatch"] + cmp["unexpected_extra"]:
-            print("   ", m)
+              f"extra={len(cmp['unexpected_extra'])} forbidden={len(cmp['forbidden_flagged'])} "
+              f"precision={cmp['precision']}")
+        for m in cmp["missed"]:
+            print("    missed:", m)
+        for m in cmp["flowspace_mismatch"]:
+            print("    flowspace:", m)
+        for m in cmp["forbidden_flagged"]:
+            print("    must not be flagged:", m)
+        for m in cmp["unexpected_extra"]:
+            print("    extra:", m)
+    table = corpus.precision_table(rows)
+    print(table)
+    if a.table:
+        Path(a.table).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.table).write_text(table + "\n")
+        Path(a.table).with_suffix(".json").write_text(json.dumps(rows, indent=1))
     return 1 if bad else 0
 
 
@@ -142,8 +155,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     x.add_argument("--workdir", default="results/statealyzr-work")
     x.add_argument("--output-scope", choices=["program", "pkt_procs"], default="program")
     x.set_defaults(func=cmd_analyze)
-    x = sp.add_parser("check", help="compare the analysis with the hand labels")
+    x = sp.add_parser("check", help="compare the analysis with the hand labels (precision/recall per class)")
     x.add_argument("names", nargs="*")
+    x.add_argument("--table", help="write the precision/recall table (markdown; .json beside it)")
     x.set_defaults(func=cmd_check)
     x = sp.add_parser("dynamic", help="run ground-truth middleboxes under gdb and check soundness")
     x.add_argument("names", nargs="*")

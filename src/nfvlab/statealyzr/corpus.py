@@ -34,6 +34,11 @@ class GroundTruth:
     labels: dict[str, dict]
     over: dict[str, dict]
     run: dict
+    flags: list[str] = field(default_factory=list)
+
+    def forbidden(self, key: str) -> set[str]:
+        """False-positive labels: classes the variable must NOT get (`not:` in the YAML)."""
+        return set(self.labels.get(key, {}).get("not", []))
 
     def expected(self, key: str) -> set[str]:
         return set(self.labels.get(key, {}).get("classes", []))
@@ -49,11 +54,21 @@ def ground_truths() -> list[str]:
 def load_ground_truth(name: str) -> GroundTruth:
     d = yaml.safe_load((GT_DIR / f"{name}.yaml").read_text())
     for k, v in d.get("variables", {}).items():
-        bad = set(v.get("classes", [])) - set(CLASSES)
-        if bad:
-            raise ValueError(f"{name}.yaml: variable {k}: unknown classes {sorted(bad)}; expected {CLASSES}")
+        for fld in ("classes", "not"):
+            bad = set(v.get(fld, [])) - set(CLASSES)
+            if bad:
+                raise ValueError(f"{name}.yaml: variables.{k}.{fld}: unknown classes {sorted(bad)}; "
+                                 f"expected some of {CLASSES}")
+        both = set(v.get("classes", [])) & set(v.get("not", []))
+        if both:
+            raise ValueError(f"{name}.yaml: variables.{k}: {sorted(both)} both in classes and not")
     return GroundTruth(d["middlebox"], [GT_DIR / s for s in d["sources"]], d.get("variables", {}),
-                       d.get("over_approximation") or {}, d.get("run") or {})
+                       d.get("over_approximation") or {}, d.get("run") or {}, d.get("flags") or [])
+
+
+def analyze_ground_truth(gt: GroundTruth, config=None):
+    from . import analyze_sources
+    return analyze_sources(gt.sources, gt.name, config, flags=gt.flags or None)
 
 
 def compare(result, gt: GroundTruth) -> dict:
@@ -73,9 +88,69 @@ def compare(result, gt: GroundTruth) -> dict:
         want_fs = gt.labels.get(key, {}).get("flowspace")
         if want_fs is not None and key in found and sorted(want_fs) != sorted(found[key].flowspace):
             fs_wrong.append(f"{key}: expected {sorted(want_fs)}, got {sorted(found[key].flowspace)}")
+    forbidden_hit = [f"{k}: {c}" for k in sorted(gt.labels) for c in sorted(gt.forbidden(k))
+                     if k in found and c in found[k].classes]
     return {"missed": missed, "unexpected_extra": extra, "flowspace_mismatch": fs_wrong,
+            "forbidden_flagged": forbidden_hit,
             "true_positive_labels": tp, "false_positive_labels": fp,
-            "precision": round(tp / (tp + fp), 4) if tp + fp else 1.0}
+            "precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
+            "per_class": per_class(result, gt)}
+
+
+# the classes precision/recall is reported for; "output_impacting" is pkt_output or log_output
+METRIC_CLASSES = ["persistent", "top_level", "updateable", "keyed", "pkt_output", "log_output",
+                  "output_impacting"]
+
+
+def _has(classes: set[str], c: str) -> bool:
+    return bool(classes & {"pkt_output", "log_output"}) if c == "output_impacting" else c in classes
+
+
+def per_class(result, gt: GroundTruth) -> dict[str, dict]:
+    """Precision and recall per class over the program's source variables. A variable that is
+    not labelled with a class is a negative for it (the YAML lists every variable that has a
+    class; `not:` makes the important negatives explicit). Allowed over-approximations count as
+    false positives here: precision is what a developer sees, not what the tests tolerate."""
+    found = {v.key: set(v.classes) for v in result.variables}
+    out = {}
+    for c in METRIC_CLASSES:
+        tp = fp = fn = 0
+        for key in set(found) | set(gt.labels):
+            exp = _has(gt.expected(key), c)
+            got = _has(found.get(key, set()), c)
+            tp += exp and got
+            fp += got and not exp
+            fn += exp and not got
+        out[c] = {"tp": tp, "fp": fp, "fn": fn,
+                  "precision": round(tp / (tp + fp), 3) if tp + fp else None,
+                  "recall": round(tp / (tp + fn), 3) if tp + fn else None}
+    return out
+
+
+def precision_table(rows: dict[str, dict]) -> str:
+    """Markdown: one row per program, precision/recall per class (rows: name -> per_class)."""
+    head = "| program | " + " | ".join(f"{c} P/R" for c in METRIC_CLASSES) + " |"
+    lines = [head, "|" + "---|" * (len(METRIC_CLASSES) + 1)]
+
+    def fmt(x):
+        return "-" if x is None else f"{x:.2f}"
+    tot = {c: {"tp": 0, "fp": 0, "fn": 0} for c in METRIC_CLASSES}
+    for name, pc in sorted(rows.items()):
+        cells = []
+        for c in METRIC_CLASSES:
+            m = pc[c]
+            for k in ("tp", "fp", "fn"):
+                tot[c][k] += m[k]
+            cells.append(f"{fmt(m['precision'])}/{fmt(m['recall'])}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    cells = []
+    for c in METRIC_CLASSES:
+        t = tot[c]
+        p = t["tp"] / (t["tp"] + t["fp"]) if t["tp"] + t["fp"] else None
+        r = t["tp"] / (t["tp"] + t["fn"]) if t["tp"] + t["fn"] else None
+        cells.append(f"{fmt(p)}/{fmt(r)}")
+    lines.append("| **all (pooled)** | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------ recipes

@@ -73,6 +73,10 @@ CALLBACKS = {
     "@pcap_dispatch": (2, [(0, ("arg", 3)), (1, ("obj", "hdr")), (2, ("obj", "pkt"))]),
     # DAQ 2.x: daq_acquire(module, handle, cnt, callback, user); callback(user, hdr, pkt)
     "@daq_acquire": (3, [(0, ("arg", 4)), (1, ("obj", "hdr")), (2, ("obj", "pkt"))]),
+    # daq_acquire_with_meta(module, handle, cnt, callback, metaback, user): callback(user, hdr,
+    # pkt) and metaback(user, meta_hdr, data) (what Snort 2.9's DAQ_Acquire calls with
+    # HAVE_DAQ_ACQUIRE_WITH_META); the metaback is modelled in EXTRA_CALLBACKS below
+    "@daq_acquire_with_meta": (3, [(0, ("arg", 5)), (1, ("obj", "hdr")), (2, ("obj", "pkt"))]),
     "@DAQ_Acquire": (1, [(0, ("arg", 2)), (1, ("obj", "hdr")), (2, ("obj", "pkt"))]),
     "@pthread_create": (2, [(0, ("arg", 3))]),
     "@qsort": (3, [(0, ("arg", 0)), (1, ("arg", 0))]),
@@ -80,6 +84,10 @@ CALLBACKS = {
     "@signal": (1, []),
     "@atexit": (0, []),
     "@on_exit": (0, [(1, ("arg", 1))]),
+}
+# further function arguments of a registration call (CALLBACKS holds the first one)
+EXTRA_CALLBACKS = {
+    "@daq_acquire_with_meta": [(4, [(0, ("arg", 5)), (1, ("obj", "meta")), (2, ("obj", "pkt"))])],
 }
 SKIP_PREFIX = ("@llvm.dbg.", "@llvm.lifetime.", "@llvm.stacksave", "@llvm.stackrestore",
                "@llvm.va_end", "@llvm.experimental.noalias", "@llvm.assume", "@__asm")
@@ -587,9 +595,9 @@ class PointsTo:
                         self._edge(v, ins.id)
             return
         if f in CALLBACKS:
-            fi, wiring = CALLBACKS[f]
-            for fv in self._vals(ins, fi):
-                self._cb_edges(ins, fv, wiring)
+            for fi, wiring in [CALLBACKS[f], *EXTRA_CALLBACKS.get(f, [])]:
+                for fv in self._vals(ins, fi):
+                    self._cb_edges(ins, fv, wiring)
             if ins.res:
                 self._add(ins.id, {prog.site(ins, "ret")})
             return
