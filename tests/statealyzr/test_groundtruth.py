@@ -121,3 +121,31 @@ def test_evidence_points_to_source_lines(gt_results):
     line = int(v.evidence["updated"].rsplit(":", 1)[1])
     assert "total_conns++" in src[line - 1]
     assert v.line == next(i + 1 for i, s in enumerate(src) if s.startswith("unsigned long total_conns"))
+
+
+def test_scratch_globals_are_not_top_level(gt_results):
+    for name, key in (("overapprox", "cur"), ("conntrack", "cur_ip")):
+        _gt, res = gt_results[name]
+        v = next(v for v in res.variables if v.key == key)
+        assert v.classes == ["persistent"] and "scratch" in v.evidence, (name, v)
+
+
+def test_library_search_calls_do_not_write_their_arguments(gt_results):
+    """strstr/strchr on the start-up configuration (overapprox.conf) leave it read-only."""
+    _gt, res = gt_results["overapprox"]
+    conf = next(v for v in res.variables if v.key == "conf")
+    assert "top_level" in conf.classes and "updateable" not in conf.classes
+
+
+def test_shared_lookup_helper_keys_each_table_by_its_callers(gt_results):
+    _gt, res = gt_results["overapprox"]
+    by = {v.key: v for v in res.variables}
+    assert by["by_src"].flowspace == ["src_ip"] and by["by_port"].flowspace == ["dst_port"]
+
+
+def test_library_model_table():
+    from nfvlab.statealyzr import libmodels
+    assert libmodels.model("@strstr").kind == "search"
+    assert libmodels.model("@strcpy").kind == "strwrite"
+    sscanf = libmodels.model("@sscanf")
+    assert libmodels.written_args(sscanf, 5) == [2, 3, 4]

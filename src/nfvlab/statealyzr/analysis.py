@@ -88,6 +88,8 @@ class Config:
     # "pkt_procs": only in packet-processing procedures, as in Fig 4.11
     output_scope: str = "program"
     flowspace_budget_s: float = 1200.0  # chops can be costly; stop (and say so) after this
+    # two-phase (context-sensitive) backward slices for Fig 4.11; False: the old upper bound
+    context_sensitive_output: bool = True
 
 
 @dataclass
@@ -184,6 +186,10 @@ class StateAlyzr:
         slice_procs = {f for f in (prog.fn_of(n) for n in fwd) if f}
         pkt_procs = self._close_callees(slice_procs, loop_procs, recv_sites, fwd)
         top = self._top_level(persistent, pkt_procs)
+        from .scratch import scratch_globals
+        self.scratch = scratch_globals(self, top, pkt_procs, self.pkt_roots)
+        for k in self.scratch:
+            del top[k]      # no value survives from one packet to the next: not per-/cross-flow
         self.t["top_level"] = time.perf_counter() - t1
         self._progress(f"{len(pkt_procs)} packet procedures, {len(top)} top-level")
         t1 = time.perf_counter()
@@ -212,6 +218,8 @@ class StateAlyzr:
             if key in persistent:
                 v.classes.append("persistent")
                 v.evidence["persistent"] = persistent[key]
+            if key in self.scratch:
+                v.evidence["scratch"] = self.scratch[key]
             if key in top:
                 v.classes.append("top_level")
                 v.evidence["used"] = top[key]
@@ -226,7 +234,7 @@ class StateAlyzr:
                             and objs & self.written.keys()), None)
                 if src:
                     v.evidence["reached_from"] = src
-                elif key not in top:
+                elif key not in top and key not in self.scratch:
                     w = next((self.concurrent_writes[o] for o in objs if o in self.concurrent_writes), None)
                     if w is not None:
                         # changes at run time, but only code that never touches packets uses it
@@ -257,6 +265,7 @@ class StateAlyzr:
                  "output_scope": self.cfg.output_scope,
                  "init_procedures_in_slice": len(getattr(self, "init_procs", [])),
                  "concurrent_procedures": sorted(self._fname(f) for f in self.concurrent),
+                 "scratch_globals": sorted(self.scratch),
                  "allocation_wrappers": sorted(self._fname(f) for f in self.pta.wrappers),
                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         return Result(self.name, variables, counts, sorted(self._fname(f) for f in loop_procs),
@@ -475,6 +484,7 @@ class StateAlyzr:
                 roots.add(r)
             else:
                 concurrent |= clo
+        self.pkt_roots = {r for r in roots - set(loop_procs) if r in mod.functions}
         running = self._call_closure(roots - set(loop_procs)) | roots
         self.running = running
         self.concurrent = concurrent - running
@@ -786,6 +796,55 @@ class StateAlyzr:
                 todo.extend(p)
         return out
 
+    def _param_sources(self, f: str, refs: list[str]) -> tuple[set[int], bool]:
+        """Which formals of f the values refs are computed from, and whether anything else too."""
+        fn = self.mod.functions[f]
+        pidx = {p: i for i, p in enumerate(fn.params)}
+        clo = self._ssa_closure(f, refs)
+        formals = {pidx[r] for r in clo if r in pidx}
+        other = any(r[0] == "@" or (self.prog.local.get((f, r)) is not None and r not in pidx and
+                    self.mod.instrs[self.prog.local[(f, r)]].op in ("load", "call") and
+                    not self._is_slot_load(f, r)) for r in clo)
+        return formals, other
+
+    def _is_slot_load(self, f: str, r: str) -> bool:
+        d = self.prog.local.get((f, r))
+        if d is None or d >= len(self.mod.instrs):
+            return False
+        ins = self.mod.instrs[d]
+        return (ins.op == "load" and len(ins.parts[0]) == 1 and
+                ins.parts[0][0] in self._chop._slot_stores.get(f, {}))
+
+    def _helper_index(self, f: str, ins, idx: list[str], pkt_procs) -> list[tuple[str, int, str]]:
+        """Keyed accesses `tab[g(key)]` inside a helper whose table and key are formals: at every
+        call site in packet processing, the table actual names the variable and the key actual
+        is the chop's target (context-sensitive: each table gets its own callers' fields)."""
+        self._chop.origins(f)
+        bases, other_base = self._param_sources(f, ins.parts[0])
+        if not bases or other_base:
+            return []
+        keys, other_key = self._param_sources(f, idx)
+        own = [n for n in (self.prog.local.get((f, r)) for r in idx) if n is not None]
+        out = []
+        for cid in self.callers.get(f, ()):
+            call = self.mod.instrs[cid]
+            if call.fn not in pkt_procs or call.op not in ("call", "invoke"):
+                continue
+            ks: set[str] = set()
+            for b in bases:
+                if b < len(call.parts):
+                    ks |= self._keyed_refs(call.fn, self._ssa_closure(call.fn, call.parts[b], 3))
+            nodes: list[int] = []
+            for j in keys:
+                if j < len(call.parts):
+                    nodes += [n for n in (self.prog.local.get((call.fn, r)) for r in call.parts[j]
+                                          if r[0] == "%") if n is not None]
+            if other_key:
+                nodes += own
+            why = f"index at {self.where(ins)} via call at {self.where(call)}"
+            out += [(k, n, why) for k in ks for n in nodes]
+        return out
+
     _MIX_OPS = {"and", "or", "xor", "add", "sub", "mul", "shl", "lshr", "ashr", "zext", "sext", "trunc"}
 
     def _other_side(self, f: str, part: list[str], k: str, depth: int = 4) -> list[int]:
@@ -839,11 +898,17 @@ class StateAlyzr:
                 idx = [r for p in ins.parts[1:] for r in p if r[0] == "%"]
                 if not idx:
                     continue
-                for k in self._keyed_refs(f, self._ssa_closure(f, ins.parts[0], 3)):
+                ks = self._keyed_refs(f, self._ssa_closure(f, ins.parts[0], 3))
+                for k in ks:
                     for r in idx:
                         n = self.prog.local.get((f, r))
                         if n is not None:
                             targets[k].append((n, f"index at {self.where(ins)}"))
+                if not ks:
+                    # a shared lookup helper (find(tab, key)): the table is a formal, so which
+                    # table it is, and which key indexes it, is known only at each call site
+                    for k, n, why in self._helper_index(f, ins, idx, pkt_procs):
+                        targets[k].append((n, why))
             # iteration: loops whose exit condition refers to a keyed variable
             for _header, body in natural_loops(fn):
                 conds = []
@@ -932,7 +997,8 @@ class StateAlyzr:
         for kind in ("pkt", "log"):
             out: dict[str, str] = {}
             if seeds[kind]:
-                sl = sdg.backward(seeds[kind])
+                sl = sdg.backward_ctx(seeds[kind]) if self.cfg.context_sensitive_output else \
+                    sdg.backward(seeds[kind])
                 for n in sl:
                     ks = set()
                     if n < len(mod.instrs):

@@ -242,6 +242,8 @@ def _compare(name, syms, snaps, variables, n_packets) -> dict:
             covered[sym] = f"reachable from updateable {src}"
         elif conc:
             covered[sym] = f"concurrent only: {conc}"
+        elif any(c["evidence"].get("scratch") for c in cands):
+            covered[sym] = "per-packet scratch (fully written before every read in each packet)"
         else:
             missed.append(sym)
     return {"middlebox": name, "packets": n_packets, "globals_tracked": len(syms), "changed": changed,

@@ -24,10 +24,9 @@ all actuals: it never drops a dependence the field-insensitive slice has through
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
-
-import re
 
 from .ir import Instr, split_top
 from .pointsto import CALLBACKS, COPIES, store_value_type
