@@ -12,12 +12,11 @@
 
 from __future__ import annotations
 
-import os
 import re
 import resource
-import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +89,8 @@ class Config:
     flowspace_budget_s: float = 1200.0  # chops can be costly; stop (and say so) after this
     # two-phase (context-sensitive) backward slices for Fig 4.11; False: the old upper bound
     context_sensitive_output: bool = True
+    # called with one line per finished phase (None: silent)
+    progress: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -111,8 +112,34 @@ class Result:
                 "instrumentation": self.instrumentation,
                 "variables": [v.to_json() for v in self.variables]}
 
+    def write_json(self, path: str | Path, plan_path: str | Path | None = None) -> None:
+        """The result as JSON, streamed variable by variable (no second copy of the result in
+        memory); the instrumentation plan, which dominates on big programs, goes to its own file
+        (`plan_path`) and the result names it."""
+        import json
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        head = {"name": self.name, "counts": self.counts, "loop_procedures": self.loop_procs,
+                "packet_procedures": self.pkt_procs, "receive_sites": self.recv_sites,
+                "timings_s": self.timings, "stats": self.stats}
+        if plan_path is not None:
+            head["instrumentation_file"] = str(plan_path)
+            with open(plan_path, "w") as f:
+                json.dump(self.instrumentation, f)
+        else:
+            head["instrumentation"] = self.instrumentation
+        with open(path, "w") as f:
+            f.write(json.dumps(head)[:-1] + ', "variables": [\n')
+            for i, v in enumerate(self.variables):
+                f.write(("" if i == 0 else ",\n") + json.dumps(v.to_json()))
+            f.write("\n]}\n")
+
     def by_class(self, cls: str) -> set[str]:
         return {v.key for v in self.variables if cls in v.classes}
+
+
+class NoReceiveCall(ValueError):
+    """The program has no call of a packet-receive function the analysis knows."""
 
 
 class StateAlyzr:
@@ -162,9 +189,11 @@ class StateAlyzr:
 
     # ---------------------------------------------------------------- main driver
     def _progress(self, what: str) -> None:
-        if os.environ.get("STATEALYZR_VERBOSE"):
+        """Progress of the long phases (points-to, SDG, slices, flowspace, output), with the
+        peak RSS so far: `nfvlab statealyzr analyze` prints it on stderr (see docs)."""
+        if self.cfg.progress is not None:
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(f"statealyzr: {self.name}: {what} ({rss:.0f} MB)", file=sys.stderr, flush=True)
+            self.cfg.progress(f"statealyzr: {self.name}: {what} (peak {rss:.0f} MB)")
 
     def run(self) -> Result:
         t0 = time.perf_counter()
@@ -177,6 +206,13 @@ class StateAlyzr:
         self._map_vars()
         recv_sites = self._recv_sites()
         self.recv_sites = recv_sites
+        if not recv_sites:
+            known = sorted(set(self.cfg.recv) | set(self.cfg.extra_recv))
+            raise NoReceiveCall(
+                f"{self.name}: no packet-receive call found (looked for calls of {', '.join(known)}); "
+                "name the function that hands the program its packets with --receive FUNC "
+                "(or `recv:` in a recipe)")
+        self._progress(f"{len(recv_sites)} receive call(s)")
         loop_procs = self._loop_procs(recv_sites)
         persistent = self._persistent(loop_procs)
         self.t["persistent"] = time.perf_counter() - t1
@@ -195,15 +231,18 @@ class StateAlyzr:
         t1 = time.perf_counter()
         upd = self._updateable(top, pkt_procs)
         self.t["updateable"] = time.perf_counter() - t1
+        self._progress(f"{len(upd)} updateable; flowspace chops")
         t1 = time.perf_counter()
         flows = self._flowspace(top, pkt_procs, fwd)
         self.t["flowspace"] = time.perf_counter() - t1
         self._progress(f"flowspace done in {self.t['flowspace']:.1f}s")
+        self._progress("output-impacting slices")
         t1 = time.perf_counter()
         pkt_out, log_out = self._output(upd, pkt_procs)
         other = "pkt_procs" if self.cfg.output_scope == "program" else "program"
         pkt_out2, log_out2 = self._output(upd, pkt_procs, other)
         self.t["output"] = time.perf_counter() - t1
+        self._progress(f"output slices done in {self.t['output']:.1f}s; instrumentation plan")
         t1 = time.perf_counter()
         from .instrument import plan_instrumentation
         self.top, self.upd, self.pkt_procs = top, upd, pkt_procs

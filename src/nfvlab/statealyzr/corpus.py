@@ -10,7 +10,7 @@ any receive/output functions beyond the defaults.
 from __future__ import annotations
 
 import hashlib
-import os
+import json
 import shutil
 import subprocess
 import tarfile
@@ -170,6 +170,20 @@ class Recipe:
     paper: dict | None = None
     notes: str = ""
     dynamic: dict | None = None   # {libs: [...], argv: [... "{pcap}" ...], recv: [...]}: gdb check
+    # an off-path middlebox (monitor) emits no packets: a capture file it writes (pcap_dump) is
+    # its log, so packet-output calls count as log output (the paper: "N.A." for PRADS/Snort)
+    off_path: bool = False
+
+
+def recipe_config(recipe: Recipe, cfg):
+    """The analysis configuration a recipe asks for (its receive/output functions, off-path)."""
+    cfg.extra_recv += recipe.recv
+    cfg.pkt_output += recipe.pkt_output
+    cfg.log_output += recipe.log_output
+    if recipe.off_path:
+        cfg.log_output += [f for f in cfg.pkt_output if f not in cfg.log_output]
+        cfg.pkt_output = []
+    return cfg
 
 
 def recipes() -> list[str]:
@@ -262,6 +276,61 @@ def fetch(recipe: Recipe, workdir: Path, log=print) -> Path:
     return out
 
 
+class BuildError(RuntimeError):
+    """The middlebox's own build failed (or compiled nothing): nothing is analysed."""
+
+
+def ccj_path(recipe: Recipe, tree: Path, workdir: Path) -> Path:
+    """Where the recorded compile database lives: in the tree for fetched sources (as before),
+    in the work directory for a user's own tree (which we only build, never write into)."""
+    if "path" in recipe.source:
+        return Path(workdir) / f"{recipe.name}.compile_commands.json"
+    return tree / "compile_commands.json"
+
+
+def record_build(recipe: Recipe, tree: Path, ccj: Path, log=print) -> float:
+    """Run configure + build under bear into a partial database, renamed only when every command
+    succeeded: a failed build never leaves a compile_commands.json that a later run would reuse.
+    A stamp beside the database records the commands it came from."""
+    partial = ccj.with_name(ccj.name + ".partial")
+    stamp = ccj.with_name(ccj.name + ".stamp")
+    partial.unlink(missing_ok=True)
+    ccj.unlink(missing_ok=True)
+    stamp.unlink(missing_ok=True)
+    ccj.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    steps = [(c, False) for c in recipe.configure] + [(c, True) for c in recipe.make]
+    first = True
+    for cmd, under_bear in steps:
+        if under_bear:
+            cmd = f"bear --output {partial} {'' if first else '--append '}-- {cmd}"
+            first = False
+        log(f"$ {cmd}")
+        r = subprocess.run(cmd, shell=True, cwd=tree, capture_output=True, text=True)
+        if r.returncode != 0:
+            partial.unlink(missing_ok=True)
+            tail = (r.stdout[-1500:] + "\n" + r.stderr[-2500:]).strip()
+            raise BuildError(f"build of {recipe.name} failed in {tree} (exit {r.returncode}): {cmd}\n{tail}")
+    units = json.loads(partial.read_text()) if partial.exists() else []
+    if not any(str(e.get("file", "")).endswith(".c") for e in units):
+        partial.unlink(missing_ok=True)
+        raise BuildError(f"build of {recipe.name} in {tree} compiled no C file, so there is nothing to "
+                         "analyse (already built? pass a build command that rebuilds, e.g. "
+                         "--build 'make clean all')")
+    partial.replace(ccj)
+    stamp.write_text(json.dumps({"configure": recipe.configure, "make": recipe.make}))
+    return time.perf_counter() - t0
+
+
+def _reusable(recipe: Recipe, ccj: Path) -> bool:
+    if not ccj.exists() or ccj.stat().st_size < 10:
+        return False
+    stamp = ccj.with_name(ccj.name + ".stamp")
+    if stamp.exists():
+        return json.loads(stamp.read_text()) == {"configure": recipe.configure, "make": recipe.make}
+    return "apt" in recipe.source      # a tree fetched and built before stamps existed
+
+
 def build_ir(recipe: Recipe, workdir: Path, log=print) -> tuple[Path, dict]:
     """Build a recipe with bear, replay its compilations with clang-14 to IR, link. Returns the
     linked module and timings {build_s, ir_compile_s, link_s, units}."""
@@ -269,16 +338,9 @@ def build_ir(recipe: Recipe, workdir: Path, log=print) -> tuple[Path, dict]:
     workdir = Path(workdir).resolve()
     tree = fetch(recipe, workdir, log)
     t = {}
-    ccj = tree / "compile_commands.json"
-    if not ccj.exists() or ccj.stat().st_size < 10:
-        t0 = time.perf_counter()
-        env = dict(os.environ, CC="gcc")
-        for c in recipe.configure:
-            _run(c, tree, log)
-        for i, c in enumerate(recipe.make):
-            _run(f"bear --output compile_commands.json {'--append ' if i else ''}-- {c}", tree, log)
-        t["build_s"] = round(time.perf_counter() - t0, 2)
-        del env
+    ccj = ccj_path(recipe, tree, workdir)
+    if not _reusable(recipe, ccj):
+        t["build_s"] = round(record_build(recipe, tree, ccj, log), 2)
     lls, dt = B.compile_commands_to_ll(ccj, workdir / f"{recipe.name}-ir", recipe.include or None,
                                        recipe.exclude or None, log, root=tree)
     t["ir_compile_s"] = round(dt, 2)
@@ -287,3 +349,39 @@ def build_ir(recipe: Recipe, workdir: Path, log=print) -> tuple[Path, dict]:
     linked = B.link(lls, workdir / f"{recipe.name}.ll")
     t["link_s"] = round(time.perf_counter() - t0, 2)
     return linked, t
+
+
+def load_recipe_file(path: str | Path) -> Recipe:
+    """A recipe from any file; a relative `source: {path: ...}` is relative to the file."""
+    p = Path(path).resolve()
+    try:
+        d = yaml.safe_load(p.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"{p}: cannot read recipe: {e}") from e
+    if not isinstance(d, dict):
+        raise ValueError(f"{p}: expected a mapping of recipe fields")
+    d.setdefault("name", p.stem)
+    d.setdefault("kind", "middlebox")
+    allowed = set(Recipe.__dataclass_fields__)
+    bad = set(d) - allowed
+    if bad:
+        raise ValueError(f"{p}: unknown fields {sorted(bad)}; expected some of {sorted(allowed)}")
+    src = d.get("source")
+    if not isinstance(src, dict) or not any(k in src for k in ("apt", "url", "path")):
+        raise ValueError(f"{p}: source: expected one of apt/url/path")
+    if "path" in src:
+        src["path"] = str((p.parent / src["path"]).resolve())
+    for fld in ("configure", "make", "include", "exclude", "recv", "pkt_output", "log_output", "build_deps"):
+        if fld in d and not (isinstance(d[fld], list) and all(isinstance(x, str) for x in d[fld])):
+            raise ValueError(f"{p}: {fld}: expected a list of strings")
+    return Recipe(**d)
+
+
+def tree_recipe(path: str | Path, build: list[str], configure: list[str], receive: list[str],
+                exclude: list[str]) -> Recipe:
+    """An ad-hoc recipe for a source tree the user already has."""
+    p = Path(path).resolve()
+    if not p.is_dir():
+        raise ValueError(f"{p}: not a directory")
+    return Recipe(name=p.name, kind="user tree", source={"path": str(p)}, configure=list(configure),
+                  make=list(build), exclude=list(exclude), recv=list(receive))
