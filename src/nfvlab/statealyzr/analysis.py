@@ -305,6 +305,7 @@ class StateAlyzr:
                  "init_procedures_in_slice": len(getattr(self, "init_procs", [])),
                  "concurrent_procedures": sorted(self._fname(f) for f in self.concurrent),
                  "scratch_globals": sorted(self.scratch),
+                 "packet_entries": sorted(self._fname(f) for f in self.pkt_roots),
                  "allocation_wrappers": sorted(self._fname(f) for f in self.pta.wrappers),
                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         return Result(self.name, variables, counts, sorted(self._fname(f) for f in loop_procs),

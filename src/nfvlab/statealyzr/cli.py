@@ -172,6 +172,20 @@ def cmd_instrument(a) -> int:
     return 0 if rep["instrumented_build_ok"] else 1
 
 
+def cmd_transfer(a) -> int:
+    from .transfer import TRANSFER_GT, run_transfer, summarize, write_study
+    out = Path(a.out)
+    results = []
+    for name in a.names or TRANSFER_GT:
+        r = run_transfer(name, Path(a.workdir), a.packets, cost_packets=a.cost_packets)
+        results.append(r)
+        print(json.dumps({"middlebox": name, **summarize(r)}))
+    write_study(results, out)
+    print(f"wrote {out}/rows.csv, checks.csv, summary.csv, fig4-15a.png, fig4-15b.png")
+    bad = [c for r in results for c in r["checks"] if c["model"] != "none" and not c["logs_equal"]]
+    return 1 if bad else 0
+
+
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("statealyzr", help="StateAlyzr: find the state of C middleboxes (ch. 4)")
     sp = p.add_subparsers(dest="statealyzr_cmd", required=True)
@@ -211,6 +225,13 @@ def register(subparsers) -> argparse.ArgumentParser:
     x.add_argument("--workdir", default="results/statealyzr-work")
     x.add_argument("--no-ground-truth", action="store_true")
     x.set_defaults(func=cmd_table)
+    x = sp.add_parser("transfer", help="primary/hot-standby state transfer (Fig 4.15/4.16) on ground truth")
+    x.add_argument("names", nargs="*")
+    x.add_argument("--packets", type=int, default=300)
+    x.add_argument("--cost-packets", type=int, default=100000, help="trace length for the instrumentation cost")
+    x.add_argument("--out", default="results/statealyzr-transfer")
+    x.add_argument("--workdir", default="results/statealyzr-transfer-work")
+    x.set_defaults(func=cmd_transfer)
     x = sp.add_parser("instrument", help="patch a recipe's tree with update tracking and rebuild it")
     x.add_argument("recipe")
     x.add_argument("--out", default="results/statealyzr-table", help="where the table put <recipe>.json")

@@ -61,8 +61,8 @@ def make_pcap(path: Path, n: int = 300, seed: int = 7) -> Path:
         elif proto == 17:
             l4 = struct.pack("!HHHH", rnd.randrange(1024, 65535), 53, 8 + len(payload), 0) + payload
         else:
-            l4 = struct.pack("!BBHHH", 8, 0, 0, 1, i) + payload
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), i, 0, 64, proto, 0, src, dst) + l4
+            l4 = struct.pack("!BBHHH", 8, 0, 0, 1, i & 0xFFFF) + payload
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), i & 0xFFFF, 0, 64, proto, 0, src, dst) + l4
         frame = b"\x00\x11\x22\x33\x44\x55" + b"\x66\x77\x88\x99\xaa\xbb" + b"\x08\x00" + ip
         out.append(struct.pack("<IIII", 1_700_000_000 + i, 0, len(frame), len(frame)) + frame)
     path.write_bytes(b"".join(out))
