@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nfvlab.experiments.registry import ExperimentKind
 
-METRICS = ("model_i_bytes_mean", "model_ii_bytes_mean", "model_iii_bytes_mean", "iii_vs_i_reduction_x",
+METRICS = ("model_i_bytes_mean", "model_ii_bytes_mean", "model_iii_bytes_mean", "i_vs_ii_reduction_x",
+           "ii_vs_iii_reduction_x", "marked_whole_bytes_mean",
            "logs_equal_fraction", "control_differs_fraction", "switch_points", "instr_per_packet_us",
            "plain_per_packet_us", "transferred_variables")
 

@@ -70,7 +70,7 @@ class Walker:
             data = bytes(inf.read_memory(addr, size))
         except gdb.MemoryError:
             return
-        rec = [size, data, []]
+        rec = [size, data, [], str(typ.strip_typedefs())]
         self.objs[addr] = rec
         for i in range(count):
             self.scan(addr, addr + i * typ.sizeof, typ, rec)
@@ -125,6 +125,49 @@ def state_of(syms):
     return w
 
 
+def flow_bytes(w, sym, fields, values):
+    """Model (ii) for one keyed variable: only the part of its state in the last packet's
+    flowspace. From the variable's storage (already walked into w), the heap objects holding the
+    packet's values of every flowspace field (network-order bytes, fields of 2+ bytes), what they
+    point to, and one pointer slot per link on the path to them. An array of scalars keyed by one
+    1-byte field (a TTL histogram) sends the one element the value indexes."""
+    v = gdb.parse_and_eval(sym)
+    root = int(v.address)
+    wide = [bytes.fromhex(values[f]) for f in fields if f in values and len(values[f]) >= 4]
+    if not wide:
+        t = v.type.strip_typedefs()
+        if t.code == gdb.TYPE_CODE_ARRAY and t.target().sizeof and len(fields) == 1 and fields[0] in values:
+            return t.target().sizeof
+        return w.objs[root][0] if root in w.objs else 0
+    parent = {root: None}
+    order = [root]
+    for a in order:
+        for _off, p in w.objs.get(a, [0, b"", [], ""])[2]:
+            if p in w.objs and p not in parent:
+                parent[p] = a
+                order.append(p)
+    chosen = set()
+    links = set()
+    for a in order[1:]:
+        data = w.objs[a][1]
+        if all(x in data for x in wide):
+            st = [a]
+            kind = w.objs[a][3]
+            while st:
+                x = st.pop()
+                if x in chosen:
+                    continue
+                chosen.add(x)
+                # what the entry points to, but not its siblings (a `next` of the same type
+                # links the table, it is not this flow's state)
+                st.extend(p for _o, p in w.objs[x][2] if p in w.objs and w.objs[p][3] != kind)
+            y = a
+            while parent.get(y) is not None:
+                links.add((parent[y], y))
+                y = parent[y]
+    return sum(w.objs[a][0] for a in chosen) + 8 * len(links)
+
+
 def read_bits():
     n = len(cfg["bits"])
     if not n:
@@ -145,12 +188,33 @@ def primary():
         n += 1                             # stopped at the entry of packet n: packet n-1 is done
         if n > 1:
             w_all = state_of(cfg["model_i"])
+            vals = cfg["packet_fields"][n - 2] if n - 2 < len(cfg["packet_fields"]) else {}
+            ii = 0
+            for sym in cfg["model_i"]:
+                ks = cfg["keyed"].get(sym)
+                if ks:
+                    ii += flow_bytes(w_all, sym, ks, vals)
+                else:                      # flowspace "*": every packet's state
+                    one = Walker()
+                    one.walk_var(sym)
+                    ii += one.nbytes()
             upd = [v for v in read_bits() if v in cfg["sym_of"]]
             w_upd = state_of([cfg["sym_of"][v] for v in upd])
+            iii = 0                        # (iii): (ii) restricted to the variables marked updated
+            for v in upd:
+                sym = cfg["sym_of"][v]
+                ks = cfg["keyed"].get(sym)
+                if ks:
+                    iii += flow_bytes(w_all, sym, ks, vals)
+                else:
+                    one = Walker()
+                    one.walk_var(sym)
+                    iii += one.nbytes()
             for v in upd:
                 last_sent[v] = state_of([cfg["sym_of"][v]]).export()
-            rows.append({"packet": n - 1, "model_i_bytes": w_all.nbytes(),
-                         "model_iii_bytes": w_upd.nbytes(), "model_iii_vars": len(upd)})
+            rows.append({"packet": n - 1, "model_i_bytes": w_all.nbytes(), "model_ii_bytes": ii,
+                         "model_iii_bytes": iii, "marked_whole_bytes": w_upd.nbytes(),
+                         "model_iii_vars": len(upd)})
             if n - 1 == k:
                 dump(w_all.export(), cfg["export_i"])
                 dump([o for objs in last_sent.values() for o in objs], cfg["export_iii"])
