@@ -7,13 +7,14 @@ from nfvlab.statealyzr import corpus
 from .conftest import needs_pcap
 
 pytestmark = needs_pcap
-NAMES = corpus.ground_truths()
+NAMES = [n for n in corpus.ground_truths() if corpus.available(corpus.load_ground_truth(n))]
+ALL_NAMES = corpus.ground_truths()
 
 
 def test_corpus_has_the_issue_patterns():
-    assert {"conntrack", "hostcount", "queueproxy", "aliasmon", "paperfig45"} <= set(NAMES)
+    assert {"conntrack", "hostcount", "queueproxy", "aliasmon", "paperfig45"} <= set(ALL_NAMES)
     # issue 15's soundness misses
-    assert {"wrapcount", "daqmon", "copykey", "reloadcfg"} <= set(NAMES)
+    assert {"wrapcount", "daqmon", "copykey", "reloadcfg"} <= set(ALL_NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -42,6 +43,8 @@ def test_wrapper_counters_updateable_but_not_fresh_memory(gt_results):
 
 
 def test_daq_with_meta_callbacks_are_packet_procedures(gt_results):
+    if "daqmon" not in gt_results:
+        pytest.skip("libdaq-dev (deps/apt.txt) not installed")
     _gt, res = gt_results["daqmon"]
     assert {"process_packet", "on_meta"} <= set(res.pkt_procs)
     assert "DAQ_Acquire" in res.loop_procs

@@ -66,6 +66,12 @@ def load_ground_truth(name: str) -> GroundTruth:
                        d.get("over_approximation") or {}, d.get("run") or {}, d.get("flags") or [])
 
 
+def available(gt: GroundTruth) -> bool:
+    """Can this machine compile the program? (`run.needs_header`: e.g. daq.h from libdaq-dev)"""
+    h = gt.run.get("needs_header")
+    return not h or any(Path(d, h).exists() for d in ("/usr/include", "/usr/local/include"))
+
+
 def analyze_ground_truth(gt: GroundTruth, config=None):
     from . import analyze_sources
     return analyze_sources(gt.sources, gt.name, config, flags=gt.flags or None)
