@@ -18,13 +18,14 @@ IRON_MICRO := iron-naive-attribution $(patsubst experiments/%.yaml,%,$(wildcard 
 IRON_CAL := iron-calibration-current
 
 .PHONY: help install test lint exp-iron-udp exp-iron-tcp exp-iron-micro exp-statealyzr iron-calibrate report clean-testbed \
-        iron-calibration-current
+        iron-calibration-current exp-statealyzr-transfer
 
 help:
 	@echo "make exp-iron-udp    Iron UDP study: interference (Fig 2.1, 2.2, 2.4) and Iron (Fig 2.9, 2.11, 2.16)"
 	@echo "make exp-iron-tcp    Iron TCP study: interference (Fig 2.3, 2.5) and Iron (Fig 2.10, 2.12)"
 	@echo "make exp-iron-micro  Iron microbenchmarks (attribution, Fig 2.14, throughput, Table 2.15, overhead)"
 	@echo "make exp-statealyzr  StateAlyzr on real middleboxes (Table 4.13, Fig 4.14, Table 4.17; SCALE=paper adds HAProxy)"
+	@echo "make exp-statealyzr-transfer  primary/hot-standby state transfer, 3 models (Fig 4.15/4.16)"
 	@echo "make exp-NAME        one spec: experiments/NAME.yaml"
 	@echo "make iron-calibrate  re-measure Iron's hidden per-interrupt cost (also done by itself when missing or stale)"
 	@echo "make report          rebuild results/report/index.html from whatever results exist"
@@ -69,6 +70,10 @@ exp-iron-micro: install $(IRON_CAL)
 exp-statealyzr: install
 	@scripts/statealyzr-deps.sh
 	$(call run-specs,$(STATEALYZR))
+
+# the state-transfer study (Fig 4.15/4.16) on the ground truth; `nfvlab run` takes the same spec
+exp-statealyzr-transfer: install
+	$(NFVLAB) statealyzr transfer --out results/statealyzr-transfer
 
 exp-%: install $(IRON_CAL) experiments/%.yaml
 	$(call run-specs,$*)

@@ -52,7 +52,101 @@ def test_bad_recipe_is_rejected(tmp_path, monkeypatch):
 def test_statealyzr_specs_validate():
     from nfvlab.spec import load_spec
     paths = sorted(SPECS.glob("statealyzr-*.yaml"))
-    assert [p.stem for p in paths] == ["statealyzr-cost", "statealyzr-flowspace", "statealyzr-table"]
+    assert [p.stem for p in paths] == ["statealyzr-cost", "statealyzr-flowspace", "statealyzr-table",
+                                       "statealyzr-transfer"]
     for p in paths:
         s = load_spec(p)
-        assert s.kind == "statealyzr"
+        assert s.kind in ("statealyzr", "statealyzr-transfer")
+
+
+MAKEFILE = ("wrapcount: wrapcount.o\n\t$(CC) -o $@ wrapcount.o -lpcap\n"
+            "wrapcount.o: wrapcount.c\n\t$(CC) -O2 -c wrapcount.c\n")
+
+
+def _tree(tmp_path, makefile=MAKEFILE):
+    d = tmp_path / "mytree"
+    d.mkdir()
+    (d / "wrapcount.c").write_text((corpus.GT_DIR / "wrapcount.c").read_text())
+    (d / "Makefile").write_text(makefile)
+    return d
+
+
+@needs_pcap
+def test_analyze_a_source_tree_with_its_own_build(tmp_path, capsys):
+    """Issue 15: `analyze DIR --build make` on a tree outside the corpus, recorded with bear;
+    the result equals the ground truth's own analysis."""
+    import json
+    import shutil
+    if not shutil.which("bear"):
+        pytest.skip("bear not installed")
+    d = _tree(tmp_path)
+    out = tmp_path / "r.json"
+    rc = cli.main(["analyze", str(d), "--build", "make", "--workdir", str(tmp_path / "wd"), "--json", str(out)])
+    assert rc == 0
+    j = json.loads(out.read_text())
+    gt = corpus.load_ground_truth("wrapcount")
+    ref = corpus.analyze_ground_truth(gt)
+    assert j["counts"] == ref.counts
+    assert "instrumentation" not in j and json.loads(Path(j["instrumentation_file"]).read_text())["bits"]
+    err = capsys.readouterr().err
+    assert "bear --output" in err and "packet procedures" in err     # build log and progress
+    assert not list(d.glob("compile_commands.json*"))                # the user's tree is only built
+
+
+@needs_pcap
+def test_failed_build_is_an_error_and_leaves_no_stale_database(tmp_path, capsys):
+    import shutil
+    if not shutil.which("bear"):
+        pytest.skip("bear not installed")
+    d = _tree(tmp_path)
+    wd = tmp_path / "wd"
+    assert cli.main(["analyze", str(d), "--build", "make", "--workdir", str(wd), "--quiet"]) == 0
+    ccj = wd / "mytree.compile_commands.json"
+    assert ccj.exists()
+    (d / "wrapcount.c").write_text("this is not C\n")
+    rc = cli.main(["analyze", str(d), "--build", "make clean; make", "--workdir", str(wd), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "build of mytree failed" in err and "make clean; make" in err
+    assert not ccj.exists() and not ccj.with_name(ccj.name + ".partial").exists()
+    # the same command again must rebuild (and fail again), not reuse anything
+    assert cli.main(["analyze", str(d), "--build", "make clean; make", "--workdir", str(wd), "--quiet"]) == 2
+
+
+@needs_pcap
+def test_missing_receive_call_is_a_clear_error_and_receive_names_it(tmp_path, capsys):
+    src = tmp_path / "myrecv.c"
+    src.write_text("""
+#include <stdio.h>
+#include <string.h>
+unsigned long pkts;
+int my_next_packet(char *buf, int n) { return (int)fread(buf, 1, (size_t)n, stdin); }
+int main(void) {
+    char buf[2048];
+    while (my_next_packet(buf, sizeof buf) > 0) { if (buf[0] == 'x') pkts++; }
+    printf("%lu\\n", pkts);
+    return 0;
+}
+""")
+    assert cli.main(["analyze", str(src), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "no packet-receive call" in err and "--receive" in err
+    assert cli.main(["analyze", str(src), "--quiet", "--receive", "my_next_packet"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.split()[:1] == ["pkts"])
+    assert row.split()[1:4] == ["x", "x", "x"]          # persistent, top-level, updateable
+
+
+@needs_pcap
+def test_analyze_recipe_file_from_anywhere(tmp_path):
+    import shutil
+    if not shutil.which("bear"):
+        pytest.skip("bear not installed")
+    _tree(tmp_path)
+    rec = tmp_path / "elsewhere" / "mine.yaml"
+    rec.parent.mkdir()
+    rec.write_text("name: mine\nsource: {path: ../mytree}\nmake: [make]\n")
+    assert cli.main(["analyze", str(rec), "--workdir", str(tmp_path / "wd"), "--quiet"]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nsource: {path: .}\nmake: make\n")
+    with pytest.raises(ValueError, match="make: expected a list"):
+        corpus.load_recipe_file(bad)

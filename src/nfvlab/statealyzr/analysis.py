@@ -12,12 +12,11 @@
 
 from __future__ import annotations
 
-import os
 import re
 import resource
-import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,12 +26,15 @@ from .pointsto import CALLBACKS
 from .sdg import build, natural_loops
 
 PKT_RECV = ["pcap_next", "pcap_next_ex", "pcap_loop", "pcap_dispatch", "recv", "recvfrom", "recvmsg",
-            "daq_acquire", "DAQ_Acquire", "daq_instance_msg_receive"]
+            "daq_acquire", "daq_acquire_with_meta", "DAQ_Acquire", "daq_instance_msg_receive"]
 PKT_OUTPUT = ["pcap_inject", "pcap_sendpacket", "send", "sendto", "sendmsg", "writev", "pcap_dump"]
 LOG_OUTPUT = ["fprintf", "printf", "vfprintf", "vprintf", "fputs", "puts", "fputc", "putc", "putchar",
               "fwrite", "syslog", "vsyslog", "write", "dprintf", "vdprintf", "__fprintf_chk",
               "__printf_chk", "__vfprintf_chk", "__syslog_chk"]
-CALLBACK_RECV = {"pcap_loop", "pcap_dispatch", "daq_acquire", "DAQ_Acquire"}
+# registrations whose callback runs asynchronously (a thread, a signal handler, at exit)
+ASYNC_ENTRIES = {"@pthread_create", "@signal", "@atexit", "@on_exit"}
+_NONE: frozenset = frozenset()
+CALLBACK_RECV = {"pcap_loop", "pcap_dispatch", "daq_acquire", "daq_acquire_with_meta", "DAQ_Acquire"}
 
 # header-field names as they appear in netinet/*.h, net/ethernet.h, pcap and common middlebox code
 HEADER_FIELDS = {
@@ -85,6 +87,10 @@ class Config:
     # "pkt_procs": only in packet-processing procedures, as in Fig 4.11
     output_scope: str = "program"
     flowspace_budget_s: float = 1200.0  # chops can be costly; stop (and say so) after this
+    # two-phase (context-sensitive) backward slices for Fig 4.11; False: the old upper bound
+    context_sensitive_output: bool = True
+    # called with one line per finished phase (None: silent)
+    progress: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -106,8 +112,34 @@ class Result:
                 "instrumentation": self.instrumentation,
                 "variables": [v.to_json() for v in self.variables]}
 
+    def write_json(self, path: str | Path, plan_path: str | Path | None = None) -> None:
+        """The result as JSON, streamed variable by variable (no second copy of the result in
+        memory); the instrumentation plan, which dominates on big programs, goes to its own file
+        (`plan_path`) and the result names it."""
+        import json
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        head = {"name": self.name, "counts": self.counts, "loop_procedures": self.loop_procs,
+                "packet_procedures": self.pkt_procs, "receive_sites": self.recv_sites,
+                "timings_s": self.timings, "stats": self.stats}
+        if plan_path is not None:
+            head["instrumentation_file"] = str(plan_path)
+            with open(plan_path, "w") as f:
+                json.dump(self.instrumentation, f)
+        else:
+            head["instrumentation"] = self.instrumentation
+        with open(path, "w") as f:
+            f.write(json.dumps(head)[:-1] + ', "variables": [\n')
+            for i, v in enumerate(self.variables):
+                f.write(("" if i == 0 else ",\n") + json.dumps(v.to_json()))
+            f.write("\n]}\n")
+
     def by_class(self, cls: str) -> set[str]:
         return {v.key for v in self.variables if cls in v.classes}
+
+
+class NoReceiveCall(ValueError):
+    """The program has no call of a packet-receive function the analysis knows."""
 
 
 class StateAlyzr:
@@ -157,9 +189,11 @@ class StateAlyzr:
 
     # ---------------------------------------------------------------- main driver
     def _progress(self, what: str) -> None:
-        if os.environ.get("STATEALYZR_VERBOSE"):
+        """Progress of the long phases (points-to, SDG, slices, flowspace, output), with the
+        peak RSS so far: `nfvlab statealyzr analyze` prints it on stderr (see docs)."""
+        if self.cfg.progress is not None:
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(f"statealyzr: {self.name}: {what} ({rss:.0f} MB)", file=sys.stderr, flush=True)
+            self.cfg.progress(f"statealyzr: {self.name}: {what} (peak {rss:.0f} MB)")
 
     def run(self) -> Result:
         t0 = time.perf_counter()
@@ -172,6 +206,13 @@ class StateAlyzr:
         self._map_vars()
         recv_sites = self._recv_sites()
         self.recv_sites = recv_sites
+        if not recv_sites:
+            known = sorted(set(self.cfg.recv) | set(self.cfg.extra_recv))
+            raise NoReceiveCall(
+                f"{self.name}: no packet-receive call found (looked for calls of {', '.join(known)}); "
+                "name the function that hands the program its packets with --receive FUNC "
+                "(or `recv:` in a recipe)")
+        self._progress(f"{len(recv_sites)} receive call(s)")
         loop_procs = self._loop_procs(recv_sites)
         persistent = self._persistent(loop_procs)
         self.t["persistent"] = time.perf_counter() - t1
@@ -181,20 +222,27 @@ class StateAlyzr:
         slice_procs = {f for f in (prog.fn_of(n) for n in fwd) if f}
         pkt_procs = self._close_callees(slice_procs, loop_procs, recv_sites, fwd)
         top = self._top_level(persistent, pkt_procs)
+        from .scratch import scratch_globals
+        self.scratch = scratch_globals(self, top, pkt_procs, self.pkt_roots)
+        for k in self.scratch:
+            del top[k]      # no value survives from one packet to the next: not per-/cross-flow
         self.t["top_level"] = time.perf_counter() - t1
         self._progress(f"{len(pkt_procs)} packet procedures, {len(top)} top-level")
         t1 = time.perf_counter()
         upd = self._updateable(top, pkt_procs)
         self.t["updateable"] = time.perf_counter() - t1
+        self._progress(f"{len(upd)} updateable; flowspace chops")
         t1 = time.perf_counter()
         flows = self._flowspace(top, pkt_procs, fwd)
         self.t["flowspace"] = time.perf_counter() - t1
         self._progress(f"flowspace done in {self.t['flowspace']:.1f}s")
+        self._progress("output-impacting slices")
         t1 = time.perf_counter()
         pkt_out, log_out = self._output(upd, pkt_procs)
         other = "pkt_procs" if self.cfg.output_scope == "program" else "program"
         pkt_out2, log_out2 = self._output(upd, pkt_procs, other)
         self.t["output"] = time.perf_counter() - t1
+        self._progress(f"output slices done in {self.t['output']:.1f}s; instrumentation plan")
         t1 = time.perf_counter()
         from .instrument import plan_instrumentation
         self.top, self.upd, self.pkt_procs = top, upd, pkt_procs
@@ -209,6 +257,8 @@ class StateAlyzr:
             if key in persistent:
                 v.classes.append("persistent")
                 v.evidence["persistent"] = persistent[key]
+            if key in self.scratch:
+                v.evidence["scratch"] = self.scratch[key]
             if key in top:
                 v.classes.append("top_level")
                 v.evidence["used"] = top[key]
@@ -223,6 +273,13 @@ class StateAlyzr:
                             and objs & self.written.keys()), None)
                 if src:
                     v.evidence["reached_from"] = src
+                elif key not in top and key not in self.scratch:
+                    w = next((self.concurrent_writes[o] for o in objs if o in self.concurrent_writes), None)
+                    if w is not None:
+                        # changes at run time, but only code that never touches packets uses it
+                        # (a reload thread's parser): not per-/cross-flow state
+                        v.evidence["concurrent_only"] = ("written only by concurrent code at "
+                                                         f"{self.where(mod.instrs[w])}")
             if key in flows:
                 v.classes.append("keyed")
                 v.flowspace = sorted(flows[key][0])
@@ -246,6 +303,9 @@ class StateAlyzr:
                  "flowspace_not_computed": getattr(self, "flow_skipped", []),
                  "output_scope": self.cfg.output_scope,
                  "init_procedures_in_slice": len(getattr(self, "init_procs", [])),
+                 "concurrent_procedures": sorted(self._fname(f) for f in self.concurrent),
+                 "scratch_globals": sorted(self.scratch),
+                 "packet_entries": sorted(self._fname(f) for f in self.pkt_roots),
                  "allocation_wrappers": sorted(self._fname(f) for f in self.pta.wrappers),
                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         return Result(self.name, variables, counts, sorted(self._fname(f) for f in loop_procs),
@@ -331,6 +391,10 @@ class StateAlyzr:
 
     def _recv_sites(self) -> list[int]:
         recv = set(self.cfg.recv) | set(self.cfg.extra_recv)
+        # a receive function the program defines itself (Snort's DAQ_Acquire wrapper) is not the
+        # receive call: the library call inside it is; names a recipe adds (extra_recv) count as given
+        defined = {self._fname(f) for f in self.mod.functions} - set(self.cfg.extra_recv)
+        recv -= defined
         out = []
         for ins in self.mod.instrs:
             if ins.op in ("call", "invoke") and self._callee_names(ins) & recv:
@@ -442,20 +506,28 @@ class StateAlyzr:
             for ins in self.pp_instrs(f):
                 if ins.op in ("call", "invoke"):
                     roots.update(g for g in pta.callees.get(ins.id, ()) if g in mod.functions)
+        async_roots: set[str] = set()
         for ins in mod.instrs:
             if ins.op == "call" and ins.direct in CALLBACKS:
-                roots.update(g for g in pta.callees.get(ins.id, ()) if g in mod.functions)
-        running = set(roots)
-        todo = list(roots - set(loop_procs))
-        while todo:
-            f = todo.pop()
-            for ins in mod.functions[f].instrs():
-                if ins.op in ("call", "invoke"):
-                    for g in pta.callees.get(ins.id, ()):
-                        if g in mod.functions and g not in running:
-                            running.add(g)
-                            todo.append(g)
+                gs = {g for g in pta.callees.get(ins.id, ()) if g in mod.functions}
+                (async_roots if ins.direct in ASYNC_ENTRIES else roots).update(gs)
+        # a thread or handler is packet processing only if what it runs touches received packets
+        # (paperfig45's processPacket dequeues them); a configuration-reload thread does not, and
+        # its parser must not become "packet processing" because the flow-insensitive slice
+        # reaches it through memory it shares with packet code (issue 15). Its writes still make
+        # top-level variables updateable (they happen while packets are processed): `concurrent`.
+        touching = self._packet_touching()
+        concurrent: set[str] = set()
+        for r in sorted(async_roots):
+            clo = self._call_closure({r})
+            if clo & touching:
+                roots.add(r)
+            else:
+                concurrent |= clo
+        self.pkt_roots = {r for r in roots - set(loop_procs) if r in mod.functions}
+        running = self._call_closure(roots - set(loop_procs)) | roots
         self.running = running
+        self.concurrent = concurrent - running
         self.init_procs = sorted(set(slice_procs) - running)
         start = set(slice_procs) & running
         out = set(start)
@@ -472,6 +544,51 @@ class StateAlyzr:
                     if g in mod.functions and g not in out:
                         out.add(g)
                         todo.append(g)
+        return out
+
+    def _call_closure(self, start: set[str]) -> set[str]:
+        mod, pta = self.mod, self.pta
+        out = set(start)
+        todo = list(start)
+        while todo:
+            f = todo.pop()
+            fn = mod.functions.get(f)
+            if fn is None:
+                continue
+            for ins in fn.instrs():
+                if ins.op in ("call", "invoke"):
+                    for g in pta.callees.get(ins.id, ()):
+                        if g in mod.functions and g not in out:
+                            out.add(g)
+                            todo.append(g)
+        return out
+
+    def _packet_objects(self) -> set[int]:
+        """Objects holding received packets: the receive calls' packet/header objects and the
+        buffers they fill."""
+        objs: set[int] = set()
+        for i in self.recv_sites:
+            for tag in ("ext", "pkt", "hdr", "ret", "meta"):
+                o = self.prog.site_obj.get((i, tag))
+                if o is not None:
+                    objs.add(o)
+            for v in self.pta.ext_written.get(i, ()):
+                objs |= set(self.pta.pts.get(v, ()))
+        return objs
+
+    def _packet_touching(self) -> set[str]:
+        """Procedures that receive, or read memory holding received packets."""
+        pkt = self._packet_objects()
+        out = {self.mod.instrs[i].fn for i in self.recv_sites}
+        for f, fn in self.mod.functions.items():
+            if f in out:
+                continue
+            for ins in fn.instrs():
+                if ins.op == "load" and ins.parts and any(
+                        pkt & self.pta.pts.get(v, _NONE) for v in
+                        (self.prog.value(f, r) for r in ins.parts[0]) if v is not None):
+                    out.add(f)
+                    break
         return out
 
     def _reaches_recv(self, f: str) -> bool:
@@ -512,13 +629,17 @@ class StateAlyzr:
         self.mm_wrappers = set(self.pta.wrappers) | self._dealloc_wrappers()
         # constants (string literals, const tables) cannot be written at run time
         self.const_objs = {self.prog.gobj[g.name] for g in mod.globals.values() if g.is_const}
-        for f in pkt_procs:
-            if f in self.mm_wrappers:
-                continue
-            for ins in self.pp_instrs(f):
+        fresh = self._wrapper_memory()
+        self.concurrent_writes: dict[int, int] = {}      # object -> first write by concurrent code
+        for f in sorted(pkt_procs) + sorted(self.concurrent - pkt_procs):
+            mine = fresh.get(f)
+            conc = f not in pkt_procs
+            for ins in (self.mod.functions[f].instrs() if conc else self.pp_instrs(f)):
                 objs = sdg.writes.get(ins.id)
                 if not objs:
                     continue
+                if mine is not None and objs <= mine:
+                    continue   # a wrapper initialising / poisoning the memory it manages
                 if ins.op == "store" and not ins.dbg:
                     continue   # formal-parameter spill into its own alloca
                 self.write_instrs.append(ins.id)
@@ -527,10 +648,14 @@ class StateAlyzr:
                         k = self.global_var.get(r) if r[0] == "@" else self.alloca_var.get(
                             self.prog.local.get((ins.fn, r), -1))
                         if k in top and k not in direct:
-                            direct[k] = f"assigned at {self.where(ins)}"
+                            direct[k] = (f"assigned at {self.where(ins)}" if not conc else
+                                         f"assigned concurrently (thread/handler {self._fname(f)}()) "
+                                         f"at {self.where(ins)}")
                 for o in objs:
                     if o not in self.const_objs:
                         written.setdefault(o, ins.id)
+                        if conc:
+                            self.concurrent_writes.setdefault(o, ins.id)
         self.written = written
         out = dict(direct)
         # objects from which some written object is reachable: one reverse traversal of the
@@ -566,6 +691,29 @@ class StateAlyzr:
                         out[k] = (f"value reachable from it ({self.prog.obj_label.get(o, o)}) "
                                   f"written at {self.where(mod.instrs[written[o]])}")
                         break
+        return out
+
+    def _wrapper_memory(self) -> dict[str, set[int]]:
+        """Per allocation/deallocation wrapper, the memory it manages: what it allocates, its own
+        stack slots and what its formals point to (the block being resized or freed). Only writes
+        confined to that memory are skipped; a global counter bumped inside the wrapper is a
+        state update like any other (issue 15)."""
+        prog, mod = self.prog, self.mod
+        out: dict[str, set[int]] = {f: set() for f in self.mm_wrappers}
+        for (iid, tag), o in prog.site_obj.items():
+            f = mod.instrs[iid].fn
+            if f in out and tag in ("heap", "ext"):
+                out[f].add(o)
+        for iid, o in prog.obj_of_alloca.items():
+            f = mod.instrs[iid].fn
+            if f in out:
+                out[f].add(o)
+        gobjs = set(prog.gobj.values())
+        for f in out:
+            for pr in mod.functions[f].params:
+                v = prog.local.get((f, pr))
+                if v is not None:
+                    out[f] |= set(self.pta.pts.get(v, ())) - gobjs
         return out
 
     def _dealloc_wrappers(self) -> set[str]:
@@ -688,6 +836,75 @@ class StateAlyzr:
                 todo.extend(p)
         return out
 
+    def _param_sources(self, f: str, refs: list[str]) -> tuple[set[int], bool]:
+        """Which formals of f the values refs are computed from, and whether anything else too."""
+        fn = self.mod.functions[f]
+        pidx = {p: i for i, p in enumerate(fn.params)}
+        clo = self._ssa_closure(f, refs)
+        formals = {pidx[r] for r in clo if r in pidx}
+        other = any(r[0] == "@" or (self.prog.local.get((f, r)) is not None and r not in pidx and
+                    self.mod.instrs[self.prog.local[(f, r)]].op in ("load", "call") and
+                    not self._is_slot_load(f, r)) for r in clo)
+        return formals, other
+
+    def _is_slot_load(self, f: str, r: str) -> bool:
+        d = self.prog.local.get((f, r))
+        if d is None or d >= len(self.mod.instrs):
+            return False
+        ins = self.mod.instrs[d]
+        return (ins.op == "load" and len(ins.parts[0]) == 1 and
+                ins.parts[0][0] in self._chop._slot_stores.get(f, {}))
+
+    def _helper_index(self, f: str, ins, idx: list[str], pkt_procs) -> list[tuple[str, int, str]]:
+        """Keyed accesses `tab[g(key)]` inside a helper whose table and key are formals: at every
+        call site in packet processing, the table actual names the variable and the key actual
+        is the chop's target (context-sensitive: each table gets its own callers' fields)."""
+        self._chop.origins(f)
+        bases, other_base = self._param_sources(f, ins.parts[0])
+        if not bases or other_base:
+            return []
+        keys, other_key = self._param_sources(f, idx)
+        own = [n for n in (self.prog.local.get((f, r)) for r in idx) if n is not None]
+        out = []
+        for cid in self.callers.get(f, ()):
+            call = self.mod.instrs[cid]
+            if call.fn not in pkt_procs or call.op not in ("call", "invoke"):
+                continue
+            ks: set[str] = set()
+            for b in bases:
+                if b < len(call.parts):
+                    ks |= self._keyed_refs(call.fn, self._ssa_closure(call.fn, call.parts[b], 3))
+            nodes: list[int] = []
+            for j in keys:
+                if j < len(call.parts):
+                    nodes += [n for n in (self.prog.local.get((call.fn, r)) for r in call.parts[j]
+                                          if r[0] == "%") if n is not None]
+            if other_key:
+                nodes += own
+            why = f"index at {self.where(ins)} via call at {self.where(call)}"
+            out += [(k, n, why) for k in ks for n in nodes]
+        return out
+
+    _MIX_OPS = {"and", "or", "xor", "add", "sub", "mul", "shl", "lshr", "ashr", "zext", "sext", "trunc"}
+
+    def _other_side(self, f: str, part: list[str], k: str, depth: int = 4) -> list[int]:
+        """The value nodes of a comparison operand that are not the keyed variable's own data.
+        An operand mixing both (`(ip->saddr & r->mask) == r->net`) is split at its arithmetic."""
+        if not part:
+            return []
+        if k not in self._keyed_refs(f, self._ssa_closure(f, part)):
+            return [n for n in (self.prog.local.get((f, x)) for x in part) if n is not None]
+        if depth == 0:
+            return []
+        out: list[int] = []
+        for x in part:
+            d = self.prog.local.get((f, x))
+            if d is None or d >= len(self.mod.instrs) or self.mod.instrs[d].op not in self._MIX_OPS:
+                continue      # the variable's own side of the comparison
+            for sub in self.mod.instrs[d].parts:
+                out += self._other_side(f, sub, k, depth - 1)
+        return out
+
     def _flowspace(self, top, pkt_procs, fwd) -> dict[str, tuple[set[str], str]]:
         mod = self.mod
         keyed = [k for k in top if self.type_str(self.vars[k].type_md) in ("pointer", "struct", "array")]
@@ -721,11 +938,17 @@ class StateAlyzr:
                 idx = [r for p in ins.parts[1:] for r in p if r[0] == "%"]
                 if not idx:
                     continue
-                for k in self._keyed_refs(f, self._ssa_closure(f, ins.parts[0], 3)):
+                ks = self._keyed_refs(f, self._ssa_closure(f, ins.parts[0], 3))
+                for k in ks:
                     for r in idx:
                         n = self.prog.local.get((f, r))
                         if n is not None:
                             targets[k].append((n, f"index at {self.where(ins)}"))
+                if not ks:
+                    # a shared lookup helper (find(tab, key)): the table is a formal, so which
+                    # table it is, and which key indexes it, is known only at each call site
+                    for k, n, why in self._helper_index(f, ins, idx, pkt_procs):
+                        targets[k].append((n, why))
             # iteration: loops whose exit condition refers to a keyed variable
             for _header, body in natural_loops(fn):
                 conds = []
@@ -748,14 +971,9 @@ class StateAlyzr:
                         cmp = mod.instrs[d]
                         ops = cmp.parts if cmp.op in ("icmp", "fcmp") else [[r]]
                         for part in ops:
-                            if not part:
-                                continue
-                            own = self._keyed_refs(f, self._ssa_closure(f, part))
-                            nodes = [n for n in (self.prog.local.get((f, x)) for x in part) if n is not None]
                             for k, hit in hits.items():
-                                if k in own:
-                                    continue   # the variable's own side of the comparison
-                                targets[k].extend((n, f"list iteration at {self.where(hit)}") for n in nodes)
+                                for n in self._other_side(f, part, k):
+                                    targets[k].append((n, f"list iteration at {self.where(hit)}"))
         self.flow_targets = targets
         self.flow_why: dict[str, dict[str, str]] = {}
         self.flow_skipped: list[str] = []
@@ -819,7 +1037,8 @@ class StateAlyzr:
         for kind in ("pkt", "log"):
             out: dict[str, str] = {}
             if seeds[kind]:
-                sl = sdg.backward(seeds[kind])
+                sl = sdg.backward_ctx(seeds[kind]) if self.cfg.context_sensitive_output else \
+                    sdg.backward(seeds[kind])
                 for n in sl:
                     ks = set()
                     if n < len(mod.instrs):

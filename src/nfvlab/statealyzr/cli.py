@@ -1,7 +1,8 @@
 """`nfvlab statealyzr ...` — analyse middleboxes, check ground truth, build the study tables.
 
     nfvlab statealyzr list
-    nfvlab statealyzr analyze <groundtruth|recipe|file.c|file.ll|dir> [--json PATH] [--patch PATH]
+    nfvlab statealyzr analyze <groundtruth|recipe|RECIPE.yaml|file.c|file.ll|DIR> [--build CMD]
+        [--configure CMD] [--receive FUNC ...] [--exclude GLOB ...] [--json PATH] [--plan PATH]
     nfvlab statealyzr check [NAME ...]             hand-labelled soundness/precision
     nfvlab statealyzr dynamic [NAME ...]           run under gdb, compare changed globals
     nfvlab statealyzr table [RECIPE ...] [--out DIR]   Table 4.13 / Fig 4.14 / Table 4.17 rows
@@ -33,33 +34,52 @@ def _print_result(res) -> None:
         print(f"  {v.key:<{w}}  {' '.join(m)}  {','.join(v.flowspace)}")
 
 
-def resolve_and_analyze(target: str, workdir: Path, config=None, log=print):
+def _analyze_recipe(r, workdir: Path, config, log):
+    from . import analyze_ll
+    from .analysis import Config
+    cfg = corpus.recipe_config(r, config or Config())
+    ll, bt = corpus.build_ir(r, workdir, log)
+    res = analyze_ll(ll, r.name, cfg)
+    res.timings.update({k: v for k, v in bt.items() if k != "units"})
+    res.stats["units"] = bt.get("units")
+    return res
+
+
+def resolve_and_analyze(target: str, workdir: Path, config=None, log=print, build=None, configure=None,
+                        receive=None, exclude=None):
+    """Analyse a ground truth, a recipe (by name or as a .yaml file anywhere), a source tree
+    (built with --build under bear, or its *.c files compiled directly), a .c or a .ll file."""
     from . import analyze_ll, analyze_sources
     from .analysis import Config
-    if target in corpus.ground_truths():
-        gt = corpus.load_ground_truth(target)
-        return analyze_sources(gt.sources, gt.name, config)
-    if target in corpus.recipes():
-        r = corpus.load_recipe(target)
-        cfg = config or Config()
-        cfg.extra_recv += r.recv
-        cfg.pkt_output += r.pkt_output
-        cfg.log_output += r.log_output
-        ll, bt = corpus.build_ir(r, workdir, log)
-        res = analyze_ll(ll, r.name, cfg)
-        res.timings.update({k: v for k, v in bt.items() if k != "units"})
-        res.stats["units"] = bt.get("units")
-        return res
+    cfg = config or Config()
+    cfg.extra_recv += list(receive or [])
     p = Path(target)
-    if p.suffix == ".ll":
-        return analyze_ll(p, p.stem, config)
+    if target in corpus.ground_truths() and not p.exists():
+        gt = corpus.load_ground_truth(target)
+        return corpus.analyze_ground_truth(gt, cfg)
+    if target in corpus.recipes() and not p.exists():
+        return _analyze_recipe(corpus.load_recipe(target), workdir, cfg, log)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.exists():
+            raise ValueError(f"{p}: recipe file not found")
+        return _analyze_recipe(corpus.load_recipe_file(p), workdir, cfg, log)
     if p.is_dir():
-        srcs = sorted(p.glob("*.c"))
-        return analyze_sources(srcs, p.name, config)
-    if p.suffix == ".c":
-        return analyze_sources([p], p.stem, config)
-    raise SystemExit(f"statealyzr: {target}: not a ground truth ({corpus.ground_truths()}), "
-                     f"recipe ({corpus.recipes()}), .c, .ll or directory")
+        if build:
+            r = corpus.tree_recipe(p, build, configure or [], [], exclude or [])
+            return _analyze_recipe(r, workdir, cfg, log)
+        if configure:
+            raise ValueError(f"{p}: --configure needs --build (the command that compiles the tree)")
+        srcs = [s for s in sorted(p.rglob("*.c"))
+                if not any(s.match(g) or g in str(s.relative_to(p)) for g in exclude or [])]
+        if not srcs:
+            raise ValueError(f"{p}: no .c file (pass --build CMD for a tree with its own build)")
+        return analyze_sources(srcs, p.name, cfg)
+    if p.suffix == ".ll" and p.exists():
+        return analyze_ll(p, p.stem, cfg)
+    if p.suffix == ".c" and p.exists():
+        return analyze_sources([p], p.stem, cfg)
+    raise ValueError(f"{target}: not a ground truth ({', '.join(corpus.ground_truths())}), recipe "
+                     f"({', '.join(corpus.recipes())}), recipe .yaml, source directory, .c or .ll file")
 
 
 def cmd_list(a) -> int:
@@ -69,13 +89,22 @@ def cmd_list(a) -> int:
 
 
 def cmd_analyze(a) -> int:
-    from .analysis import Config
-    res = resolve_and_analyze(a.target, Path(a.workdir), Config(output_scope=a.output_scope))
+    from .analysis import Config, NoReceiveCall
+    progress = None if a.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    log = (lambda m: None) if a.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    try:
+        res = resolve_and_analyze(a.target, Path(a.workdir), Config(output_scope=a.output_scope,
+                                                                    progress=progress), log,
+                                  build=a.build, configure=a.configure, receive=a.receive,
+                                  exclude=a.exclude)
+    except (corpus.BuildError, NoReceiveCall, ValueError) as e:
+        print(f"statealyzr: error: {e}", file=sys.stderr)
+        return 2
     _print_result(res)
     if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(res.to_json(), indent=1))
-        print(f"wrote {a.json}")
+        plan = a.plan or str(Path(a.json).with_suffix(".plan.json"))
+        res.write_json(a.json, plan)
+        print(f"wrote {a.json} (instrumentation plan: {plan})")
     if a.patch:
         from .instrument import make_patch
         diff, info = make_patch(res.instrumentation, None)
@@ -85,19 +114,32 @@ def cmd_analyze(a) -> int:
 
 
 def cmd_check(a) -> int:
-    from . import analyze_sources
     bad = 0
+    rows = {}
     for name in a.names or corpus.ground_truths():
         gt = corpus.load_ground_truth(name)
-        res = analyze_sources(gt.sources, gt.name)
+        res = corpus.analyze_ground_truth(gt)
         cmp = corpus.compare(res, gt)
+        rows[name] = cmp["per_class"]
         ok = not cmp["missed"] and not cmp["flowspace_mismatch"]
         bad += not ok
         print(f"{name}: {'SOUND' if ok else 'UNSOUND'} missed={len(cmp['missed'])} "
-              f"extra={len(cmp['unexpected_extra'])} precision={cmp['precision']} "
-              f"counts={res.counts}")
-        for m in cmp["missed"] + cmp["flowspace_mismatch"] + cmp["unexpected_extra"]:
-            print("   ", m)
+              f"extra={len(cmp['unexpected_extra'])} forbidden={len(cmp['forbidden_flagged'])} "
+              f"precision={cmp['precision']}")
+        for m in cmp["missed"]:
+            print("    missed:", m)
+        for m in cmp["flowspace_mismatch"]:
+            print("    flowspace:", m)
+        for m in cmp["forbidden_flagged"]:
+            print("    must not be flagged:", m)
+        for m in cmp["unexpected_extra"]:
+            print("    extra:", m)
+    table = corpus.precision_table(rows)
+    print(table)
+    if a.table:
+        Path(a.table).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.table).write_text(table + "\n")
+        Path(a.table).with_suffix(".json").write_text(json.dumps(rows, indent=1))
     return 1 if bad else 0
 
 
@@ -130,20 +172,45 @@ def cmd_instrument(a) -> int:
     return 0 if rep["instrumented_build_ok"] else 1
 
 
+def cmd_transfer(a) -> int:
+    from .transfer import TRANSFER_GT, run_transfer, summarize, write_study
+    out = Path(a.out)
+    results = []
+    for name in a.names or TRANSFER_GT:
+        r = run_transfer(name, Path(a.workdir), a.packets, cost_packets=a.cost_packets)
+        results.append(r)
+        print(json.dumps({"middlebox": name, **summarize(r)}))
+    write_study(results, out)
+    print(f"wrote {out}/rows.csv, checks.csv, summary.csv, fig4-15a.png, fig4-15b.png")
+    bad = [c for r in results for c in r["checks"] if c["model"] != "none" and not c["logs_equal"]]
+    return 1 if bad else 0
+
+
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("statealyzr", help="StateAlyzr: find the state of C middleboxes (ch. 4)")
     sp = p.add_subparsers(dest="statealyzr_cmd", required=True)
     x = sp.add_parser("list", help="list ground-truth middleboxes and recipes")
     x.set_defaults(func=cmd_list)
     x = sp.add_parser("analyze", help="analyse a middlebox and print its variables")
-    x.add_argument("target", help="ground-truth name, recipe name, .c file, .ll file or directory")
-    x.add_argument("--json", help="write the full result (counts, variables, evidence) here")
+    x.add_argument("target", help="ground-truth name, recipe name, recipe .yaml file, source directory, "
+                                  ".c file or .ll file")
+    x.add_argument("--build", action="append", metavar="CMD",
+                   help="for a directory: the command that builds it (recorded with bear; repeatable)")
+    x.add_argument("--configure", action="append", metavar="CMD", help="run before --build (not recorded)")
+    x.add_argument("--receive", action="append", default=[], metavar="FUNC",
+                   help="a function that hands the program its packets, beyond pcap/recv/DAQ (repeatable)")
+    x.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="compilation units to leave out (path glob or substring; repeatable)")
+    x.add_argument("--quiet", action="store_true", help="no build log or progress lines on stderr")
+    x.add_argument("--json", help="write the full result (counts, variables, evidence) here, streamed")
+    x.add_argument("--plan", help="where the instrumentation plan goes (default: JSON path with .plan.json)")
     x.add_argument("--patch", help="write the update-tracking instrumentation as a unified diff")
     x.add_argument("--workdir", default="results/statealyzr-work")
     x.add_argument("--output-scope", choices=["program", "pkt_procs"], default="program")
     x.set_defaults(func=cmd_analyze)
-    x = sp.add_parser("check", help="compare the analysis with the hand labels")
+    x = sp.add_parser("check", help="compare the analysis with the hand labels (precision/recall per class)")
     x.add_argument("names", nargs="*")
+    x.add_argument("--table", help="write the precision/recall table (markdown; .json beside it)")
     x.set_defaults(func=cmd_check)
     x = sp.add_parser("dynamic", help="run ground-truth middleboxes under gdb and check soundness")
     x.add_argument("names", nargs="*")
@@ -158,6 +225,13 @@ def register(subparsers) -> argparse.ArgumentParser:
     x.add_argument("--workdir", default="results/statealyzr-work")
     x.add_argument("--no-ground-truth", action="store_true")
     x.set_defaults(func=cmd_table)
+    x = sp.add_parser("transfer", help="primary/hot-standby state transfer (Fig 4.15/4.16) on ground truth")
+    x.add_argument("names", nargs="*")
+    x.add_argument("--packets", type=int, default=300)
+    x.add_argument("--cost-packets", type=int, default=100000, help="trace length for the instrumentation cost")
+    x.add_argument("--out", default="results/statealyzr-transfer")
+    x.add_argument("--workdir", default="results/statealyzr-transfer-work")
+    x.set_defaults(func=cmd_transfer)
     x = sp.add_parser("instrument", help="patch a recipe's tree with update tracking and rebuild it")
     x.add_argument("recipe")
     x.add_argument("--out", default="results/statealyzr-table", help="where the table put <recipe>.json")

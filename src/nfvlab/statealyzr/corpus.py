@@ -10,7 +10,7 @@ any receive/output functions beyond the defaults.
 from __future__ import annotations
 
 import hashlib
-import os
+import json
 import shutil
 import subprocess
 import tarfile
@@ -34,6 +34,11 @@ class GroundTruth:
     labels: dict[str, dict]
     over: dict[str, dict]
     run: dict
+    flags: list[str] = field(default_factory=list)
+
+    def forbidden(self, key: str) -> set[str]:
+        """False-positive labels: classes the variable must NOT get (`not:` in the YAML)."""
+        return set(self.labels.get(key, {}).get("not", []))
 
     def expected(self, key: str) -> set[str]:
         return set(self.labels.get(key, {}).get("classes", []))
@@ -49,11 +54,27 @@ def ground_truths() -> list[str]:
 def load_ground_truth(name: str) -> GroundTruth:
     d = yaml.safe_load((GT_DIR / f"{name}.yaml").read_text())
     for k, v in d.get("variables", {}).items():
-        bad = set(v.get("classes", [])) - set(CLASSES)
-        if bad:
-            raise ValueError(f"{name}.yaml: variable {k}: unknown classes {sorted(bad)}; expected {CLASSES}")
+        for fld in ("classes", "not"):
+            bad = set(v.get(fld, [])) - set(CLASSES)
+            if bad:
+                raise ValueError(f"{name}.yaml: variables.{k}.{fld}: unknown classes {sorted(bad)}; "
+                                 f"expected some of {CLASSES}")
+        both = set(v.get("classes", [])) & set(v.get("not", []))
+        if both:
+            raise ValueError(f"{name}.yaml: variables.{k}: {sorted(both)} both in classes and not")
     return GroundTruth(d["middlebox"], [GT_DIR / s for s in d["sources"]], d.get("variables", {}),
-                       d.get("over_approximation") or {}, d.get("run") or {})
+                       d.get("over_approximation") or {}, d.get("run") or {}, d.get("flags") or [])
+
+
+def available(gt: GroundTruth) -> bool:
+    """Can this machine compile the program? (`run.needs_header`: e.g. daq.h from libdaq-dev)"""
+    h = gt.run.get("needs_header")
+    return not h or any(Path(d, h).exists() for d in ("/usr/include", "/usr/local/include"))
+
+
+def analyze_ground_truth(gt: GroundTruth, config=None):
+    from . import analyze_sources
+    return analyze_sources(gt.sources, gt.name, config, flags=gt.flags or None)
 
 
 def compare(result, gt: GroundTruth) -> dict:
@@ -73,9 +94,69 @@ def compare(result, gt: GroundTruth) -> dict:
         want_fs = gt.labels.get(key, {}).get("flowspace")
         if want_fs is not None and key in found and sorted(want_fs) != sorted(found[key].flowspace):
             fs_wrong.append(f"{key}: expected {sorted(want_fs)}, got {sorted(found[key].flowspace)}")
+    forbidden_hit = [f"{k}: {c}" for k in sorted(gt.labels) for c in sorted(gt.forbidden(k))
+                     if k in found and c in found[k].classes]
     return {"missed": missed, "unexpected_extra": extra, "flowspace_mismatch": fs_wrong,
+            "forbidden_flagged": forbidden_hit,
             "true_positive_labels": tp, "false_positive_labels": fp,
-            "precision": round(tp / (tp + fp), 4) if tp + fp else 1.0}
+            "precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
+            "per_class": per_class(result, gt)}
+
+
+# the classes precision/recall is reported for; "output_impacting" is pkt_output or log_output
+METRIC_CLASSES = ["persistent", "top_level", "updateable", "keyed", "pkt_output", "log_output",
+                  "output_impacting"]
+
+
+def _has(classes: set[str], c: str) -> bool:
+    return bool(classes & {"pkt_output", "log_output"}) if c == "output_impacting" else c in classes
+
+
+def per_class(result, gt: GroundTruth) -> dict[str, dict]:
+    """Precision and recall per class over the program's source variables. A variable that is
+    not labelled with a class is a negative for it (the YAML lists every variable that has a
+    class; `not:` makes the important negatives explicit). Allowed over-approximations count as
+    false positives here: precision is what a developer sees, not what the tests tolerate."""
+    found = {v.key: set(v.classes) for v in result.variables}
+    out = {}
+    for c in METRIC_CLASSES:
+        tp = fp = fn = 0
+        for key in set(found) | set(gt.labels):
+            exp = _has(gt.expected(key), c)
+            got = _has(found.get(key, set()), c)
+            tp += exp and got
+            fp += got and not exp
+            fn += exp and not got
+        out[c] = {"tp": tp, "fp": fp, "fn": fn,
+                  "precision": round(tp / (tp + fp), 3) if tp + fp else None,
+                  "recall": round(tp / (tp + fn), 3) if tp + fn else None}
+    return out
+
+
+def precision_table(rows: dict[str, dict]) -> str:
+    """Markdown: one row per program, precision/recall per class (rows: name -> per_class)."""
+    head = "| program | " + " | ".join(f"{c} P/R" for c in METRIC_CLASSES) + " |"
+    lines = [head, "|" + "---|" * (len(METRIC_CLASSES) + 1)]
+
+    def fmt(x):
+        return "-" if x is None else f"{x:.2f}"
+    tot = {c: {"tp": 0, "fp": 0, "fn": 0} for c in METRIC_CLASSES}
+    for name, pc in sorted(rows.items()):
+        cells = []
+        for c in METRIC_CLASSES:
+            m = pc[c]
+            for k in ("tp", "fp", "fn"):
+                tot[c][k] += m[k]
+            cells.append(f"{fmt(m['precision'])}/{fmt(m['recall'])}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    cells = []
+    for c in METRIC_CLASSES:
+        t = tot[c]
+        p = t["tp"] / (t["tp"] + t["fp"]) if t["tp"] + t["fp"] else None
+        r = t["tp"] / (t["tp"] + t["fn"]) if t["tp"] + t["fn"] else None
+        cells.append(f"{fmt(p)}/{fmt(r)}")
+    lines.append("| **all (pooled)** | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------ recipes
@@ -95,6 +176,20 @@ class Recipe:
     paper: dict | None = None
     notes: str = ""
     dynamic: dict | None = None   # {libs: [...], argv: [... "{pcap}" ...], recv: [...]}: gdb check
+    # an off-path middlebox (monitor) emits no packets: a capture file it writes (pcap_dump) is
+    # its log, so packet-output calls count as log output (the paper: "N.A." for PRADS/Snort)
+    off_path: bool = False
+
+
+def recipe_config(recipe: Recipe, cfg):
+    """The analysis configuration a recipe asks for (its receive/output functions, off-path)."""
+    cfg.extra_recv += recipe.recv
+    cfg.pkt_output += recipe.pkt_output
+    cfg.log_output += recipe.log_output
+    if recipe.off_path:
+        cfg.log_output += [f for f in cfg.pkt_output if f not in cfg.log_output]
+        cfg.pkt_output = []
+    return cfg
 
 
 def recipes() -> list[str]:
@@ -187,6 +282,61 @@ def fetch(recipe: Recipe, workdir: Path, log=print) -> Path:
     return out
 
 
+class BuildError(RuntimeError):
+    """The middlebox's own build failed (or compiled nothing): nothing is analysed."""
+
+
+def ccj_path(recipe: Recipe, tree: Path, workdir: Path) -> Path:
+    """Where the recorded compile database lives: in the tree for fetched sources (as before),
+    in the work directory for a user's own tree (which we only build, never write into)."""
+    if "path" in recipe.source:
+        return Path(workdir) / f"{recipe.name}.compile_commands.json"
+    return tree / "compile_commands.json"
+
+
+def record_build(recipe: Recipe, tree: Path, ccj: Path, log=print) -> float:
+    """Run configure + build under bear into a partial database, renamed only when every command
+    succeeded: a failed build never leaves a compile_commands.json that a later run would reuse.
+    A stamp beside the database records the commands it came from."""
+    partial = ccj.with_name(ccj.name + ".partial")
+    stamp = ccj.with_name(ccj.name + ".stamp")
+    partial.unlink(missing_ok=True)
+    ccj.unlink(missing_ok=True)
+    stamp.unlink(missing_ok=True)
+    ccj.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    steps = [(c, False) for c in recipe.configure] + [(c, True) for c in recipe.make]
+    first = True
+    for cmd, under_bear in steps:
+        if under_bear:
+            cmd = f"bear --output {partial} {'' if first else '--append '}-- {cmd}"
+            first = False
+        log(f"$ {cmd}")
+        r = subprocess.run(cmd, shell=True, cwd=tree, capture_output=True, text=True)
+        if r.returncode != 0:
+            partial.unlink(missing_ok=True)
+            tail = (r.stdout[-1500:] + "\n" + r.stderr[-2500:]).strip()
+            raise BuildError(f"build of {recipe.name} failed in {tree} (exit {r.returncode}): {cmd}\n{tail}")
+    units = json.loads(partial.read_text()) if partial.exists() else []
+    if not any(str(e.get("file", "")).endswith(".c") for e in units):
+        partial.unlink(missing_ok=True)
+        raise BuildError(f"build of {recipe.name} in {tree} compiled no C file, so there is nothing to "
+                         "analyse (already built? pass a build command that rebuilds, e.g. "
+                         "--build 'make clean all')")
+    partial.replace(ccj)
+    stamp.write_text(json.dumps({"configure": recipe.configure, "make": recipe.make}))
+    return time.perf_counter() - t0
+
+
+def _reusable(recipe: Recipe, ccj: Path) -> bool:
+    if not ccj.exists() or ccj.stat().st_size < 10:
+        return False
+    stamp = ccj.with_name(ccj.name + ".stamp")
+    if stamp.exists():
+        return json.loads(stamp.read_text()) == {"configure": recipe.configure, "make": recipe.make}
+    return "apt" in recipe.source      # a tree fetched and built before stamps existed
+
+
 def build_ir(recipe: Recipe, workdir: Path, log=print) -> tuple[Path, dict]:
     """Build a recipe with bear, replay its compilations with clang-14 to IR, link. Returns the
     linked module and timings {build_s, ir_compile_s, link_s, units}."""
@@ -194,16 +344,9 @@ def build_ir(recipe: Recipe, workdir: Path, log=print) -> tuple[Path, dict]:
     workdir = Path(workdir).resolve()
     tree = fetch(recipe, workdir, log)
     t = {}
-    ccj = tree / "compile_commands.json"
-    if not ccj.exists() or ccj.stat().st_size < 10:
-        t0 = time.perf_counter()
-        env = dict(os.environ, CC="gcc")
-        for c in recipe.configure:
-            _run(c, tree, log)
-        for i, c in enumerate(recipe.make):
-            _run(f"bear --output compile_commands.json {'--append ' if i else ''}-- {c}", tree, log)
-        t["build_s"] = round(time.perf_counter() - t0, 2)
-        del env
+    ccj = ccj_path(recipe, tree, workdir)
+    if not _reusable(recipe, ccj):
+        t["build_s"] = round(record_build(recipe, tree, ccj, log), 2)
     lls, dt = B.compile_commands_to_ll(ccj, workdir / f"{recipe.name}-ir", recipe.include or None,
                                        recipe.exclude or None, log, root=tree)
     t["ir_compile_s"] = round(dt, 2)
@@ -212,3 +355,39 @@ def build_ir(recipe: Recipe, workdir: Path, log=print) -> tuple[Path, dict]:
     linked = B.link(lls, workdir / f"{recipe.name}.ll")
     t["link_s"] = round(time.perf_counter() - t0, 2)
     return linked, t
+
+
+def load_recipe_file(path: str | Path) -> Recipe:
+    """A recipe from any file; a relative `source: {path: ...}` is relative to the file."""
+    p = Path(path).resolve()
+    try:
+        d = yaml.safe_load(p.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"{p}: cannot read recipe: {e}") from e
+    if not isinstance(d, dict):
+        raise ValueError(f"{p}: expected a mapping of recipe fields")
+    d.setdefault("name", p.stem)
+    d.setdefault("kind", "middlebox")
+    allowed = set(Recipe.__dataclass_fields__)
+    bad = set(d) - allowed
+    if bad:
+        raise ValueError(f"{p}: unknown fields {sorted(bad)}; expected some of {sorted(allowed)}")
+    src = d.get("source")
+    if not isinstance(src, dict) or not any(k in src for k in ("apt", "url", "path")):
+        raise ValueError(f"{p}: source: expected one of apt/url/path")
+    if "path" in src:
+        src["path"] = str((p.parent / src["path"]).resolve())
+    for fld in ("configure", "make", "include", "exclude", "recv", "pkt_output", "log_output", "build_deps"):
+        if fld in d and not (isinstance(d[fld], list) and all(isinstance(x, str) for x in d[fld])):
+            raise ValueError(f"{p}: {fld}: expected a list of strings")
+    return Recipe(**d)
+
+
+def tree_recipe(path: str | Path, build: list[str], configure: list[str], receive: list[str],
+                exclude: list[str]) -> Recipe:
+    """An ad-hoc recipe for a source tree the user already has."""
+    p = Path(path).resolve()
+    if not p.is_dir():
+        raise ValueError(f"{p}: not a directory")
+    return Recipe(name=p.name, kind="user tree", source={"path": str(p)}, configure=list(configure),
+                  make=list(build), exclude=list(exclude), recv=list(receive))

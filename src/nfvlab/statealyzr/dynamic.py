@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import analyze_sources, corpus
+from . import corpus
 
 GDB_SCRIPT = r'''
 import gdb, json
@@ -61,8 +61,8 @@ def make_pcap(path: Path, n: int = 300, seed: int = 7) -> Path:
         elif proto == 17:
             l4 = struct.pack("!HHHH", rnd.randrange(1024, 65535), 53, 8 + len(payload), 0) + payload
         else:
-            l4 = struct.pack("!BBHHH", 8, 0, 0, 1, i) + payload
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), i, 0, 64, proto, 0, src, dst) + l4
+            l4 = struct.pack("!BBHHH", 8, 0, 0, 1, i & 0xFFFF) + payload
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), i & 0xFFFF, 0, 64, proto, 0, src, dst) + l4
         frame = b"\x00\x11\x22\x33\x44\x55" + b"\x66\x77\x88\x99\xaa\xbb" + b"\x08\x00" + ip
         out.append(struct.pack("<IIII", 1_700_000_000 + i, 0, len(frame), len(frame)) + frame)
     path.write_bytes(b"".join(out))
@@ -99,14 +99,21 @@ def dynamic_check(name: str, workdir: Path, n_packets: int = 257) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     if not shutil.which("gdb"):
         return {"middlebox": name, "skipped": "gdb not installed"}
-    res = analyze_sources(gt.sources, gt.name)
+    res = corpus.analyze_ground_truth(gt)
     binary = workdir / name
     cc = shutil.which("clang-14") or "cc"
-    subprocess.run([cc, "-g", "-O0", "-no-pie", "-fno-pie", "-w", *map(str, gt.sources), "-o", str(binary),
-                    "-lpcap", "-lpthread"], check=True, capture_output=True)
+    libs = gt.run.get("libs", ["-lpcap"])
+    subprocess.run([cc, "-g", "-O0", "-no-pie", "-fno-pie", "-w", *gt.flags, *map(str, gt.sources), "-o",
+                    str(binary), *libs, "-lpthread"], check=True, capture_output=True)
     syms = _data_symbols(binary)
     (workdir / "syms.json").write_text(json.dumps(syms))
-    recv = [r for r in ("pcap_next", "pcap_next_ex", "pcap_loop", "pcap_dispatch", "recvfrom", "recv")]
+    # the first receive call starts packet processing; a callback-registered loop (pcap_loop,
+    # daq_acquire_with_meta...) is stopped at its registration call
+    recv = gt.run.get("recv") or ["pcap_next", "pcap_next_ex", "pcap_loop", "pcap_dispatch", "recvfrom", "recv"]
+    files = {}
+    for fname, text in (gt.run.get("files") or {}).items():
+        files[fname] = workdir / f"{fname}.txt"
+        files[fname].write_text(text)
     script = workdir / "snap.py"
     out = workdir / "snaps.json"
     out.unlink(missing_ok=True)
@@ -120,7 +127,7 @@ def dynamic_check(name: str, workdir: Path, n_packets: int = 257) -> dict:
             port = s.getsockname()[1]
         argv = [str(port)]
     else:
-        argv = [a.format(pcap=pcap, out=workdir / "out.pcap") for a in gt.run.get("argv", ["{pcap}"])]
+        argv = [a.format(pcap=pcap, out=workdir / "out.pcap", **files) for a in gt.run.get("argv", ["{pcap}"])]
     cmd = ["gdb", "-q", "-batch", "-nx", "-x", str(script), "--args", str(binary), *argv]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if port is not None:
@@ -230,8 +237,13 @@ def _compare(name, syms, snaps, variables, n_packets) -> dict:
             covered[sym] = "updateable"
             continue
         src = next((c["evidence"]["reached_from"] for c in cands if c["evidence"].get("reached_from")), None)
+        conc = next((c["evidence"]["concurrent_only"] for c in cands if c["evidence"].get("concurrent_only")), None)
         if src:
             covered[sym] = f"reachable from updateable {src}"
+        elif conc:
+            covered[sym] = f"concurrent only: {conc}"
+        elif any(c["evidence"].get("scratch") for c in cands):
+            covered[sym] = "per-packet scratch (fully written before every read in each packet)"
         else:
             missed.append(sym)
     return {"middlebox": name, "packets": n_packets, "globals_tracked": len(syms), "changed": changed,

@@ -121,7 +121,7 @@ def child_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output-scope", default="program")
     ap.add_argument("--flowspace-budget-s", type=float, default=1200.0)
     a = ap.parse_args(argv)
-    from . import analyze_ll, analyze_sources, corpus
+    from . import analyze_ll, corpus
     from .analysis import Config
     workdir, out = Path(a.workdir).resolve(), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -131,9 +131,7 @@ def child_main(argv: list[str] | None = None) -> int:
     build_t: dict[str, Any] = {}
     if gt is None:
         r = corpus.load_recipe(a.middlebox)
-        cfg.extra_recv += r.recv
-        cfg.pkt_output += r.pkt_output
-        cfg.log_output += r.log_output
+        corpus.recipe_config(r, cfg)
         ll, build_t = corpus.build_ir(r, workdir, log)
         inputs = [ll]
     else:
@@ -153,7 +151,7 @@ def child_main(argv: list[str] | None = None) -> int:
             res.stats["units"] = build_t.get("units")
             missed = None
         else:
-            res = analyze_sources(gt.sources, gt.name, cfg)
+            res = corpus.analyze_ground_truth(gt, cfg)
             missed = len(corpus.compare(res, gt)["missed"])
         rj = compact(res.to_json())
         del res

@@ -24,6 +24,7 @@ all actuals: it never drops a dependence the field-insensitive slice has through
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 
@@ -45,6 +46,20 @@ def field_of_gep(ins: Instr) -> str | None:
     if len(idx) != 2 or not idx[1].lstrip("-").isdigit():
         return None
     return f"{ps[0]}#{idx[1]}"
+
+
+_CONST_GEP = re.compile(r"getelementptr (?:inbounds )?\((%struct\.[\w.$]+), %struct\.[\w.$]+\* @[\w.$]+, "
+                        r"i(?:32|64) 0, i32 (\d+)")
+
+
+def const_gep_field(ins: Instr, last: bool = False) -> str | None:
+    """The struct field a constant-expression operand selects (`load ... getelementptr inbounds
+    (%struct.T, %struct.T* @g, i32 0, i32 k)`: a field of a global accessed directly)."""
+    ms = _CONST_GEP.findall(ins.text)
+    if not ms:
+        return None
+    t, k = ms[-1] if last else ms[0]
+    return f"{t}#{k}"
 
 
 def _loads_pointer(ins: Instr) -> bool:
@@ -214,8 +229,12 @@ class FlowChop:
                 continue      # a stored pointer is an address, not header data (thin slice)
             if ins.op == "store" and len(ins.parts) > 1:
                 k = self.field_key(ins.fn, ins.parts[1])
+                if k is None and all(r[0] == "@" for r in ins.parts[1]):
+                    k = const_gep_field(ins, last=True)
             elif ins.op in ("call", "invoke") and ins.parts and self._is_copy_or_set(ins):
                 k = self.field_key(ins.fn, ins.parts[0])
+                if k is None and ins.parts[0] and all(r[0] == "@" for r in ins.parts[0]):
+                    k = const_gep_field(ins)
             else:
                 k = None
             g = groups.get(id(objs))
@@ -312,7 +331,7 @@ class FlowChop:
                 objs |= s
             return objs
 
-        def read(f: str, part: list[str], keys_if_unknown, ph: int) -> None:
+        def read(f: str, part: list[str], keys_if_unknown, ph: int, ins: Instr | None = None) -> None:
             """Memory read through pointer operand `part` of procedure f."""
             self._address(f, part, addr)
             org = self.origins(f)
@@ -323,6 +342,8 @@ class FlowChop:
                         out.append(self._fmem_state(f, b, frozenset(keys_if_unknown)))
                 return                 # phase 2: the call site's summary covers it
             k = self.field_key(f, part)
+            if k is None and ins is not None and part and all(r[0] == "@" for r in part):
+                k = const_gep_field(ins)        # a field of a global, as a constant expression
             objs = pointee(f, part)
             if not objs & self.pkt_objs:          # reading the received packet: the source
                 writers(objs, {k} if k is not None else keys_if_unknown)
@@ -373,7 +394,7 @@ class FlowChop:
                 for s in self._slot_stores[f][slot]:    # a spill slot is SSA in disguise:
                     node(s, ph)                          # same procedure, same phase
             else:
-                read(f, part, {ALL}, ph)
+                read(f, part, {ALL}, ph, ins)
         elif op == "store":
             for r in ins.parts[0] if ins.parts else ():  # the value, not the address
                 if r[0] == "%":

@@ -21,27 +21,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from . import libmodels as _lib
 from .ir import Instr, Module, split_top
 
-ALLOCATORS = {"@malloc", "@calloc", "@valloc", "@aligned_alloc", "@strdup", "@strndup", "@realloc",
-              "@reallocarray", "@mmap", "@xmalloc", "@xcalloc", "@xrealloc", "@xstrdup",
-              "@__strdup", "@pool_alloc", "@fopen", "@pcap_open_live", "@pcap_open_offline",
-              "@pcap_create", "@pcap_fopen_offline"}
-RETURNS_ARG0 = {"@strchr", "@strrchr", "@strstr", "@strcasestr", "@memchr", "@memrchr", "@strpbrk",
-                "@strcpy", "@strncpy", "@strcat", "@strncat", "@stpcpy", "@fgets", "@strtok",
-                "@strtok_r", "@strsep", "@memmem", "@rawmemchr", "@index", "@rindex"}
-COPIES = {"@memcpy", "@memmove", "@bcopy", "@__memcpy_chk", "@__memmove_chk"}
-PURE = {"@strlen", "@strnlen", "@strcmp", "@strncmp", "@strcasecmp", "@strncasecmp", "@memcmp",
-        "@printf", "@fprintf", "@vfprintf", "@vprintf", "@puts", "@fputs", "@fputc", "@putchar",
-        "@putc", "@fwrite", "@syslog", "@vsyslog", "@write", "@send", "@sendto", "@sendmsg",
-        "@pcap_inject", "@pcap_sendpacket", "@free", "@close", "@fclose", "@fflush", "@exit",
-        "@abort", "@atoi", "@atol", "@strtol", "@strtoul", "@strtoll", "@strtoull", "@ntohs",
-        "@ntohl", "@htons", "@htonl", "@isalpha", "@isdigit", "@isspace", "@tolower", "@toupper",
-        "@__assert_fail", "@perror", "@abs", "@rand", "@random", "@srand", "@time", "@sleep",
-        "@usleep", "@getpid", "@__errno_location", "@strerror", "@gettimeofday",
-        "@clock_gettime", "@__ctype_b_loc", "@__ctype_tolower_loc", "@__ctype_toupper_loc",
-        "@pcap_dump", "@pcap_close", "@pcap_dump_close", "@pcap_geterr", "@pcap_datalink",
-        "@inet_addr", "@socket", "@bind", "@listen", "@connect", "@setsockopt"}
+# library behaviour comes from one model table (libmodels.py); these views keep the old names
+ALLOCATORS = _lib.names("alloc", "realloc")
+RETURNS_ARG0 = _lib.names("search", "strwrite", "tokenize")
+COPIES = _lib.names("copy") - {"@memcpy", "@memmove"} | {"@memcpy", "@memmove"}
+PURE = _lib.names("pure")
 # library functions that store a pointer through an argument: name -> [(arg index, source)]
 #   source "arg0": a pointer into argument 0 (strtol's endptr...); "fresh": a new object
 PTR_OUT = {
@@ -73,6 +60,10 @@ CALLBACKS = {
     "@pcap_dispatch": (2, [(0, ("arg", 3)), (1, ("obj", "hdr")), (2, ("obj", "pkt"))]),
     # DAQ 2.x: daq_acquire(module, handle, cnt, callback, user); callback(user, hdr, pkt)
     "@daq_acquire": (3, [(0, ("arg", 4)), (1, ("obj", "hdr")), (2, ("obj", "pkt"))]),
+    # daq_acquire_with_meta(module, handle, cnt, callback, metaback, user): callback(user, hdr,
+    # pkt) and metaback(user, meta_hdr, data) (what Snort 2.9's DAQ_Acquire calls with
+    # HAVE_DAQ_ACQUIRE_WITH_META); the metaback is modelled in EXTRA_CALLBACKS below
+    "@daq_acquire_with_meta": (3, [(0, ("arg", 5)), (1, ("obj", "hdr")), (2, ("obj", "pkt"))]),
     "@DAQ_Acquire": (1, [(0, ("arg", 2)), (1, ("obj", "hdr")), (2, ("obj", "pkt"))]),
     "@pthread_create": (2, [(0, ("arg", 3))]),
     "@qsort": (3, [(0, ("arg", 0)), (1, ("arg", 0))]),
@@ -80,6 +71,10 @@ CALLBACKS = {
     "@signal": (1, []),
     "@atexit": (0, []),
     "@on_exit": (0, [(1, ("arg", 1))]),
+}
+# further function arguments of a registration call (CALLBACKS holds the first one)
+EXTRA_CALLBACKS = {
+    "@daq_acquire_with_meta": [(4, [(0, ("arg", 5)), (1, ("obj", "meta")), (2, ("obj", "pkt"))])],
 }
 SKIP_PREFIX = ("@llvm.dbg.", "@llvm.lifetime.", "@llvm.stacksave", "@llvm.stackrestore",
                "@llvm.va_end", "@llvm.experimental.noalias", "@llvm.assume", "@__asm")
@@ -499,9 +494,24 @@ class PointsTo:
             rest = ins.text.split(op + " ", 1)[-1].replace("nuw ", "").replace("nsw ", "").replace("exact ", "")
             if op in _INT_OPS and not rest.startswith("i64"):
                 return
+            if op == "sub" and self._ptr_difference(ins):
+                return        # p - q of two pointers is a length, not an address
             for k in range(len(ins.parts)):
                 for v in self._vals(ins, k):
                     self._edge(v, ins.id)
+
+    def _ptr_difference(self, ins: Instr) -> bool:
+        """`sub i64 (ptrtoint p), (ptrtoint q)`: how clang emits a pointer difference."""
+        mod, prog = self.prog.mod, self.prog
+        if len(ins.parts) < 2:
+            return False
+        for part in ins.parts[:2]:
+            if len(part) != 1 or part[0][0] != "%":
+                return False
+            d = prog.local.get((ins.fn, part[0]))
+            if d is None or d >= len(mod.instrs) or mod.instrs[d].op != "ptrtoint":
+                return False
+        return True
 
     def _call(self, ins: Instr) -> None:
         if ins.direct:
@@ -574,7 +584,7 @@ class PointsTo:
                 self._edge(d, ins.id) if ins.res else None
             self.ext_written[ins.id].extend(self._vals(ins, 0))
             return
-        if base == "@llvm.memset" or f in ("@memset", "@bzero", "@explicit_bzero"):
+        if base == "@llvm.memset" or f in _lib.names("set"):
             self.ext_written[ins.id].extend(self._vals(ins, 0))
             if ins.res:
                 for d in self._vals(ins, 0):
@@ -587,28 +597,42 @@ class PointsTo:
                         self._edge(v, ins.id)
             return
         if f in CALLBACKS:
-            fi, wiring = CALLBACKS[f]
-            for fv in self._vals(ins, fi):
-                self._cb_edges(ins, fv, wiring)
+            for fi, wiring in [CALLBACKS[f], *EXTRA_CALLBACKS.get(f, [])]:
+                for fv in self._vals(ins, fi):
+                    self._cb_edges(ins, fv, wiring)
             if ins.res:
                 self._add(ins.id, {prog.site(ins, "ret")})
             return
-        if f in ALLOCATORS:
+        m = _lib.model(f)
+        kind = m.kind if m else None
+        if kind in ("alloc", "realloc"):
             if ins.res:
                 self._add(ins.id, {prog.site(ins, "heap")})
-                if f in ("@realloc", "@reallocarray", "@xrealloc"):
+                if kind == "realloc":
                     for v in self._vals(ins, 0):
                         self._edge(v, ins.id)
             return
-        if f in RETURNS_ARG0:
+        if kind in ("search", "strwrite", "tokenize"):
             if ins.res:
                 for v in self._vals(ins, 0):
                     self._edge(v, ins.id)
-            if f in ("@strtok", "@strtok_r", "@strsep"):
-                self._add(ins.id, {prog.site(ins, "ret")}) if ins.res else None
-            self.ext_written[ins.id].extend(self._vals(ins, 0))
+            if kind == "tokenize" and ins.res:
+                self._add(ins.id, {prog.site(ins, "ret")})
+            if kind != "search":           # strchr/strstr only read their arguments
+                self.ext_written[ins.id].extend(self._vals(ins, 0))
             return
-        if f in PURE:
+        if kind == "static":
+            if ins.res and ins.ret_ptr:
+                self._add(ins.id, {prog.site(ins, "ret")})
+            return
+        if kind == "pure":
+            return
+        if kind == "writes":
+            if ins.res and ins.ret_ptr:
+                self._add(ins.id, {prog.site(ins, "ext")})
+            for k in _lib.written_args(m, len(ins.parts)):
+                self.ext_written[ins.id].extend(self._vals(ins, k))
+            self._ptr_out(ins, f, prog.site(ins, "ext"))
             return
         # unknown external: returns a fresh object if it returns a pointer, writes (data, not
         # pointers) through its pointer arguments; the few that store pointers are in PTR_OUT
@@ -620,6 +644,11 @@ class PointsTo:
             if k < len(ptr) and not ptr[k]:
                 continue
             self.ext_written[ins.id].extend(self._vals(ins, k))
+        self._ptr_out(ins, f, o)
+
+    def _ptr_out(self, ins: Instr, f: str, o: int) -> None:
+        """Pointers a library call stores through its arguments (PTR_OUT)."""
+        prog = self.prog
         for k, src in PTR_OUT.get(f, []):
             c = prog.new("const", ins.fn)
             if src == "fresh":

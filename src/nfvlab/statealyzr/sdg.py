@@ -192,6 +192,16 @@ class SDG:
         self.cd: dict[str, dict[str, set[str]]] = {}
         self.reads: dict[int, set[int]] = {}    # instr -> objects read (loads, reading calls)
         self.writes: dict[int, set[int]] = {}   # instr -> objects written
+        # interprocedural edges by kind, for context-sensitive (two-phase) backward slices:
+        # climb[b] = {a}: a -> b passes a value or control into a callee (actual -> formal,
+        # call site -> entry); ret[b] = {a}: a callee's return a -> the call's result b
+        self.climb: dict[int, set[int]] = defaultdict(set)
+        self.ret: dict[int, set[int]] = defaultdict(set)
+
+    def _ec(self, a, b):
+        if a is not None and b is not None:
+            self.succ[a].append(b)
+            self.climb[b].add(a)
 
     def _e(self, a, b):
         if a is not None and b is not None:
@@ -311,7 +321,7 @@ class SDG:
         for f in pta.callees.get(ins.id, ()):
             fn = mod.functions.get(f)
             if fn is not None:
-                self._e(cs, self.entry[f])
+                self._ec(cs, self.entry[f])
                 cb = ins.direct in CALLBACKS if ins.direct else False
                 if cb:
                     fi, wiring = CALLBACKS[ins.direct]
@@ -319,18 +329,19 @@ class SDG:
                         if src == "arg" and pi < len(fn.params) and k < len(ins.parts):
                             dst = prog.local[(f, fn.params[pi])]
                             for r in ins.parts[k]:
-                                self._e(prog.value(ins.fn, r) if r[0] != "@" else None, dst)
+                                self._ec(prog.value(ins.fn, r) if r[0] != "@" else None, dst)
                         elif src == "obj" and pi < len(fn.params):
                             o = prog.site_obj.get((ins.id, k))
-                            self._e(o, prog.local[(f, fn.params[pi])])
+                            self._ec(o, prog.local[(f, fn.params[pi])])
                             self._e(ins.id, o)
                     continue
                 for k in range(len(ins.parts)):
                     dst = prog.local[(f, fn.params[k])] if k < len(fn.params) else prog.vargnode[f]
                     for r in ins.parts[k]:
                         if r[0] != "@":
-                            self._e(prog.local.get((ins.fn, r)), dst)
+                            self._ec(prog.local.get((ins.fn, r)), dst)
                 self._e(prog.retnode[f], ins.id)
+                self.ret[ins.id].add(prog.retnode[f])
             else:
                 self._ext(ins, f)
         if not pta.callees.get(ins.id):
@@ -390,6 +401,53 @@ class SDG:
 
     def backward(self, seeds, allowed=None) -> set[int]:
         return self._reach(self.pred, seeds, allowed)
+
+    def backward_ctx(self, seeds) -> set[int]:
+        """Context-sensitive backward slice (Horwitz-Reps-Binkley's two phases, with the call's
+        actuals standing in for summary edges). Phase 1 climbs from a procedure to its callers
+        but, at a call's result, does not enter the callee's return in phase 1; it enters it in
+        phase 2, which never climbs back out (formals and entries are reached only from the call
+        site it came from, whose actuals are added to the slice in the caller's phase). Memory
+        (object vertices) may be written in any context: it restarts phase 1. So a logging
+        helper called from many places no longer drags every caller's state into every slice."""
+        pred, climb, ret, kind = self.pred, self.climb, self.ret, self.prog.kind
+        mod, prog = self.prog.mod, self.prog
+        ph_of: dict[int, int] = {}
+        work: list[tuple[int, int]] = []
+
+        def add(n, ph):
+            if n is None:
+                return
+            cur = ph_of.get(n)
+            if cur is None or ph < cur:
+                ph_of[n] = ph
+                work.append((n, ph))
+        for s in seeds:
+            add(s, 1)
+        while work:
+            x, ph = work.pop()
+            if ph_of.get(x) != ph:
+                continue          # re-queued in phase 1 meanwhile
+            cl = climb.get(x)
+            rt = ret.get(x)
+            if rt and x < len(mod.instrs):
+                ins = mod.instrs[x]
+                for part in ins.parts:        # the result depends on this call's actuals
+                    for r in part:
+                        if r[0] != "@":
+                            add(prog.local.get((ins.fn, r)), ph)
+            for p in pred.get(x, ()):
+                if cl and p in cl:
+                    if ph == 2:
+                        continue              # phase 2 never leaves the callee
+                    add(p, 1)
+                elif rt and p in rt:
+                    add(p, 2)                 # into the callee through its return
+                elif kind.get(p) == "obj":
+                    add(p, 1)                 # memory: written in any context
+                else:
+                    add(p, ph)
+        return set(ph_of)
 
 
 def build(mod: Module, progress=lambda _m: None) -> tuple[Program, PointsTo, SDG]:
