@@ -13,7 +13,7 @@ import math
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -125,6 +125,11 @@ class Driver:
         self.flood = traffic.build_nfvflood(build_dir)
         self.sysbench = sysbench.find_sysbench()
         self.testbed: LocalTestbed | None = None
+        # Diagnostics (nfvlab.iron.ledger): called with ("start" | "end", network) around each victim run.
+        self.observer: Callable[[str, bool], None] | None = None
+        self.iron: Any = None  # the IronRuntime of the repetition in flight (None: vanilla)
+        self.last_iron: Any = None  # ... and of the last finished one, with its victim's quota history
+        self.last_history: list[tuple] = []
 
     @contextlib.contextmanager
     def setup(self, p: Params) -> Iterator[Topology]:
@@ -163,7 +168,12 @@ class Driver:
 
         with IronRuntime(topo, drop=p.iron.drop, pre_throttle_pct=p.iron.pre_throttle_pct,
                          attribution=p.iron.attribution) as iron:
-            yield iron
+            self.iron = iron
+            try:
+                yield iron
+            finally:
+                self.iron, self.last_iron = None, iron
+                self.last_history = list(iron.victim_history())
 
     # --- one victim run with its interferers -------------------------------------------------
     def _victim_run(self, topo: Topology, p: Params, raw: Path, network: bool) -> dict[str, Any]:
@@ -182,6 +192,8 @@ class Driver:
             before = hostcounters.HostCounters().snapshot(topo.victim_cpu)
             qd_before = _qdisc_drops(topo)
             usage_before = cgroups.cpu_usage_s(topo.victim.cgroup)
+            if self.observer is not None:
+                self.observer("start", network)
             victim = procs.start_in_container(
                 topo.victim, "victim",
                 sysbench.sysbench_cpu_argv(w.victim_events, prime=w.sysbench_prime, binary=self.sysbench), raw,
@@ -191,6 +203,8 @@ class Driver:
                 rc, victim_cpu_s = victim.wait_with_usage(VICTIM_TIMEOUT_S)
             except subprocess.TimeoutExpired as e:
                 raise RuntimeError(f"victim did not finish within {VICTIM_TIMEOUT_S:.0f} s (logs: {raw})") from e
+            if self.observer is not None:
+                self.observer("end", network)
             after = hostcounters.HostCounters().snapshot(topo.victim_cpu)
             if rc != 0:
                 raise sysbench.SysbenchError(f"victim sysbench exited {rc}: {victim.stderr()[-500:]}")

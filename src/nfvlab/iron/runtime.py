@@ -219,6 +219,7 @@ class IronRuntime:
                 if ct.history:
                     out[f"{pre}.quota_mean_us"] = sum(h[1] for h in ct.history) / len(ct.history)
                 out[f"{pre}.forced_steps"] = ct.forced_steps
+                out[f"{pre}.mid_writes"] = ct.mid_writes
         for key in ("charged_ns", "gained_ns", "own_ns", "rx_packets", "tx_packets", "rx_cost_ns", "drops",
                     "throttled_ns"):
             out[f"{key}_total"] = sum(out[f"{c.name}.{key}"] for c in self.topology.containers)
@@ -233,6 +234,13 @@ class IronRuntime:
         end = self._t1 if self._t1 is not None else time.monotonic()
         out["elapsed_s"] = end - self._t0 if self._t0 is not None else 0.0
         return out
+
+    def victim_history(self) -> list[tuple[float, int, int, int, int]]:
+        """The victim's (container 0) controller steps: (wall time, quota µs, charged, gained, used)."""
+        ctl = self.controller
+        if ctl is None:
+            return []
+        return next((list(ct.history) for ct in ctl.cts if ct.c.index == 0), [])
 
     @property
     def controller_error(self) -> BaseException | None:
