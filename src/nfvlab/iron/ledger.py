@@ -110,7 +110,7 @@ class CoreSample:
     tasks_ns: dict[str, int] = field(default_factory=dict)
 
 
-def sample(topo: Topology, iron: Any = None) -> CoreSample:
+def sample(topo: Topology, iron: Any = None, tasks: bool = False) -> CoreSample:
     cpu = topo.victim_cpu
     return CoreSample(
         t_ns=time.monotonic_ns(),
@@ -119,7 +119,7 @@ def sample(topo: Topology, iron: Any = None) -> CoreSample:
         ksoftirqd_ns=_ksoftirqd_ns(cpu),
         containers_ns={c.name: _percpu_ns(Path(c.cgroup.cpuacct), cpu) for c in topo.containers},
         iron=dict(iron.stats()) if iron is not None else {},
-        tasks_ns=_tasks_ns(cpu),
+        tasks_ns=_tasks_ns(cpu) if tasks else {},
     )
 
 
@@ -151,7 +151,12 @@ class Ledger:
     victim_throttled_ms: float = math.nan
     victim_quota_mean_ms: float = math.nan
     victim_mid_writes: float = math.nan
+    victim_relearns: float = math.nan
+    victim_lock_err_p90_us: float = math.nan
+    victim_lock_err_max_us: float = math.nan
+    victim_late_wakeups: float = math.nan
     job_ms: float = math.nan
+    period_ms: float = 100.0
     per_container_ms: dict[str, float] = field(default_factory=dict)
     top_foreign: list[tuple[str, float]] = field(default_factory=list)  # tasks outside nfvlab's cgroups, ms
 
@@ -173,13 +178,29 @@ class Ledger:
         return self.absorbed_true_ms - self.visible_absorbed_ms
 
     @property
+    def credit_vs_visible_ms(self) -> float:
+        """gained - (softirq + hard-IRQ time incl. the assumed hidden cost) in the victim's context: > 0
+        means credit for work the victim's context did not do (an accounting error, whatever the
+        hidden cost is)."""
+        return self.victim_gained_ms - self.victim_softirq_ms - self.victim_irq_ms
+
+    @property
+    def allotment_ms(self) -> float:
+        """What Iron granted the victim over the run: mean quota x periods + its credit."""
+        return self.victim_quota_mean_ms * self.wall_ms / self.period_ms + self.victim_gained_ms
+
+    @property
+    def beyond_allotment_ms(self) -> float:
+        return self.victim_ms - self.allotment_ms
+
+    @property
     def hidden_true_ns_per_irq(self) -> float:
         return self.hidden_true_ms * 1e6 / self.victim_irqs if self.victim_irqs else math.nan
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for k in ("absorbed_true_ms", "over_credit_ms", "visible_absorbed_ms", "hidden_true_ms",
-                  "hidden_true_ns_per_irq"):
+                  "hidden_true_ns_per_irq", "credit_vs_visible_ms", "allotment_ms", "beyond_allotment_ms"):
             d[k] = getattr(self, k)
         return d
 
@@ -198,7 +219,8 @@ def ledger(a: CoreSample, b: CoreSample, topo: Topology, network: bool, irq_extr
     hz = os.sysconf("SC_CLK_TCK")
     led = Ledger(network=network, wall_ms=wall, victim_ms=per[victim.name], others_ms=mine - per[victim.name],
                  ksoftirqd_ms=ksirq, foreign_ms=root - mine - ksirq, idle_ms=wall - root,
-                 idle_stat_ms=(b.idle_ticks - a.idle_ticks) * 1000.0 / hz, per_container_ms=per)
+                 idle_stat_ms=(b.idle_ticks - a.idle_ticks) * 1000.0 / hz, per_container_ms=per,
+                 period_ms=victim.period_us / 1000)
     busy = sorted(((k, (v - a.tasks_ns.get(k, 0)) * ms) for k, v in b.tasks_ns.items()), key=lambda kv: -kv[1])
     led.top_foreign = [(k, round(v, 1)) for k, v in busy[:6] if v >= 1.0]
     if a.iron and b.iron:
@@ -221,6 +243,11 @@ def ledger(a: CoreSample, b: CoreSample, topo: Topology, network: bool, irq_extr
         led.drops = d.get("drops_total", 0)
         led.victim_throttled_ms = d.get(f"{v}.throttled_ns", 0) * ms
         led.victim_mid_writes = d.get(f"{v}.mid_writes", math.nan)
+        # phase lock of the victim's quota writes (whole runtime so far, not a delta)
+        led.victim_relearns = b.iron.get(f"{v}.relearns", math.nan)
+        led.victim_lock_err_p90_us = b.iron.get(f"{v}.lock_err_p90_us", math.nan)
+        led.victim_lock_err_max_us = b.iron.get(f"{v}.lock_err_max_us", math.nan)
+        led.victim_late_wakeups = b.iron.get(f"{v}.late_wakeups", math.nan)
     if history:
         t0, t1 = a.t_ns, b.t_ns
         mono_off = time.time() - time.monotonic()  # history is wall-clock stamped
@@ -245,10 +272,15 @@ def format_pair(label: str, base: Ledger, net: Ledger, penalty: float) -> str:
         ("wall (core time)", "wall_ms"), ("victim CPU", "victim_ms"), ("  its job (from baseline)", "job_ms"),
         ("  softirq in its context", "victim_softirq_ms"), ("  hard IRQ in its context", "victim_irq_ms"),
         ("    of which assumed hidden", "victim_hidden_assumed_ms"), ("  credited (gained)", "victim_gained_ms"),
+        ("  credit - visible absorbed", "credit_vs_visible_ms"),
+        ("  allotment (quota x periods + gained)", "allotment_ms"), ("  CPU beyond allotment", "beyond_allotment_ms"),
         ("  absorbed (victim - job)", "absorbed_true_ms"), ("  over-credit (gained - absorbed)", "over_credit_ms"),
         ("  hidden (absorbed - visible)", "hidden_true_ms"), ("  hidden ns per IRQ", "hidden_true_ns_per_irq"),
         ("  IRQs in its context", "victim_irqs"), ("  throttled", "victim_throttled_ms"),
-        ("  mean quota per period", "victim_quota_mean_ms"),
+        ("  mean quota per period", "victim_quota_mean_ms"), ("  mid-period quota writes", "victim_mid_writes"),
+        ("  boundary lock error p90 (us)", "victim_lock_err_p90_us"),
+        ("  boundary lock error max (us)", "victim_lock_err_max_us"),
+        ("  phase re-learns / late wake-ups", "victim_relearns"), ("", "victim_late_wakeups"),
         ("other containers", "others_ms"), ("  charged", "others_charged_ms"), ("  own softirq", "others_own_ms"),
         ("ksoftirqd", "ksoftirqd_ms"), ("foreign tasks", "foreign_ms"), ("idle", "idle_ms"),
         ("unowned IRQ (all contexts)", "unowned_irq_ms"), ("drops", "drops"),
@@ -260,8 +292,9 @@ def format_pair(label: str, base: Ledger, net: Ledger, penalty: float) -> str:
     share_b = b["victim_ms"] / b["wall_ms"] if b["wall_ms"] else math.nan
     useful_n = (n["job_ms"]) / n["wall_ms"] if n["wall_ms"] else math.nan
     out.append(f"{'victim job share of the core':36s} {share_b:10.3f} {useful_n:10.3f}")
-    out.append("top tasks outside nfvlab's cgroups (any CPU), network run: "
-               + "; ".join(f"{k} {v:.0f}" for k, v in net.top_foreign))
+    if net.top_foreign:
+        out.append("top tasks outside nfvlab's cgroups (any CPU), network run: "
+                   + "; ".join(f"{k} {v:.0f}" for k, v in net.top_foreign))
     return "\n".join(out)
 
 
@@ -283,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--where", action="append", default=[], help="leaf=value filter on the points (repeatable)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--tasks", action="store_true",
+                    help="also name the busiest tasks outside nfvlab (scans /proc: holds the GIL ~0.1 s, which "
+                         "can delay the controller thread's boundary polls)")
     a = ap.parse_args(argv)
     from nfvlab.experiments.iron_interference import Driver
     from nfvlab.plan import _fmt, expand, flat_params
@@ -307,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 def observe(phase: str, network: bool, topo: Topology = topo,
                             samples: dict[str, CoreSample] = samples) -> None:
-                    samples[f"{phase}-{int(network)}"] = sample(topo, driver.iron)
+                    samples[f"{phase}-{int(network)}"] = sample(topo, driver.iron, a.tasks)
 
                 driver.observer = observe
                 row = driver.measure(topo, pt.params, raw_root / f"p{pt.index}" / f"r{rep}")

@@ -220,6 +220,11 @@ class IronRuntime:
                     out[f"{pre}.quota_mean_us"] = sum(h[1] for h in ct.history) / len(ct.history)
                 out[f"{pre}.forced_steps"] = ct.forced_steps
                 out[f"{pre}.mid_writes"] = ct.mid_writes
+                out[f"{pre}.relearns"] = ct.relearns
+                errs = sorted(abs(e) for e in ct.lock_err_ns)
+                out[f"{pre}.lock_err_p90_us"] = errs[int(0.9 * (len(errs) - 1))] / 1000 if errs else 0.0
+                out[f"{pre}.lock_err_max_us"] = errs[-1] / 1000 if errs else 0.0
+                out[f"{pre}.late_wakeups"] = ct.late_wakeups
         for key in ("charged_ns", "gained_ns", "own_ns", "rx_packets", "tx_packets", "rx_cost_ns", "drops",
                     "throttled_ns"):
             out[f"{key}_total"] = sum(out[f"{c.name}.{key}"] for c in self.topology.containers)
