@@ -240,6 +240,15 @@ class IronRuntime:
         out["elapsed_s"] = end - self._t0 if self._t0 is not None else 0.0
         return out
 
+    def set_hidden_cost(self, irq_extra_ns: int, timer_extra_ns: int) -> None:
+        """Change the per-IRQ hidden cost while running (the online estimate, nfvlab.iron.hidden)."""
+        self.irq_extra_ns, self.timer_extra_ns = max(0, int(irq_extra_ns)), max(0, int(timer_extra_ns))
+        if self.bpf is not None and self.bpf.obj is not None:
+            cpus = {c.cpu for c in self.topology.containers}
+            self.bpf.configure(cpu_mask=sum(1 << c for c in cpus), naive=self.attribution == "naive",
+                               nslots=max(c.index for c in self.topology.containers) + 1,
+                               irq_extra_ns=self.irq_extra_ns, timer_extra_ns=self.timer_extra_ns)
+
     def victim_history(self) -> list[tuple[float, int, int, int, int]]:
         """The victim's (container 0) controller steps: (wall time, quota µs, charged, gained, used)."""
         ctl = self.controller
