@@ -41,6 +41,7 @@ class VictimCost:
     irq_ns: float  # hard-IRQ time in its context, including the hidden cost Iron assumed
     irqs: float
     timer_irqs: float
+    gained_ns: float  # Iron's credit so far
     irq_extra_ns: int  # what Iron assumed while these accrued (for the visible part)
     timer_extra_ns: int
 
@@ -50,7 +51,8 @@ def sample(victim: Container, iron: Any) -> VictimCost:
     v = victim.name
     return VictimCost(cpu_ns=cgroup_cpu_usage_s(victim.cgroup.cpuacct) * 1e9, softirq_ns=s.get(f"{v}.naive_ns", 0.0),
                       irq_ns=s.get(f"{v}.irq_ns", 0.0), irqs=s.get(f"{v}.irqs", 0.0),
-                      timer_irqs=s.get(f"{v}.timer_irqs", 0.0), irq_extra_ns=iron.irq_extra_ns,
+                      timer_irqs=s.get(f"{v}.timer_irqs", 0.0), gained_ns=s.get(f"{v}.gained_ns", 0.0),
+                      irq_extra_ns=iron.irq_extra_ns,
                       timer_extra_ns=iron.timer_extra_ns)
 
 

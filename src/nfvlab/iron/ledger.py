@@ -314,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("spec", type=Path)
     ap.add_argument("--scale", default="quick")
     ap.add_argument("--where", action="append", default=[], help="leaf=value filter on the points (repeatable)")
+    ap.add_argument("--set", action="append", default=[], dest="overrides",
+                    help="section.leaf=value override of every chosen point, e.g. iron.hidden_cost=online")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--tasks", action="store_true",
@@ -333,6 +335,19 @@ def main(argv: list[str] | None = None) -> int:
               if all(_fmt(flat_params(p.params).get(k)) == v for k, v in where.items())]
     if not points:
         raise SystemExit(f"{a.spec}: no point matches {where}")
+    if a.overrides:
+        import yaml
+
+        from nfvlab.plan import Point, _set_dotted
+
+        def override(pt: Point) -> Point:
+            tree = pt.params.model_dump()
+            for item in a.overrides:
+                key, _, val = item.partition("=")
+                _set_dotted(tree, key, yaml.safe_load(val))
+            return Point(pt.index, pt.axes, type(pt.params).model_validate(tree))
+
+        points = [override(pt) for pt in points]
     driver = Driver(DEFAULT_BUILD)
     out: list[dict] = []
     raw_root = Path(os.environ.get("TMPDIR", "/tmp")) / f"nfvlab-ir-ledger-{os.getpid()}"
@@ -354,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
                 net = ledger(samples["start-1"], samples["end-1"], topo, True, *extra, history=hist)
                 pair(base, net)
                 print(format_pair(f"{pt.label} rep {rep}", base, net, row["penalty_factor"]), flush=True)
+                print(f"   row: iron_irq_cost_ns {row.get('iron_irq_cost_ns')}, hidden check "
+                      f"{row.get('iron_hidden_check_ns')}, over-credit {row.get('iron_victim_over_credit_ms')} ms, "
+                      f"probe {row.get('iron_probe_time_s')} s", flush=True)
                 out.append({"point": pt.label, "rep": rep, "penalty_factor": row["penalty_factor"],
                             "irq_extra_ns": extra[0], "timer_extra_ns": extra[1],
                             "baseline": base.as_dict(), "network": net.as_dict(), "row": row})
