@@ -40,27 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from nfvlab.testbeds.model import Topology
-
-CG_CPUACCT = Path("/sys/fs/cgroup/cpuacct")
-
-
-def _percpu_ns(path: Path, cpu: int) -> int:
-    try:
-        return int((path / "cpuacct.usage_percpu").read_text().split()[cpu])
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def _ksoftirqd_ns(cpu: int) -> int:
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            if Path(f"/proc/{pid}/comm").read_text().strip() == f"ksoftirqd/{cpu}":
-                return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue
-    return 0
+from nfvlab.workloads.coreshare import CG_CPUACCT, ksoftirqd_ns, percpu_ns
 
 
 def _idle_ticks(cpu: int) -> int:
@@ -114,10 +94,10 @@ def sample(topo: Topology, iron: Any = None, tasks: bool = False) -> CoreSample:
     cpu = topo.victim_cpu
     return CoreSample(
         t_ns=time.monotonic_ns(),
-        root_ns=_percpu_ns(CG_CPUACCT, cpu),
+        root_ns=percpu_ns(CG_CPUACCT, cpu),
         idle_ticks=_idle_ticks(cpu),
-        ksoftirqd_ns=_ksoftirqd_ns(cpu),
-        containers_ns={c.name: _percpu_ns(Path(c.cgroup.cpuacct), cpu) for c in topo.containers},
+        ksoftirqd_ns=ksoftirqd_ns(cpu),
+        containers_ns={c.name: percpu_ns(Path(c.cgroup.cpuacct), cpu) for c in topo.containers},
         iron=dict(iron.stats()) if iron is not None else {},
         tasks_ns=_tasks_ns(cpu) if tasks else {},
     )
