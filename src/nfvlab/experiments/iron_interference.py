@@ -34,6 +34,9 @@ TESTBED_WAIT_S = float(os.environ.get("NFVLAB_TESTBED_WAIT_S", "600"))
 # iron.hidden_cost=online: probe the first this-many repetitions of a point; later ones use the median
 # of the point's probes and after-the-fact checks so far (docs/iron.md, "The hidden cost, online")
 ONLINE_PROBES = 2
+# iron.hidden_cost=online: probe while a point has fewer after-the-fact checks than this; then use the
+# median of its checks (docs/iron.md, "The hidden cost, online")
+ONLINE_PROBES = 1
 
 Interferer = Literal["udp_sender", "tcp_sender", "udp_receiver", "tcp_receiver"]
 
@@ -155,7 +158,7 @@ class Driver:
         self.iron: Any = None  # the IronRuntime of the repetition in flight (None: vanilla)
         self.last_iron: Any = None  # ... and of the last finished one, with its victim's quota history
         self.last_history: list[tuple] = []
-        self._hidden_obs: dict[str, list[float]] = {}  # online: hidden-cost measurements per point so far
+        self._hidden_obs: dict[str, dict[str, list[float]]] = {}  # online: hidden-cost measurements per point so far
 
     @contextlib.contextmanager
     def setup(self, p: Params) -> Iterator[Topology]:
@@ -220,18 +223,15 @@ class Driver:
     def _online_hidden_cost(self, topo: Topology, p: Params, raw: Path, iron: Any, base: Any) -> float:
         """The hidden per-IRQ cost for this repetition's network run, measured at this point's density.
 
-        Until the point has ``ONLINE_PROBES`` after-the-fact checks (earlier repetitions' network runs,
-        see ``iron_hidden_check_ns``), a probe run (a shorter job beside the same traffic, Iron enforcing
-        with the estimate so far) measures it on the victim; the network run uses the median of every
-        measurement of the point so far. Returns the probe's time (NaN without a probe)."""
+        Once the point has after-the-fact checks (earlier repetitions' network runs measured it at
+        exactly this density and job length, ``iron_hidden_check_ns``), their median is used. Before that
+        a probe run (a shorter job beside the same traffic, Iron enforcing) measures it on the victim.
+        Returns the probe's time (NaN without a probe)."""
         from nfvlab.iron import hidden
 
-        obs = self._hidden_obs.setdefault(p.model_dump_json(), [])
+        obs = self._hidden_obs.setdefault(p.model_dump_json(), {"probe": [], "check": []})
         probe_s = math.nan
-        if len(obs) < 2 * ONLINE_PROBES:  # each probed repetition adds a probe and a check
-            if obs:
-                est = statistics.median(obs)
-                iron.set_hidden_cost(est, est)
+        if len(obs["check"]) < ONLINE_PROBES:
             events = max(50, int(p.workload.victim_events * p.iron.probe_fraction))
             probe_p = p.model_copy(update={"workload": p.workload.model_copy(update={"victim_events": events})})
             a = hidden.sample(topo.victim, iron)
@@ -239,14 +239,15 @@ class Driver:
             b = hidden.sample(topo.victim, iron)
             h = hidden.hidden_per_irq(base, hidden.run_cost(a, b), job_scale=events / p.workload.victim_events)
             if not math.isnan(h):
-                obs.append(h)
-        est = statistics.median(obs) if obs else 0.0
+                obs["probe"].append(h)
+        vals = obs["check"] or obs["probe"]
+        est = statistics.median(vals) if vals else 0.0
         iron.set_hidden_cost(est, est)
         return probe_s
 
     def _record_check(self, p: Params, check_ns: float) -> None:
         if p.iron.hidden_cost == "online" and not math.isnan(check_ns):
-            self._hidden_obs.setdefault(p.model_dump_json(), []).append(check_ns)
+            self._hidden_obs.setdefault(p.model_dump_json(), {"probe": [], "check": []})["check"].append(check_ns)
 
     @contextlib.contextmanager
     def _iron(self, topo: Topology, p: Params) -> Iterator[Any]:
