@@ -4,6 +4,7 @@
     python -m nfvlab.workloads.sparkjobs wordcount --input corpus.txt
     python -m nfvlab.workloads.sparkjobs grep --input corpus.txt --word nfv
     python -m nfvlab.workloads.sparkjobs corpus --output corpus.txt --mb 20 [--seed 1]
+    python -m nfvlab.workloads.sparkjobs serve --ctl DIR --input corpus.txt   # one JVM, jobs on request
 
 The paper's victims are Hadoop MapReduce's example jobs *pi*, *wordcount* and *grep* (§2.3.1). Here
 they are the same three computations as Spark jobs on one local executor thread (``local[1]``: the
@@ -76,9 +77,14 @@ def _session(app: str, memory: str, local_dir: str | None):
 
 def run_job(job: str, a: argparse.Namespace) -> dict:
     spark = _session(f"nfvlab-{job}", a.memory, a.local_dir)
-    sc = spark.sparkContext
-    sc.setLogLevel("ERROR")
-    sc.parallelize([0], 1).count()  # start the Python worker before the clock
+    spark.sparkContext.setLogLevel("ERROR")
+    spark.sparkContext.parallelize([0], 1).count()  # start the Python worker before the clock
+    out = timed_job(spark.sparkContext, job, a)
+    spark.stop()
+    return out
+
+
+def timed_job(sc, job: str, a: argparse.Namespace) -> dict:
     t0 = time.monotonic()
     if job == "pi":
         n = a.samples
@@ -99,14 +105,46 @@ def run_job(job: str, a: argparse.Namespace) -> dict:
         result = sc.textFile(a.input, a.slices).filter(lambda line: w in line.split()).count()
     else:
         raise SystemExit(f"unknown job {job}")
-    dt = time.monotonic() - t0
-    spark.stop()
-    return {"job": job, "job_time_s": dt, "result": result}
+    return {"job": job, "job_time_s": time.monotonic() - t0, "result": result}
+
+
+def serve(ctl: Path, a: argparse.Namespace) -> int:
+    """One JVM for many jobs: run each ``<ctl>/<id>.req`` (JSON: job + argument overrides) and write
+    ``<id>.res`` (JSON, atomically); ``stop.req`` ends the server. The JVM start-up (tens of seconds of
+    CPU on a share of one core) is paid once per testbed, not once per measurement."""
+    spark = _session("nfvlab-mapreduce", a.memory, a.local_dir)
+    sc = spark.sparkContext
+    sc.setLogLevel("ERROR")
+    sc.parallelize([0], 1).count()
+    (ctl / "ready").write_text(str(os.getpid()))
+    try:
+        while True:
+            reqs = sorted(ctl.glob("*.req"))
+            if not reqs:
+                time.sleep(0.05)
+                continue
+            for req in reqs:
+                if req.stem == "stop":
+                    req.unlink()
+                    return 0
+                spec = json.loads(req.read_text())
+                req.unlink()
+                args = argparse.Namespace(**{**vars(a), **spec.get("args", {})})
+                try:
+                    res = timed_job(sc, spec["job"], args)
+                except Exception as e:  # noqa: BLE001 - reported to the driver, the server lives on
+                    res = {"job": spec.get("job"), "error": repr(e)}
+                tmp = ctl / f"{req.stem}.tmp"
+                tmp.write_text(json.dumps(res))
+                os.replace(tmp, ctl / f"{req.stem}.res")
+    finally:
+        spark.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("job", choices=["pi", "wordcount", "grep", "corpus"])
+    ap.add_argument("job", choices=["pi", "wordcount", "grep", "corpus", "serve"])
+    ap.add_argument("--ctl", type=Path, default=None, help="serve: the request directory")
     ap.add_argument("--slices", type=int, default=4)
     ap.add_argument("--samples", type=int, default=2_000_000)
     ap.add_argument("--input", default=None)
@@ -122,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
             ap.error("corpus: --output is required")
         print(json.dumps({"corpus": str(a.output), "bytes": write_corpus(a.output, a.mb, a.seed)}))
         return 0
+    if a.job == "serve":
+        if a.ctl is None:
+            ap.error("serve: --ctl is required")
+        return serve(a.ctl, a)
     if a.job in ("wordcount", "grep") and not a.input:
         ap.error(f"{a.job}: --input is required")
     print(json.dumps(run_job(a.job, a)), flush=True)
