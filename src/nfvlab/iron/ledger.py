@@ -29,6 +29,7 @@ controller or the kernel (CPU beyond what Iron granted).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -279,6 +280,55 @@ def format_pair(label: str, base: Ledger, net: Ledger, penalty: float) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
+class BaselineHog:
+    """Reproduce a shared host's foreign load: a CPU hog on the victim's core, in its own cgroup with
+    the largest CPU weight (so the testbed's weight does not hold it off), running during the first
+    baseline attempt of each repetition only (``--disturb-baseline``). Named ``nfvlab-ir-hog``."""
+
+    NAME = "nfvlab-ir-hog"
+
+    def __init__(self, cpu: int) -> None:
+        self.cpu = cpu
+        self.dirs = [Path("/sys/fs/cgroup") / ctl / self.NAME for ctl in ("cpu", "cpuset")]
+        self.proc: Any = None
+        self.armed = False
+
+    def __enter__(self) -> BaselineHog:
+        cpu_dir, cpuset_dir = self.dirs
+        for d in self.dirs:
+            d.mkdir(exist_ok=True)
+        (cpu_dir / "cpu.shares").write_text("262144")
+        (cpuset_dir / "cpuset.cpus").write_text(str(self.cpu))
+        (cpuset_dir / "cpuset.mems").write_text("0")
+        return self
+
+    def start(self) -> None:
+        import subprocess
+
+        if self.proc is None:
+            joins = "; ".join(f"echo $$ > {d}/tasks" for d in self.dirs)
+            self.proc = subprocess.Popen(["sh", "-c", f"{joins}; exec taskset -c {self.cpu} sysbench cpu "
+                                          "--threads=1 --time=600 run"], stdout=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        for d in self.dirs:
+            for _ in range(50):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+
 def _parse_where(items: list[str]) -> dict[str, str]:
     out = {}
     for it in items:
@@ -298,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="section.leaf=value override of every chosen point, e.g. iron.hidden_cost=online")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--disturb-baseline", action="store_true",
+                    help="run a max-weight CPU hog on the victim's core during each repetition's first baseline "
+                         "attempt (reproduces a shared host's foreign load; see docs/iron.md, Over-credit)")
     ap.add_argument("--tasks", action="store_true",
                     help="also name the busiest tasks outside nfvlab (scans /proc: holds the GIL ~0.1 s, which "
                          "can delay the controller thread's boundary polls)")
@@ -330,6 +383,17 @@ def main(argv: list[str] | None = None) -> int:
         points = [override(pt) for pt in points]
     driver = Driver(DEFAULT_BUILD)
     out: list[dict] = []
+    from nfvlab.testbeds.local import load_config
+
+    hog = BaselineHog(load_config().victim_cpu) if a.disturb_baseline else None
+    with hog if hog is not None else contextlib.nullcontext():
+        _run_points(a, driver, points, hog, out)
+    if a.json:
+        a.json.write_text(json.dumps(out, indent=1, default=str))
+    return 0
+
+
+def _run_points(a: argparse.Namespace, driver: Any, points: list, hog: BaselineHog | None, out: list[dict]) -> None:
     raw_root = Path(os.environ.get("TMPDIR", "/tmp")) / f"nfvlab-ir-ledger-{os.getpid()}"
     for pt in points:
         with driver.setup(pt.params) as topo:
@@ -338,7 +402,13 @@ def main(argv: list[str] | None = None) -> int:
 
                 def observe(phase: str, network: bool, topo: Topology = topo,
                             samples: dict[str, CoreSample] = samples) -> None:
-                    samples[f"{phase}-{int(network)}"] = sample(topo, driver.iron, a.tasks)
+                    key = f"{phase}-{int(network)}"
+                    if hog is not None and not network:  # only the first baseline attempt is disturbed
+                        if phase == "start" and key not in samples:
+                            hog.start()
+                        elif phase == "end":
+                            hog.stop()
+                    samples[key] = sample(topo, driver.iron, a.tasks)
 
                 driver.observer = observe
                 row = driver.measure(topo, pt.params, raw_root / f"p{pt.index}" / f"r{rep}")
@@ -351,14 +421,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(format_pair(f"{pt.label} rep {rep}", base, net, row["penalty_factor"]), flush=True)
                 print(f"   row: iron_irq_cost_ns {row.get('iron_irq_cost_ns')}, hidden check "
                       f"{row.get('iron_hidden_check_ns')}, over-credit {row.get('iron_victim_over_credit_ms')} ms, "
-                      f"probe {row.get('iron_probe_time_s')} s", flush=True)
+                      f"probe {row.get('iron_probe_time_s')} s, baseline attempts {row.get('baseline_attempts')} "
+                      f"(victim share {row.get('victim_share_base', math.nan):.3f} of its allocation)", flush=True)
                 out.append({"point": pt.label, "rep": rep, "penalty_factor": row["penalty_factor"],
                             "irq_extra_ns": extra[0], "timer_extra_ns": extra[1],
                             "baseline": base.as_dict(), "network": net.as_dict(), "row": row})
     driver.observer = None
-    if a.json:
-        a.json.write_text(json.dumps(out, indent=1, default=str))
-    return 0
 
 
 if __name__ == "__main__":
