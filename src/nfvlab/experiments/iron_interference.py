@@ -130,7 +130,7 @@ METRICS = (
     "victim_share_net",
     "foreign_base_pct",
     "foreign_net_pct",
-    "baseline_attempts",
+    "baseline_runs",
 )
 
 
@@ -207,7 +207,7 @@ class Driver:
             "victim_share_net": _victim_share(topo, net_split),
             "foreign_base_pct": base_split.pct(base_split.foreign_ns),
             "foreign_net_pct": net_split.pct(net_split.foreign_ns),
-            "baseline_attempts": attempt,
+            "baseline_runs": attempt,
         }
         if iron is not None:
             # after the fact, from this network run itself: the hidden cost it really had, and how much

@@ -421,7 +421,7 @@ def _run_points(a: argparse.Namespace, driver: Any, points: list, hog: BaselineH
                 print(format_pair(f"{pt.label} rep {rep}", base, net, row["penalty_factor"]), flush=True)
                 print(f"   row: iron_irq_cost_ns {row.get('iron_irq_cost_ns')}, hidden check "
                       f"{row.get('iron_hidden_check_ns')}, over-credit {row.get('iron_victim_over_credit_ms')} ms, "
-                      f"probe {row.get('iron_probe_time_s')} s, baseline attempts {row.get('baseline_attempts')} "
+                      f"probe {row.get('iron_probe_time_s')} s, baseline runs {row.get('baseline_runs')} "
                       f"(victim share {row.get('victim_share_base', math.nan):.3f} of its allocation)", flush=True)
                 out.append({"point": pt.label, "rep": rep, "penalty_factor": row["penalty_factor"],
                             "irq_extra_ns": extra[0], "timer_extra_ns": extra[1],
