@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -276,30 +278,44 @@ class Driver:
         point's traffic, measures the hidden per-IRQ cost at this traffic's density (nfvlab.iron.hidden);
         once per traffic kind and testbed (the Spark job's own CPU is not repeatable enough to do it on
         the job itself)."""
-        from nfvlab.iron import hidden
-
         key = p.workload.traffic
         if key not in self._hidden:
-            runs: list[Any] = []
-            for network in (False, True):
-                started: list[procs.Proc] = []
-                try:
-                    if network:
-                        self._start_traffic(topo, p, raw / "probe", started, [], [])
-                    else:
-                        self._neighbours_sysbench(topo, p, raw / "probe-base", started)
-                    time.sleep(p.workload.warmup_s)
-                    a = hidden.sample(topo.victim, iron)
-                    v = procs.start_in_container(topo.victim, "probe", sysbench.sysbench_cpu_argv(
-                        p.workload.probe_events, prime=p.workload.sysbench_prime, binary=self.sysbench), raw)
-                    if v.wait(JOB_TIMEOUT_S) != 0:
-                        raise RuntimeError(f"probe sysbench failed: {v.stderr()[-500:]}")
-                    runs.append(hidden.run_cost(a, hidden.sample(topo.victim, iron)))
-                finally:
-                    procs.stop_all(started)
-            h = hidden.hidden_per_irq(runs[0], runs[1])
-            self._hidden[key] = 0.0 if math.isnan(h) else h
+            self._pause_server(True)  # the idle JVM's own threads would count as the probe's CPU
+            try:
+                self._hidden[key] = self._probe_hidden_cost(topo, p, raw, iron)
+            finally:
+                self._pause_server(False)
         iron.set_hidden_cost(self._hidden[key], self._hidden[key])
+
+    def _pause_server(self, pause: bool) -> None:
+        """Stop (SIGSTOP) or continue the Spark server's process group: nothing of it runs in the victim
+        container while the probe measures the victim's CPU."""
+        if self.server is not None and self.server.running():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.server.pid, signal.SIGSTOP if pause else signal.SIGCONT)
+
+    def _probe_hidden_cost(self, topo: Topology, p: Params, raw: Path, iron: Any) -> float:
+        from nfvlab.iron import hidden
+
+        runs: list[Any] = []
+        for network in (False, True):
+            started: list[procs.Proc] = []
+            try:
+                if network:
+                    self._start_traffic(topo, p, raw / "probe", started, [], [])
+                else:
+                    self._neighbours_sysbench(topo, p, raw / "probe-base", started)
+                time.sleep(p.workload.warmup_s)
+                a = hidden.sample(topo.victim, iron)
+                v = procs.start_in_container(topo.victim, "probe", sysbench.sysbench_cpu_argv(
+                    p.workload.probe_events, prime=p.workload.sysbench_prime, binary=self.sysbench), raw)
+                if v.wait(JOB_TIMEOUT_S) != 0:
+                    raise RuntimeError(f"probe sysbench failed: {v.stderr()[-500:]}")
+                runs.append(hidden.run_cost(a, hidden.sample(topo.victim, iron)))
+            finally:
+                procs.stop_all(started)
+        h = hidden.hidden_per_irq(runs[0], runs[1])
+        return 0.0 if math.isnan(h) else h
 
 
 def _up_waiting(tb: LocalTestbed, p: Params) -> Topology:
