@@ -81,3 +81,16 @@ def test_corpus_is_deterministic(tmp_path):
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     assert write_corpus(a, 0.05, seed=3) == write_corpus(b, 0.05, seed=3)
     assert a.read_bytes() == b.read_bytes() and len(a.read_bytes()) >= 50_000
+
+
+def test_victim_share_is_cpu_over_allocation():
+    from pathlib import Path
+
+    from nfvlab.experiments.iron_interference import _victim_share
+    from nfvlab.testbeds.model import CgroupPaths, Container
+
+    cg = CgroupPaths(1, Path("/x"), Path("/x"), Path("/x"))
+    v = Container("c0", 0, "victim", "c0", "h", "eth0", "198.18.0.10", 1, 100_000, 12_500, cg)
+    assert math.isclose(_victim_share(v, 0.6, 4.8), 1.0)  # 12.5 % of 4.8 s
+    assert math.isclose(_victim_share(v, 0.3, 4.8), 0.5)  # a disturbed baseline
+    assert math.isnan(_victim_share(v, 0.0, 4.8))

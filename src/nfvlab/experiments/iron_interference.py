@@ -179,16 +179,15 @@ class Driver:
             for attempt in range(1, p.workload.baseline_attempts + 1):
                 s0 = hidden.sample(topo.victim, iron) if iron is not None else None
                 base = self._victim_run(topo, p, raw / f"baseline{'' if attempt == 1 else attempt}", network=False)
-                base_split = base.pop("_split")
+                base_split, share_base = base.pop("_split"), base.pop("_share")
                 s1 = hidden.sample(topo.victim, iron) if iron is not None else None
-                share_base = _victim_share(topo, base_split)
                 if not share_base < p.workload.baseline_min_share:  # (NaN: cannot tell, e.g. cgroup v2)
                     break
             if iron is not None and p.iron.hidden_cost == "online":
                 probe_s = self._online_hidden_cost(topo, p, raw, iron, hidden.run_cost(s0, s1))
             s2 = hidden.sample(topo.victim, iron) if iron is not None else None
             net = self._victim_run(topo, p, raw / "network", network=True)
-            net_split = net.pop("_split")
+            net_split, share_net = net.pop("_split"), net.pop("_share")
             s3 = hidden.sample(topo.victim, iron) if iron is not None else None
             iron_stats = iron.stats() if iron is not None else {}
         row = {
@@ -204,7 +203,7 @@ class Driver:
             "iron_timer_cost_ns": iron.timer_extra_ns if iron is not None else math.nan,
             "iron_probe_time_s": probe_s,
             "victim_share_base": share_base,
-            "victim_share_net": _victim_share(topo, net_split),
+            "victim_share_net": share_net,
             "foreign_base_pct": base_split.pct(base_split.foreign_ns),
             "foreign_net_pct": net_split.pct(net_split.foreign_ns),
             "baseline_runs": attempt,
@@ -316,6 +315,7 @@ class Driver:
             "net_tx_softirqs": counters["net_tx_softirqs"],
             "qdisc_drops": _qdisc_drops(topo) - qd_before,
             "_split": coreshare.split(core0, core1),  # who had the core while the victim ran (not a column)
+            "_share": _victim_share(topo.victim, victim_cpu_s, result.total_time_s),  # (not a column)
         }
         if flood is not None:
             row |= flood.totals()
@@ -351,12 +351,10 @@ def check_victim_inside(victim_cpu_s: float, container_cpu_s: float) -> None:
                           f"{container_cpu_s:.3f} s: it ran (partly) outside its cgroup")
 
 
-def _victim_share(topo: Topology, sp: coreshare.Split) -> float:
-    """The victim's CPU over the run as a fraction of its allocation (quota/period of the wall time)."""
-    v = topo.victim
-    alloc = sp.wall_ns * v.quota_us / v.period_us if v.quota_us > 0 else sp.wall_ns
-    cpu = sp.containers_ns.get(v.name, 0)
-    return cpu / alloc if alloc and cpu else math.nan
+def _victim_share(victim: Container, cpu_s: float, time_s: float) -> float:
+    """The victim's CPU over its timed run as a fraction of its allocation (quota/period of that time)."""
+    share = victim.quota_us / victim.period_us if victim.quota_us > 0 else 1.0
+    return cpu_s / (time_s * share) if time_s > 0 and cpu_s > 0 else math.nan
 
 
 def _qdisc_drops(topo: Topology) -> int:
