@@ -31,9 +31,6 @@ from nfvlab.workloads import coreshare, hostcounters, sysbench, traffic
 
 VICTIM_TIMEOUT_S = 600.0
 TESTBED_WAIT_S = float(os.environ.get("NFVLAB_TESTBED_WAIT_S", "600"))
-# iron.hidden_cost=online: probe the first this-many repetitions of a point; later ones use the median
-# of the point's probes and after-the-fact checks so far (docs/iron.md, "The hidden cost, online")
-ONLINE_PROBES = 2
 # iron.hidden_cost=online: probe while a point has fewer after-the-fact checks than this; then use the
 # median of its checks (docs/iron.md, "The hidden cost, online")
 ONLINE_PROBES = 1

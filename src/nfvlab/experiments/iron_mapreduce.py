@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nfvlab.experiments.registry import ExperimentKind
 from nfvlab.testbeds import processes as procs
-from nfvlab.testbeds.local import LocalTestbed, TestbedBusy
+from nfvlab.testbeds.local import LocalTestbed
 from nfvlab.testbeds.model import Topology
 from nfvlab.workloads import sysbench
 
@@ -113,9 +113,11 @@ class Driver:
     def setup(self, p: Params) -> Iterator[Topology]:
         _require_spark()
         corpus = self._corpus(p.workload.corpus_mb)
-        with LocalTestbed() as tb:
+        from nfvlab.experiments.iron_interference import TESTBED_WAIT_S
+
+        with LocalTestbed(wait_s=TESTBED_WAIT_S) as tb:  # shared machine: wait for another run's testbed
             self.testbed = tb
-            topo = _up_waiting(tb, p)
+            topo = tb.up(roles(p), p.workload.core_rate_mbps)
             run_dir = self.build_dir / f"run-{int(time.time())}"
             self.ctl = run_dir / "ctl"
             self.ctl.mkdir(parents=True, exist_ok=True)
@@ -316,20 +318,6 @@ class Driver:
                 procs.stop_all(started)
         h = hidden.hidden_per_irq(runs[0], runs[1])
         return 0.0 if math.isnan(h) else h
-
-
-def _up_waiting(tb: LocalTestbed, p: Params) -> Topology:
-    """tb.up(), waiting while another run holds the local testbed (NFVLAB_TESTBED_WAIT_S)."""
-    from nfvlab.experiments.iron_cpu_cap import TESTBED_WAIT_S
-
-    deadline = time.monotonic() + TESTBED_WAIT_S
-    while True:
-        try:
-            return tb.up(roles(p), p.workload.core_rate_mbps)
-        except TestbedBusy:  # never down() here: what it would remove is the holder's
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(2.0)
 
 
 def _last_json(proc: procs.Proc) -> dict[str, Any]:
