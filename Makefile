@@ -17,12 +17,13 @@ IRON_MICRO := iron-naive-attribution $(patsubst experiments/%.yaml,%,$(wildcard 
 # The runner checks the same before the first Iron point; this rule only does it up front.
 IRON_CAL := iron-calibration-current
 
-.PHONY: help install test lint exp-iron-udp exp-iron-tcp exp-iron-micro exp-statealyzr iron-calibrate report clean-testbed \
+.PHONY: help install test lint exp-iron-udp exp-iron-tcp exp-iron-micro exp-iron-mapreduce exp-statealyzr iron-calibrate report clean-testbed \
         iron-calibration-current exp-statealyzr-transfer
 
 help:
 	@echo "make exp-iron-udp    Iron UDP study: interference (Fig 2.1, 2.2, 2.4) and Iron (Fig 2.9, 2.11, 2.16)"
 	@echo "make exp-iron-tcp    Iron TCP study: interference (Fig 2.3, 2.5) and Iron (Fig 2.10, 2.12)"
+	@echo "make exp-iron-mapreduce  Iron with real applications: Spark MapReduce jobs beside trace-driven traffic (Fig 2.13)"
 	@echo "make exp-iron-micro  Iron microbenchmarks (attribution, Fig 2.14, throughput, Table 2.15, overhead)"
 	@echo "make exp-statealyzr  StateAlyzr on real middleboxes (Table 4.13, Fig 4.14, Table 4.17; SCALE=paper adds HAProxy)"
 	@echo "make exp-statealyzr-transfer  primary/hot-standby state transfer, 3 models (Fig 4.15/4.16)"
@@ -56,10 +57,10 @@ iron-calibration-current: install
 iron-calibrate: install
 	$(VENV)/bin/python -m nfvlab.iron.calibrate --save
 
-exp-iron-udp: install $(IRON_CAL)
+exp-iron-udp: install
 	$(call run-specs,$(IRON_UDP))
 
-exp-iron-tcp: install $(IRON_CAL)
+exp-iron-tcp: install
 	$(call run-specs,$(IRON_TCP))
 
 exp-iron-micro: install $(IRON_CAL)
@@ -74,6 +75,11 @@ exp-statealyzr: install
 # the state-transfer study (Fig 4.15/4.16) on the ground truth; `nfvlab run` takes the same spec
 exp-statealyzr-transfer: install
 	$(NFVLAB) statealyzr transfer --out results/statealyzr-transfer
+
+# Fig 2.13: Spark in local mode beside trace-driven traffic (pyspark is an optional extra: ~300 MB)
+exp-iron-mapreduce: install
+	@$(VENV)/bin/python -c "import pyspark" 2>/dev/null || $(VENV)/bin/pip install -q -e ".[mapreduce]"
+	$(call run-specs,iron-mapreduce)
 
 exp-%: install $(IRON_CAL) experiments/%.yaml
 	$(call run-specs,$*)

@@ -31,8 +31,8 @@ KICK_SPECS = ("iron-packet-cost", "iron-cpu-cap", "iron-overhead")
 # Paper figures/tables the artifact does not rebuild here, and where they could run.
 NOT_HERE = {
     "fig2.13": ("MapReduce jobs (pi, wordcount, grep) against TeraSort / web-search / data-mining traces on "
-                "48 containers over 6 machines", "needs a 6-node cluster with Hadoop (a remote testbed: CloudLab "
-                "or an ssh inventory); no spec for it exists"),
+                "48 containers over 6 machines", "the paper's 48 containers need a 6-node cluster (a remote testbed: "
+                "CloudLab or an ssh inventory); experiments/iron-mapreduce.yaml runs it on one core with Spark"),
     "fig2.17": ("RT Linux comparison (2 Gbit/s limit, 6 containers, 5 UDP senders)",
                 "needs a PREEMPT_RT kernel on the node (kernels/ holds build recipes); no spec for it exists"),
     "summary": ("the chapter summary's 'up to 6X slowdown' and 'less than 5 %'",

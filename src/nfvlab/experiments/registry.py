@@ -19,6 +19,7 @@ _KINDS: dict[str, str] = {
     "iron-throughput": "nfvlab.experiments.iron_throughput:KIND",
     "iron-packet-cost": "nfvlab.experiments.iron_packet_cost:KIND",
     "iron-overhead": "nfvlab.experiments.iron_overhead:KIND",
+    "iron-mapreduce": "nfvlab.experiments.iron_mapreduce:KIND",
     "statealyzr": "nfvlab.statealyzr.experiment:KIND",
     "chc-nf-perf": "nfvlab.chc.exp_nf_perf:KIND",
     "chc-store-throughput": "nfvlab.chc.exp_store:KIND",

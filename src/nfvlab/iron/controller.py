@@ -76,6 +76,7 @@ class ContainerCtl:
     mid_written_ns: int | None = None  # quota written by an in-period step in this period (None: none)
     mid_usage: int = 0  # cgroup CPU usage when it was written
     mid_writes: int = 0
+    late_wakeups: int = 0  # boundary windows whose first poll came too late to see the boundary
 
 
 class Controller:
@@ -189,6 +190,7 @@ class Controller:
                 ct.relearns += 1
             elif first_poll and late:
                 ct.next_boundary += ct.period_ns  # we woke up late: keep the phase we had
+                ct.late_wakeups += 1
             else:
                 boundary = now - int(self._poll_ns(ct) / 2)
                 ct.phase_ns = boundary % ct.period_ns

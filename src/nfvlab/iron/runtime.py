@@ -219,6 +219,12 @@ class IronRuntime:
                 if ct.history:
                     out[f"{pre}.quota_mean_us"] = sum(h[1] for h in ct.history) / len(ct.history)
                 out[f"{pre}.forced_steps"] = ct.forced_steps
+                out[f"{pre}.mid_writes"] = ct.mid_writes
+                out[f"{pre}.relearns"] = ct.relearns
+                errs = sorted(abs(e) for e in ct.lock_err_ns)
+                out[f"{pre}.lock_err_p90_us"] = errs[int(0.9 * (len(errs) - 1))] / 1000 if errs else 0.0
+                out[f"{pre}.lock_err_max_us"] = errs[-1] / 1000 if errs else 0.0
+                out[f"{pre}.late_wakeups"] = ct.late_wakeups
         for key in ("charged_ns", "gained_ns", "own_ns", "rx_packets", "tx_packets", "rx_cost_ns", "drops",
                     "throttled_ns"):
             out[f"{key}_total"] = sum(out[f"{c.name}.{key}"] for c in self.topology.containers)
@@ -233,6 +239,22 @@ class IronRuntime:
         end = self._t1 if self._t1 is not None else time.monotonic()
         out["elapsed_s"] = end - self._t0 if self._t0 is not None else 0.0
         return out
+
+    def set_hidden_cost(self, irq_extra_ns: int, timer_extra_ns: int) -> None:
+        """Change the per-IRQ hidden cost while running (the online estimate, nfvlab.iron.hidden)."""
+        self.irq_extra_ns, self.timer_extra_ns = max(0, int(irq_extra_ns)), max(0, int(timer_extra_ns))
+        if self.bpf is not None and self.bpf.obj is not None:
+            cpus = {c.cpu for c in self.topology.containers}
+            self.bpf.configure(cpu_mask=sum(1 << c for c in cpus), naive=self.attribution == "naive",
+                               nslots=max(c.index for c in self.topology.containers) + 1,
+                               irq_extra_ns=self.irq_extra_ns, timer_extra_ns=self.timer_extra_ns)
+
+    def victim_history(self) -> list[tuple[float, int, int, int, int]]:
+        """The victim's (container 0) controller steps: (wall time, quota µs, charged, gained, used)."""
+        ctl = self.controller
+        if ctl is None:
+            return []
+        return next((list(ct.history) for ct in ctl.cts if ct.c.index == 0), [])
 
     @property
     def controller_error(self) -> BaseException | None:
