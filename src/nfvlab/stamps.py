@@ -188,3 +188,21 @@ def stale_reasons(row: dict[str, Any], current: dict[str, Any]) -> list[str]:
     stamps carry one) that differs, as 'name: old -> new'. Empty when the row is current."""
     keys = [*GENERATION_STAMPS, *(["calibration_id"] if "calibration_id" in current else [])]
     return [f"{k}: {row.get(k) or 'none'} -> {current[k]}" for k in keys if row.get(k) != current[k]]
+
+
+def current_generation(spec: Any, params: Any) -> tuple[dict[str, Any], list[str]]:
+    """The generation stamps a row of this point must carry to be current now, and problems that make
+    every such row stale whatever it carries (e.g. the Iron calibration itself is not current).
+
+    For readers of results (the report's "current rows only"): a row is current when
+    ``stale_reasons(row, stamps) == []`` and there are no problems."""
+    now: dict[str, Any] = {"code_hash": code_hash(spec.kind), "testbed_hash": testbed_hash()}
+    problems: list[str] = []
+    if point_uses_calibration(spec, params):
+        from nfvlab.iron import calibration
+
+        try:
+            now |= calibration_stamps(calibration.current())
+        except calibration.CalibrationStale as e:
+            problems.append(f"calibration not current ({'; '.join(e.reasons)})")
+    return now, problems

@@ -13,7 +13,7 @@ from nfvlab.plan import expand
 from nfvlab.runner import point_slug, run
 from nfvlab.spec import load_spec
 
-from .conftest import needs_root, run_when_free, tiny_spec
+from .conftest import REPO, needs_root, run_when_free, tiny_spec
 
 pytestmark = [needs_root]
 
@@ -134,3 +134,18 @@ def test_iron_rows_carry_the_calibration_and_a_new_one_makes_them_stale(tr_names
     assert (regen.done, regen.stale) == (1, 1)
     row = pd.read_csv(csv).iloc[0]
     assert (row["calibration_irq_extra_ns"], row["calibration_timer_extra_ns"]) == (7000, 9000)
+
+
+def test_current_generation_of_an_iron_point_needs_a_current_calibration(monkeypatch, tmp_path):
+    from nfvlab.iron import calibration
+
+    monkeypatch.delenv("NFVLAB_IRON_IRQ_EXTRA_NS", raising=False)
+    monkeypatch.setattr(calibration, "default_build_dir", lambda: tmp_path)
+    spec = load_spec(REPO / "experiments" / "iron-drop-mechanism.yaml")
+    iron_point = next(p for p in expand(spec, "quick").points if p.params.iron.mode == "ebpf")
+    now, problems = stamps.current_generation(spec, iron_point.params)
+    assert "calibration_id" not in now and problems == ["calibration not current (not measured yet)"]
+    monkeypatch.setenv("NFVLAB_IRON_IRQ_EXTRA_NS", "7000")
+    now, problems = stamps.current_generation(spec, iron_point.params)
+    assert problems == [] and now["calibration_id"] == "env-7000-7000"
+    assert stamps.stale_reasons({**now, "run_id": "old"}, now) == []

@@ -1,5 +1,6 @@
 """The local testbed on real namespaces, veths, cgroups and qdiscs: create, check, tear down, and
-`nfvlab clean` after a crash."""
+`nfvlab clean` after a crash. On the suite's own names (prefix nfvlab-tr, 198.18.2.0/24) under the
+machine-wide lock, so that another helper's live testbed is never touched (nor breaks the test)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from nfvlab.clean import clean
 from nfvlab.testbeds import cgroups, cpuidle, network
 from nfvlab.testbeds.local import LocalTestbed, TestbedBusy
 
-from .conftest import leftovers, needs_root
+from .conftest import TR_PREFIX, TR_SUBNET, needs_root, run_when_free, tr_leftovers
 
 pytestmark = [needs_root]
 
@@ -42,12 +43,29 @@ def _in_ns(ns: str, *argv: str) -> str:
     return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, check=True).stdout
 
 
-def test_up_creates_containers_and_down_removes_them(no_leftovers, isolated_state):
+def _mine() -> LocalTestbed:
+    return LocalTestbed(prefix=TR_PREFIX, subnet=TR_SUBNET)
+
+
+def test_default_and_prefixed_names():
+    from nfvlab.testbeds.local import LocalConfig
+
+    cfg = LocalConfig()  # the testbed's own names, as the docs and `nfvlab clean` know them
+    assert (cfg.container_name(3), cfg.peer_name, cfg.bridge_name, cfg.cgroup_run) == (
+        "nfvlab-c3", "nfvlab-peer", "nfvlab-br0", "local")
+    cfg = LocalConfig(prefix="nfvlab-ti")
+    assert (cfg.container_name(3), cfg.peer_name, cfg.bridge_name, cfg.cgroup_run) == (
+        "nfvlab-ti-c3", "nfvlab-ti-p", "nfvlab-ti-br0", "nfvlab-ti")  # -peer-h would exceed 15 characters
+    with pytest.raises(ValueError):
+        LocalConfig(prefix="other")  # clean finds everything by the nfvlab prefix
+
+
+def test_up_creates_containers_and_down_removes_them(tr_names):
     qos = Path(cpuidle.PM_QOS_DEVICE).exists()
-    qos_before = _pm_qos_latency() if qos else None
-    with LocalTestbed() as tb:
-        topo = tb.up(["victim", "udp_sender", "udp_sender"], core_rate_mbps=300)
-        assert [c.name for c in topo.containers] == ["nfvlab-c0", "nfvlab-c1", "nfvlab-c2"]
+    with _mine() as tb:
+        run_when_free(tb.up, ["victim", "udp_sender", "udp_sender"], core_rate_mbps=300)
+        topo = tb.topology
+        assert [c.name for c in topo.containers] == ["nfvlab-tr-c0", "nfvlab-tr-c1", "nfvlab-tr-c2"]
         for c in topo.containers:
             assert c.quota_us == c.period_us // 3
             if c.cgroup.version == 1:
@@ -66,24 +84,23 @@ def test_up_creates_containers_and_down_removes_them(no_leftovers, isolated_stat
                                  capture_output=True, text=True).stdout
         assert "rate 300Mbit" in classes and classes.count("rate 100Mbit") == 3
         with pytest.raises(TestbedBusy):
-            LocalTestbed().up(["victim", "sysbench"])
+            LocalTestbed().up(["victim", "sysbench"])  # one testbed per machine, whatever its names
         if qos:  # idle CPUs poll while the testbed is up
             assert _pm_qos_latency() == 0
-    assert leftovers() == []
-    if qos:
-        assert _pm_qos_latency() == qos_before  # the request ended with the testbed
+            assert tb._idle.held
+    assert tr_leftovers() == []
+    assert not tb._idle.held  # the request ended with the testbed (others' requests may still hold 0)
 
 
-def test_process_joins_container_cgroups(no_leftovers, isolated_state, tmp_path):
+def test_process_joins_container_cgroups(tr_names, tmp_path):
     from nfvlab.testbeds import processes
 
-    with LocalTestbed() as tb:
-        topo = tb.up(["victim", "sysbench"])
+    with _mine() as tb:
+        topo = run_when_free(tb.up, ["victim", "sysbench"])
         p = processes.start_in_container(topo.victim, "sleeper", ["sleep", "30"], tmp_path)
-        time.sleep(0.2)
         try:
-            cg = Path(f"/proc/{p.pid}/cgroup").read_text()
-            assert "nfvlab/local/nfvlab-c0" in cg
+            cg = Path(f"/proc/{p.pid}/cgroup").read_text()  # start_in_container returns once it is inside
+            assert "nfvlab/nfvlab-tr/nfvlab-tr-c0" in cg
             assert Path(f"/proc/{p.pid}/ns/net").resolve() != Path("/proc/self/ns/net").resolve()
             assert any(e.get("pid") == p.pid for e in state.entries())
         finally:
@@ -104,11 +121,28 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def test_clean_after_sigkill_removes_everything(no_leftovers, isolated_state, tmp_path):
-    env = {"NFVLAB_STATE_DIR": str(isolated_state), "LOGS": str(tmp_path), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+def _crash(env: dict) -> subprocess.CompletedProcess:
     out = subprocess.run([sys.executable, "-c", CRASHER], capture_output=True, text=True, env=env)
+    if "TestbedBusy" in out.stderr:
+        raise TestbedBusy(out.stderr[-200:])
+    return out
+
+
+def _clean_mine() -> list[str]:
+    from nfvlab.clean import CleanRefused
+
+    try:
+        return clean(prefix=TR_PREFIX)
+    except CleanRefused as e:
+        raise TestbedBusy(str(e)) from e
+
+
+def test_clean_after_sigkill_removes_everything(tr_names, isolated_state, tmp_path):
+    env = {"NFVLAB_STATE_DIR": str(isolated_state), "LOGS": str(tmp_path), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+           "NFVLAB_TESTBED_PREFIX": TR_PREFIX, "NFVLAB_TESTBED_SUBNET": TR_SUBNET}
+    out = run_when_free(_crash, env)
     assert out.returncode == -signal.SIGKILL and "up" in out.stdout, out.stderr
-    assert leftovers(), "the crashed run left its testbed behind (as a crash would)"
+    assert tr_leftovers(), "the crashed run left its testbed behind (as a crash would)"
     orphans = [e for e in state.entries() if e["kind"] == "process"]
     assert len(orphans) == 1
     # the harness's processes die with it (parent-death signal): no 300 s sleep survives the crash
@@ -116,13 +150,11 @@ def test_clean_after_sigkill_removes_everything(no_leftovers, isolated_state, tm
     while state.process_start_time(orphans[0]["pid"]) is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert state.process_start_time(orphans[0]["pid"]) is None
-    removed = clean()
-    assert any(r.startswith("netns nfvlab-c0") for r in removed)
-    assert leftovers() == []
-    assert state.process_start_time(orphans[0]["pid"]) is None
-    assert not any(r.exists() for r in cgroups.harness_roots() if (r / "local").exists())
-    assert "nfvlab-br0" not in network.list_links("nfvlab-")
-    assert list(state.entries()) == []
+    removed = run_when_free(_clean_mine)  # (a full `nfvlab clean` would also remove other helpers' objects)
+    assert any(r.startswith("netns nfvlab-tr-c0") for r in removed)
+    assert tr_leftovers() == []
+    assert not any((r / TR_PREFIX).exists() for r in cgroups.harness_roots())
+    assert "nfvlab-tr-br0" not in network.list_links("nfvlab-tr-")
     json.dumps(removed)
 
 
@@ -140,10 +172,10 @@ def test_core_load_sees_a_busy_core(tmp_path):
     assert 0 <= core_load(0, 0.2).busy_pct <= 100
 
 
-def test_refused_up_leaves_the_running_testbed_alone(no_leftovers, isolated_state):
-    with LocalTestbed() as tb:
-        tb.up(["victim", "sysbench"])
-        with pytest.raises(TestbedBusy), LocalTestbed() as other:
+def test_refused_up_leaves_the_running_testbed_alone(tr_names):
+    with _mine() as tb:
+        run_when_free(tb.up, ["victim", "sysbench"])
+        with pytest.raises(TestbedBusy), _mine() as other:
             other.up(["victim", "sysbench"])
-        assert network.netns_exists("nfvlab-c0") and network.netns_exists("nfvlab-peer")
-    assert leftovers() == []
+        assert network.netns_exists("nfvlab-tr-c0") and network.netns_exists("nfvlab-tr-p")
+    assert tr_leftovers() == []
