@@ -263,7 +263,9 @@ class SshNode(Node):
 
         text = _command_text(cmd)
         try:
-            out = self.connection.run(text, hide=True, warn=True, timeout=timeout, in_stream=False, pty=False)
+            # in_stream=False sends nothing, but the remote stdin would stay open: give it /dev/null
+            out = self.connection.run(f"{{ {text}\n}} </dev/null", hide=True, warn=True, timeout=timeout,
+                                      in_stream=False, pty=False)
         except CommandTimedOut as e:
             raise NodeError(self.name, text, f"timed out after {timeout:g} s") from e
         except Exception as e:  # connection refused, auth failed, host key rejected, ...
@@ -281,8 +283,9 @@ class SshNode(Node):
         inner = f"{shlex.join(argv)} >{shlex.quote(str(out))} 2>{shlex.quote(str(err))} </dev/null; echo $? >{ex}"
         # setsid: the process outlives this ssh session, in its own session, and prints its pid.
         # The wrapper shell is the pid we track; it execs nothing so that it can record the exit code.
-        script = (f"mkdir -p {shlex.quote(str(log_dir))} && rm -f {shlex.quote(str(ex))} && "
-                  f"setsid sh -c {shlex.quote(inner)} >/dev/null 2>&1 </dev/null & echo $!")
+        # (Separate statements: `a && b & c` would background a subshell that holds the ssh channel.)
+        script = (f"mkdir -p {shlex.quote(str(log_dir))} && rm -f {shlex.quote(str(ex))} || exit 1\n"
+                  f"setsid sh -c {shlex.quote(inner)} >/dev/null 2>&1 </dev/null &\necho $!")
         res = self.run(script, timeout=30)
         pid = int(res.stdout.strip().splitlines()[-1])
         return SshProc(self, name, pid, out, err, ex)
