@@ -22,7 +22,7 @@ from nfvlab import __version__
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
 # Subsystems that add their own subcommands: module with register(subparsers).
-PLUGINS = ("nfvlab.iron.cli", "nfvlab.statealyzr.cli", "nfvlab.cloudlab.cli")
+PLUGINS = ("nfvlab.iron.cli", "nfvlab.statealyzr.cli", "nfvlab.cloudlab.cli", "nfvlab.provision")
 
 err = Console(stderr=True)
 

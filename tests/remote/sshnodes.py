@@ -186,7 +186,7 @@ class EmulatedNodes:
         doc = {
             "name": "emulated",
             "defaults": {"user": "root", "key": str(self.key), "known_hosts": str(self.known_hosts),
-                         "python": "/usr/bin/python3", "name_prefix": f"{PREFIX}-",
+                         "python": "/usr/bin/python3", "name_prefix": f"{PREFIX}-", "shared_host": True,
                          "workdir": str(self.work / "remote")},
             "nodes": [
                 {"name": n.name, "address": n.address, "port": n.port, "roles": self.roles[i],

@@ -59,6 +59,8 @@ class Defaults(Strict):
     workdir: Path = Path("/var/lib/nfvlab")
     name_prefix: str = Field("nfvlab-", pattern=r"^[a-z][a-z0-9-]{0,11}$")
     connect_timeout_s: float = Field(10.0, gt=0)
+    shared_host: bool = Field(False, description="the nodes are namespaces of one machine (CI): the playbooks "
+                              "leave machine-wide settings (irqbalance, governor, kernel) alone")
 
 
 class NodeSpec(Strict):
