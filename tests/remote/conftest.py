@@ -29,7 +29,8 @@ def emulated_nodes():
     if os.geteuid() != 0 or not Path(SSHD).exists():
         pytest.skip("needs root and openssh-server")
     if leftovers():
-        pytest.skip(f"leftovers of an earlier run block the emulated nodes: {leftovers()} (bridge {BRIDGE})")
+        pytest.fail(f"leftovers of an earlier (killed?) run block the emulated nodes: {leftovers()}; "
+                    f"remove them with: python tests/remote/sshnodes.py --clean  (bridge {BRIDGE})")
     work = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-ci-"))
     try:
         with EmulatedNodes(work, n=3) as nodes:

@@ -20,6 +20,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,6 +188,7 @@ class EmulatedNodes:
             "name": "emulated",
             "defaults": {"user": "root", "key": str(self.key), "known_hosts": str(self.known_hosts),
                          "python": "/usr/bin/python3", "name_prefix": f"{PREFIX}-", "shared_host": True,
+                         "connect_timeout_s": 30,  # a loaded CI machine forks sshd slowly
                          "workdir": str(self.work / "remote")},
             "nodes": [
                 {"name": n.name, "address": n.address, "port": n.port, "roles": self.roles[i],
@@ -234,3 +236,12 @@ def _kill_netns_pids(netns: str) -> None:
     for pid in out.stdout.split():
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid), signal.SIGKILL)
+
+
+if __name__ == "__main__":  # python tests/remote/sshnodes.py --clean: remove what a killed test run left
+    import sys
+
+    if sys.argv[1:] == ["--clean"]:
+        EmulatedNodes(Path(tempfile.gettempdir()), n=50).down()
+    else:
+        print(__doc__)

@@ -212,14 +212,32 @@ def remote_log_dir(node: Node, local_dir: Path) -> Path:
     return node.workdir / "logs" / str(Path(local_dir).resolve()).lstrip("/")
 
 
+SYSTEM_PREFIXES = ("/usr/", "/bin/", "/sbin/", "/lib/", "/opt/")
+
+
+def node_argv(node: Node | None, argv: list[str]) -> list[str]:
+    """argv for the node: a program the harness built here (e.g. nfvflood under build/) is copied to
+    the node's workdir/bin once and run from there; system programs are the node's own."""
+    exe = argv[0] if argv else ""
+    if node is None or not exe.startswith("/") or exe.startswith(SYSTEM_PREFIXES) or not Path(exe).is_file():
+        return argv
+    pushed: dict[str, str] = node.extra.setdefault("pushed", {})
+    if exe not in pushed:
+        dst = node.workdir / "bin" / Path(exe).name
+        node.put(Path(exe), dst)
+        node.run(["chmod", "0755", str(dst)], timeout=15)
+        pushed[exe] = str(dst)
+    return [pushed[exe], *argv[1:]]
+
+
 def start_in_node_container(c: NodeContainer, name: str, argv: list[str], log_dir: Path) -> Any:
     from nfvlab.testbeds.processes import _in_cgroup_and_netns
 
-    return _start_fetching(c.node, name, _in_cgroup_and_netns(c.cgroup, c.netns, argv), log_dir)
+    return _start_fetching(c.node, name, _in_cgroup_and_netns(c.cgroup, c.netns, node_argv(c.node, argv)), log_dir)
 
 
 def start_on_node_peer(peer: NodePeer, name: str, argv: list[str], log_dir: Path) -> Any:
-    return _start_fetching(peer.node, name, ["taskset", "-c", str(peer.cpu), *argv], log_dir)
+    return _start_fetching(peer.node, name, ["taskset", "-c", str(peer.cpu), *node_argv(peer.node, argv)], log_dir)
 
 
 @dataclass
