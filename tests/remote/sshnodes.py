@@ -88,7 +88,8 @@ class EmulatedNodes:
         self.roles = roles or [["victim_host", "nf_host"], ["traffic_generator"], ["store"]][:n]
         while len(self.roles) < n:
             self.roles.append(["nf_host"])
-        self.cores = cores or [1] * n
+        # the victim host's containers on core 1, the other nodes (peer, store) on core 0 (as the local testbed)
+        self.cores = cores or [1] + [0] * (n - 1)
         self.key = self.work / "id_ed25519"
         self.known_hosts = self.work / "known_hosts"
         self.inventory_path = self.work / "inventory.yaml"

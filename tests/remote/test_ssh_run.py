@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nfvlab import stamps
 from nfvlab.plan import expand, flat_params
 from nfvlab.results import ResultStore
 from nfvlab.runner import RunError, run
@@ -24,11 +25,12 @@ pytestmark = [needs_nodes, pytest.mark.slow]
 SPEC = {
     "name": "remote-udp-pair-tiny",
     "description": "one UDP receiver beside the victim, peer on another node (tests/remote)",
+    "paper": {"figures": ["2.4"], "section": "2.1.3"},
     "testbed": "local",
     "kind": "iron-interference",
     "params": {
         "topology": {"containers_per_core": 2, "interferer": "udp_receiver", "receivers": 1},
-        "workload": {"victim_events": 300, "payload_bytes": 1400, "flows": 2, "send_rate_mbps": 200,
+        "workload": {"victim_events": 300, "payload_bytes": 1400, "flows": 2, "send_rate_mbps": 100,
                      "warmup_s": 0.2},
         "iron": {"mode": "off"},
     },
@@ -43,8 +45,8 @@ def expected_columns(spec_path: Path) -> set[str]:
     """The columns the runner writes for this spec on any testbed (what a local run's rows have)."""
     spec = load_spec(spec_path)
     plan = expand(spec, None, None)
-    return {"spec", "scale", "point_index", *flat_params(plan.points[0].params), *spec.metrics, "seconds",
-            "finished_at"}
+    return {"point_id", "repetition", "spec", "scale", "point_index", *flat_params(plan.points[0].params),
+            *spec.metrics, "seconds", "finished_at", *stamps.current_stamps(spec)}
 
 
 def test_spec_runs_across_ssh_nodes(emulated_nodes, tmp_path):
@@ -58,6 +60,7 @@ def test_spec_runs_across_ssh_nodes(emulated_nodes, tmp_path):
     assert len(rows) == 1
     row = rows[0]
     assert set(row) == expected_columns(spec_path)
+    assert row["testbed_hash"] == stamps.testbed_hash(emulated_nodes.inventory_path)  # the inventory's, not local
     assert row["victim_time_base_s"] > 0 and row["victim_time_net_s"] > 0
     assert math.isclose(row["penalty_factor"], row["victim_time_net_s"] / row["victim_time_base_s"], rel_tol=1e-6)
     # the peer on n2 really reached the receiver on n1 (and the counters came from n1's /proc)

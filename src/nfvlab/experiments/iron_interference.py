@@ -13,7 +13,7 @@ import math
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,8 +24,8 @@ from nfvlab.experiments.registry import ExperimentKind
 from nfvlab.failures import PointFailed, check_flood
 from nfvlab.testbeds import cgroups, network
 from nfvlab.testbeds import processes as procs
-from nfvlab.testbeds.local import LocalTestbed
 from nfvlab.testbeds.model import Container, Topology
+from nfvlab.testbeds.testbed import LocalNodeTestbed, Testbed, TestbedError
 from nfvlab.workloads import hostcounters, sysbench, traffic
 
 VICTIM_TIMEOUT_S = 600.0
@@ -119,16 +119,22 @@ def topology_key(p: Params) -> tuple:
 
 
 class Driver:
-    """Runs points on the local testbed. One `setup` per topology; `measure` per repetition."""
+    """Runs points on a testbed (nfvlab.testbeds.testbed: the local one unless the runner passes
+    another). One `setup` per topology; `measure` per repetition."""
 
-    def __init__(self, build_dir: Path):
+    def __init__(self, build_dir: Path, testbed: Callable[[], Testbed] | None = None):
         self.flood = traffic.build_nfvflood(build_dir)
         self.sysbench = sysbench.find_sysbench()
-        self.testbed: LocalTestbed | None = None
+        # shared machine: the local testbed waits for another run's to come free
+        self.make_testbed = testbed or (lambda: LocalNodeTestbed(wait_s=TESTBED_WAIT_S))
+        self.testbed: Testbed | None = None
 
     @contextlib.contextmanager
     def setup(self, p: Params) -> Iterator[Topology]:
-        with LocalTestbed(wait_s=TESTBED_WAIT_S) as tb:  # shared machine: wait for another run's testbed
+        with self.make_testbed() as tb:
+            if tb.kind != "local" and p.iron.mode != "off":
+                raise TestbedError(f"Iron's eBPF runtime runs on this machine only: iron.mode must be off on "
+                                   f"the {tb.kind} testbed {tb.name} (docs/remote.md)")
             self.testbed = tb
             try:
                 yield tb.up(roles(p), p.workload.core_rate_mbps)
@@ -179,9 +185,9 @@ class Driver:
             if network:
                 flood = self._start_traffic(topo, p, raw, started)
             time.sleep(w.warmup_s)
-            before = hostcounters.HostCounters().snapshot(topo.victim_cpu)
-            qd_before = _qdisc_drops(topo)
-            usage_before = cgroups.cpu_usage_s(topo.victim.cgroup)
+            before = self._counters(topo.victim_cpu)
+            qd_before = self._qdisc_drops(topo)
+            usage_before = self._cpu_usage_s(topo.victim)
             victim = procs.start_in_container(
                 topo.victim, "victim",
                 sysbench.sysbench_cpu_argv(w.victim_events, prime=w.sysbench_prime, binary=self.sysbench), raw,
@@ -191,11 +197,11 @@ class Driver:
                 rc, victim_cpu_s = victim.wait_with_usage(VICTIM_TIMEOUT_S)
             except subprocess.TimeoutExpired as e:
                 raise RuntimeError(f"victim did not finish within {VICTIM_TIMEOUT_S:.0f} s (logs: {raw})") from e
-            after = hostcounters.HostCounters().snapshot(topo.victim_cpu)
+            after = self._counters(topo.victim_cpu)
             if rc != 0:
                 raise sysbench.SysbenchError(f"victim sysbench exited {rc}: {victim.stderr()[-500:]}")
             result = sysbench.parse_sysbench_cpu(victim.stdout())
-            check_victim_inside(victim_cpu_s, cgroups.cpu_usage_s(topo.victim.cgroup) - usage_before)
+            check_victim_inside(victim_cpu_s, self._cpu_usage_s(topo.victim) - usage_before)
         finally:
             procs.stop_all(started)
         counters = hostcounters.delta(before, after)
@@ -206,7 +212,7 @@ class Driver:
             "softirq_cpu_pct": 100 * counters["stat_softirq_s"] / wall,
             "net_rx_softirqs": counters["net_rx_softirqs"],
             "net_tx_softirqs": counters["net_tx_softirqs"],
-            "qdisc_drops": _qdisc_drops(topo) - qd_before,
+            "qdisc_drops": self._qdisc_drops(topo) - qd_before,
         }
         if flood is not None:
             row |= flood.totals()
@@ -217,6 +223,16 @@ class Driver:
                 raise PointFailed("flood_too_small", f"the {t.interferer.replace('_', ' ')} flood delivered no "
                                                      f"packet (offered {row['offered_mbps']:.3g} Mbit/s)")
         return row
+
+    # the victim host's counters: this machine's, or read over ssh on a remote testbed
+    def _counters(self, cpu: int) -> hostcounters.CounterSnapshot:
+        return self.testbed.counters(cpu) if self.testbed is not None else hostcounters.HostCounters().snapshot(cpu)
+
+    def _qdisc_drops(self, topo: Topology) -> int:
+        return self.testbed.qdisc_drops(topo) if self.testbed is not None else _qdisc_drops(topo)
+
+    def _cpu_usage_s(self, c: Container) -> float:
+        return self.testbed.cpu_usage_s(c) if self.testbed is not None else cgroups.cpu_usage_s(c.cgroup)
 
     def _start_traffic(self, topo: Topology, p: Params, raw: Path, started: list[procs.Proc]) -> floods.Flood:
         w, t = p.workload, p.topology
@@ -246,8 +262,8 @@ def _qdisc_drops(topo: Topology) -> int:
     return network.qdisc_stats(topo.peer.host_ifname).get("qdisc_drops", 0)
 
 
-def _driver_factory(build_dir: Path) -> Driver:
-    return Driver(build_dir)
+def _driver_factory(build_dir: Path, testbed: Callable[[], Testbed] | None = None) -> Driver:
+    return Driver(build_dir, testbed)
 
 
 KIND = ExperimentKind(

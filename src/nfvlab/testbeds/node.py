@@ -168,6 +168,7 @@ class SshProc:
     stdout_path: Path  # on the node
     stderr_path: Path
     exit_path: Path  # the wrapper writes the exit code here
+    usage_path: Path  # ... and the command's CPU time (`times`) here
     _rc: int | None = None
 
     @property
@@ -200,6 +201,11 @@ class SshProc:
                 raise subprocess.TimeoutExpired(f"{self.node.name}:{self.name}", timeout)
             time.sleep(delay)
             delay = min(0.5, delay * 1.5)
+
+    def wait_with_usage(self, timeout: float) -> tuple[int, float]:
+        """Like processes.Proc.wait_with_usage: (exit code, CPU seconds user + system of the command)."""
+        rc = self.wait(timeout)
+        return rc, parse_times(self.node.run(["cat", str(self.usage_path)], check=False, timeout=15).stdout)
 
     def stop(self, sig: int = signal.SIGTERM, grace_s: float = 3.0) -> int:
         """Signal the process by pid on its node; SIGKILL after grace_s."""
@@ -279,8 +285,10 @@ class SshNode(Node):
 
     def start(self, name: str, argv: list[str], log_dir: Path) -> SshProc:
         log_dir = Path(log_dir)
-        out, err, ex = (log_dir / f"{name}.{s}" for s in ("out", "err", "exit"))
-        inner = f"{shlex.join(argv)} >{shlex.quote(str(out))} 2>{shlex.quote(str(err))} </dev/null; echo $? >{ex}"
+        out, err, ex, usage = (log_dir / f"{name}.{s}" for s in ("out", "err", "exit", "usage"))
+        # `times` after the command: the CPU time of the shell's children (user, system) = the command's
+        inner = (f"{shlex.join(argv)} >{shlex.quote(str(out))} 2>{shlex.quote(str(err))} </dev/null; rc=$?; "
+                 f"times >{usage}; echo $rc >{ex}")
         # setsid: the process outlives this ssh session, in its own session, and prints its pid.
         # The wrapper shell is the pid we track; it execs nothing so that it can record the exit code.
         # (Separate statements: `a && b & c` would background a subshell that holds the ssh channel.)
@@ -288,7 +296,7 @@ class SshNode(Node):
                   f"setsid sh -c {shlex.quote(inner)} >/dev/null 2>&1 </dev/null &\necho $!")
         res = self.run(script, timeout=30)
         pid = int(res.stdout.strip().splitlines()[-1])
-        return SshProc(self, name, pid, out, err, ex)
+        return SshProc(self, name, pid, out, err, ex, usage)
 
     def kill(self, pid: int, sig: int = signal.SIGTERM) -> bool:
         """The wrapper shell and the command under it: signal the whole session (setsid made the
@@ -309,6 +317,18 @@ class SshNode(Node):
             self.connection.get(str(remote), str(local))
         except Exception as e:
             raise NodeError(self.name, f"get {remote} {local}", f"failed: {e}") from e
+
+
+def parse_times(text: str) -> float:
+    """CPU seconds of the children from the shell builtin `times` ("0m1.230s 0m0.010s" on line 2)."""
+    lines = text.strip().splitlines()
+    if len(lines) < 2:
+        return float("nan")
+    total = 0.0
+    for field_ in lines[1].split():
+        m, _, sec = field_.rstrip("s").partition("m")
+        total += 60 * float(m) + float(sec)
+    return total
 
 
 def run_parallel(nodes: list[Node], cmd: list[str] | str, timeout: float = DEFAULT_TIMEOUT_S,

@@ -78,6 +78,12 @@ class Testbed:
     def qdisc_drops(self, topo: Topology) -> int:
         return 0
 
+    def cpu_usage_s(self, c: Any) -> float:
+        """CPU time a container's cgroup has used so far."""
+        from nfvlab.testbeds import cgroups
+
+        return cgroups.cpu_usage_s(c.cgroup)
+
     def down(self) -> None:
         for n in self.nodes:
             n.close()
@@ -88,10 +94,11 @@ class LocalNodeTestbed(Testbed):
 
     kind = "local"
 
-    def __init__(self, config: Any = None):
+    def __init__(self, config: Any = None, **local_kw: Any):
+        """``local_kw`` go to LocalTestbed as they are (prefix, subnet, wait_s)."""
         from nfvlab.testbeds.local import LocalTestbed
 
-        self.local = LocalTestbed(config)
+        self.local = LocalTestbed(config, **local_kw)
         node = LocalNode("local", roles=("victim_host", "traffic_generator", "store", "nf_host"))
         super().__init__(self.local.config.name, [node])
 
@@ -180,6 +187,39 @@ class SshTestbed(Testbed):
     def qdisc_drops(self, topo: Topology) -> int:
         return 0  # no HTB on the ssh testbed (see up)
 
+    def cpu_usage_s(self, c: Any) -> float:
+        cg = c.cgroup
+        node = c.node or self.node("victim_host")
+        if cg.version == 1:
+            return int(node.read_text(cg.cpuacct / "cpuacct.usage", timeout=15)) / 1e9
+        for line in node.read_text(cg.cpu / "cpu.stat", timeout=15).splitlines():
+            key, _, value = line.partition(" ")
+            if key == "usage_usec":
+                return int(value) / 1e6
+        raise TestbedError(f"node {node.name}: no usage_usec in {cg.cpu / 'cpu.stat'}")
+
+    def wait_quiet(self, sample_s: float = 0.5) -> Any:
+        """The victim core's load over sample_s, read on the victim host (recorded, not waited for)."""
+        from nfvlab.testbeds.local import CoreLoad
+
+        node = self.node("victim_host")
+        cpu = node.cores[0]
+
+        def ticks() -> tuple[int, int, int]:
+            for line in node.read_text("/proc/stat", timeout=15).splitlines():
+                f = line.split()
+                if f and f[0] == f"cpu{cpu}":
+                    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in f[1:9])
+                    total = user + nice + system + idle + iowait + irq + softirq + steal
+                    return total - idle - iowait, irq + softirq, total
+            raise TestbedError(f"node {node.name}: no cpu{cpu} in /proc/stat")
+
+        b0, i0, t0 = ticks()
+        time.sleep(sample_s)
+        b1, i1, t1 = ticks()
+        span = max(1, t1 - t0)
+        return CoreLoad(100.0 * (b1 - b0) / span, 100.0 * (i1 - i0) / span)
+
     def down(self) -> None:
         if self._containers is not None:
             with contextlib.suppress(NodeError):
@@ -260,6 +300,15 @@ class FetchingProc:
         rc = self.proc.wait(timeout)
         self._fetch()
         return rc
+
+    def wait_with_usage(self, timeout: float) -> tuple[int, float]:
+        out = self.proc.wait_with_usage(timeout)
+        self._fetch()
+        return out
+
+    def signal(self, sig: int) -> None:
+        """Signal it on its node (never os.kill: the pid is the node's, not this machine's)."""
+        self.proc.node.kill(self.proc.pid, sig)
 
     def stop(self, sig: int = 15, grace_s: float = 3.0) -> int:
         rc = self.proc.stop(sig, grace_s)
