@@ -55,6 +55,12 @@ def _w(value: str, path: Path) -> str:
     return f"echo {shlex.quote(value)} > {shlex.quote(str(path))}"
 
 
+def mac_for(ip: str) -> str:
+    """A locally administered MAC derived from the container's address: a container rebuilt with the
+    same address keeps its MAC, so the peer's ARP entry from an earlier topology stays right."""
+    return "02:6e:" + ":".join(f"{int(o):02x}" for o in ip.split("."))
+
+
 class NodeContainers:
     """Builds and removes containers on one node. ``up`` returns them; always call ``down``."""
 
@@ -94,7 +100,7 @@ class NodeContainers:
             ns = f"ip netns exec {name}"
             self.node.run(" && ".join([
                 f"ip netns add {name}",
-                f"ip link add {tmp} link {shlex.quote(self.nic)} type macvlan mode bridge",
+                f"ip link add {tmp} link {shlex.quote(self.nic)} address {mac_for(ip)} type macvlan mode bridge",
                 f"ip link set {tmp} netns {name}",
                 f"{ns} ip link set {tmp} name eth0",
                 f"{ns} ip addr add {ip}/{prefixlen} dev eth0",
