@@ -209,6 +209,11 @@ class EmulatedNodes:
         for node in self.nodes:
             popen = getattr(self, "_popens", {}).get(node.name)
             if popen is not None and popen.poll() is None:
+                # sshd's per-connection processes are in sessions of their own: end them by pid first,
+                # or they outlive the listener (orphaned, in a deleted namespace)
+                for pid in _children(popen.pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(popen.pid, signal.SIGTERM)
                 try:
@@ -229,6 +234,22 @@ class EmulatedNodes:
             with contextlib.suppress(OSError):
                 entry.unlink()
         _sh(["ip", "link", "del", BRIDGE], check=False)
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant of pid (from /proc/*/stat ppid)."""
+    parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                text = (d / "stat").read_text()
+                parent[int(d.name)] = int(text[text.rfind(")") + 2:].split()[1])
+    out, frontier = [], [pid]
+    while frontier:
+        kids = [c for c, pp in parent.items() if pp in frontier]
+        out += kids
+        frontier = kids
+    return out
 
 
 def _kill_netns_pids(netns: str) -> None:
