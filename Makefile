@@ -111,3 +111,12 @@ kernel-boot-%: install
 
 kernel-%: install
 	$(NFVLAB) kernel build $*
+# Remote testbeds (issue 13, docs/remote.md): the multi-node CI alone (three sshd-in-netns nodes;
+# also part of `make test`), and provisioning an ssh inventory: make provision INVENTORY=testbed/x.yaml
+.PHONY: test-remote provision
+INVENTORY ?= testbed/ssh-example.yaml
+test-remote: install
+	$(PYTEST) -q tests/remote
+
+provision: install
+	$(NFVLAB) provision $(INVENTORY)

@@ -2,7 +2,7 @@
 
     nfvlab list                      the experiment specs in experiments/
     nfvlab validate SPEC...          check specs without running anything (exit 2 if invalid)
-    nfvlab run SPEC [--scale quick|paper] [--testbed local] [--repetitions N] [--keep-stale]
+    nfvlab run SPEC [--scale quick|paper] [--testbed local|testbed/NAME.yaml] [--repetitions N] [--keep-stale]
     nfvlab report [--scale S]        figures, verdicts + results/report/index.html from whatever results exist
     nfvlab artifact                  ARTIFACT.md: the artifact-evaluation guide, generated from the specs
     nfvlab clean                     remove everything the harness created on this machine
@@ -22,7 +22,7 @@ from nfvlab import __version__
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
 # Subsystems that add their own subcommands: module with register(subparsers).
-PLUGINS = ("nfvlab.iron.cli", "nfvlab.statealyzr.cli", "nfvlab.cloudlab.cli", "nfvlab.kernel.cli")
+PLUGINS = ("nfvlab.iron.cli", "nfvlab.statealyzr.cli", "nfvlab.cloudlab.cli", "nfvlab.kernel.cli", "nfvlab.provision")
 
 err = Console(stderr=True)
 
@@ -62,7 +62,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nfvlab.spec import SpecError
 
     try:
-        summary = run(Path(args.spec), args.scale, args.repetitions, keep_stale=args.keep_stale)
+        summary = run(Path(args.spec), args.scale, args.repetitions, keep_stale=args.keep_stale,
+                      testbed=args.testbed)
     except RunFailed as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
         s = e.summary
@@ -134,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="run an experiment spec (resumes: finished repetitions are skipped)")
     s.add_argument("spec")
     s.add_argument("--scale", choices=["quick", "paper"], default="quick")
-    s.add_argument("--testbed", choices=["local"], default="local",
-                   help="where to run (only the local testbed exists so far)")
+    s.add_argument("--testbed", default="local", metavar="local|INVENTORY",
+                   help="where to run: local (this machine) or an ssh inventory, testbed/NAME.yaml (docs/remote.md)")
     s.add_argument("--repetitions", type=int, default=None, help="override the spec's repetitions")
     s.add_argument("--keep-stale", action="store_true",
                    help="reuse stored rows whose stamps (code, testbed config, calibration) differ from the "

@@ -157,11 +157,13 @@ def _current_calibration() -> tuple[Any, str | None]:
 def run(spec_path: Path, scale: str | None = "quick", repetitions: int | None = None,
         results_root: Path = DEFAULT_RESULTS, build_dir: Path = DEFAULT_BUILD,
         console: Console | None = None, keep_stale: bool = False,
-        calibrate: Callable[[], dict[str, Any]] | None = None) -> RunSummary:
+        calibrate: Callable[[], dict[str, Any]] | None = None, testbed: str | None = None) -> RunSummary:
     """Run what is missing or stale of a spec's plan. Raises RunFailed at the end when repetitions
-    failed (the others ran). ``calibrate`` replaces Iron's calibration measurement (tests)."""
+    failed (the others ran). ``calibrate`` replaces Iron's calibration measurement (tests).
+    ``testbed``: None/"local" for this machine, or an ssh inventory file (docs/remote.md)."""
     console = console or Console(stderr=True)
     spec = load_spec(spec_path)  # SpecError before anything is created
+    inventory = _load_inventory(testbed)  # InventoryError (as RunError) before anything is created too
     if scale is not None and scale not in spec.scales:
         scale = None if not spec.scales else scale
     plan: Plan = expand(spec, scale, repetitions)
@@ -169,6 +171,8 @@ def run(spec_path: Path, scale: str | None = "quick", repetitions: int | None = 
     started = time.time()
     run_id = stamps.new_run_id()
     base = stamps.current_stamps(spec, run_id)
+    if inventory is not None:  # rows measured on an ssh testbed belong to its inventory, not local.yaml
+        base["testbed_hash"] = stamps.testbed_hash(Path(testbed))
     uses_cal = {pt.index: stamps.point_uses_calibration(spec, pt.params) for pt in plan.points}
     cal, cal_problem = _current_calibration() if any(uses_cal.values()) else (None, None)
 
@@ -225,7 +229,7 @@ def run(spec_path: Path, scale: str | None = "quick", repetitions: int | None = 
         _write_provenance(store, record)
         summary.seconds = time.time() - started
         return summary
-    if os.geteuid() != 0:
+    if inventory is None and os.geteuid() != 0:
         raise RunError("the local testbed needs root (namespaces, cgroups, qdiscs): run as root")
     if cal is None and any(uses_cal[pt.index] for pt, _ in todo):
         from nfvlab.iron import calibration  # measured on the local testbed under its lock
@@ -235,7 +239,11 @@ def run(spec_path: Path, scale: str | None = "quick", repetitions: int | None = 
         record["calibration"] = stamps.calibration_stamps(cal)
     _write_provenance(store, record)
     kind = get_kind(spec.kind)
-    driver = kind.driver_factory(build_dir)
+    if inventory is None:
+        driver = kind.driver_factory(build_dir)
+    else:
+        driver = _remote_driver(kind, build_dir, inventory, record, console)
+        _write_provenance(store, record)
     failures: list[dict[str, Any]] = summary.failures
     status = "failed"
 
@@ -322,6 +330,34 @@ def run(spec_path: Path, scale: str | None = "quick", repetitions: int | None = 
     if failures:
         raise RunFailed(summary)
     return summary
+
+def _load_inventory(testbed: str | None) -> Any:
+    if testbed in (None, "", "local"):
+        return None
+    from nfvlab.testbeds.inventory import InventoryError, load_inventory
+
+    try:
+        return load_inventory(Path(testbed))
+    except InventoryError as e:
+        raise RunError(str(e)) from None
+
+
+def _remote_driver(kind: Any, build_dir: Path, inventory: Any, record: dict, console: Console) -> Any:
+    """The kind's driver on an ssh testbed (a fresh SshTestbed per topology); the nodes' facts go
+    into the run's provenance."""
+    import inspect
+
+    from nfvlab.testbeds.testbed import SshTestbed
+
+    if "testbed" not in inspect.signature(kind.driver_factory).parameters:
+        raise RunError(f"kind {kind.name} cannot run on an ssh testbed yet (its driver builds the local testbed "
+                       f"itself; docs/remote.md)")
+    with SshTestbed(inventory) as tb:
+        tb.check()
+        console.print(f"testbed [bold]{tb.name}[/]: " + ", ".join(f"{n.name} {list(n.roles)}" for n in tb.nodes))
+        record["testbed"] = tb.facts()
+    return kind.driver_factory(build_dir, testbed=lambda: SshTestbed(inventory))
+
 
 def _short(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)

@@ -25,8 +25,8 @@ from nfvlab.experiments.registry import ExperimentKind
 from nfvlab.failures import PointFailed, check_flood
 from nfvlab.testbeds import cgroups, network
 from nfvlab.testbeds import processes as procs
-from nfvlab.testbeds.local import LocalTestbed
 from nfvlab.testbeds.model import Container, Topology
+from nfvlab.testbeds.testbed import LocalNodeTestbed, Testbed, TestbedError
 from nfvlab.workloads import coreshare, hostcounters, sysbench, traffic
 
 VICTIM_TIMEOUT_S = 600.0
@@ -144,12 +144,15 @@ def topology_key(p: Params) -> tuple:
 
 
 class Driver:
-    """Runs points on the local testbed. One `setup` per topology; `measure` per repetition."""
+    """Runs points on a testbed (nfvlab.testbeds.testbed: the local one unless the runner passes
+    another). One `setup` per topology; `measure` per repetition."""
 
-    def __init__(self, build_dir: Path):
+    def __init__(self, build_dir: Path, testbed: Callable[[], Testbed] | None = None):
         self.flood = traffic.build_nfvflood(build_dir)
         self.sysbench = sysbench.find_sysbench()
-        self.testbed: LocalTestbed | None = None
+        # shared machine: the local testbed waits for another run's to come free
+        self.make_testbed = testbed or (lambda: LocalNodeTestbed(wait_s=TESTBED_WAIT_S))
+        self.testbed: Testbed | None = None
         # Diagnostics (nfvlab.iron.ledger): called with ("start" | "end", network) around each victim run.
         self.observer: Callable[[str, bool], None] | None = None
         self.iron: Any = None  # the IronRuntime of the repetition in flight (None: vanilla)
@@ -159,7 +162,10 @@ class Driver:
 
     @contextlib.contextmanager
     def setup(self, p: Params) -> Iterator[Topology]:
-        with LocalTestbed(wait_s=TESTBED_WAIT_S) as tb:  # shared machine: wait for another run's testbed
+        with self.make_testbed() as tb:
+            if tb.kind != "local" and p.iron.mode != "off":
+                raise TestbedError(f"Iron's eBPF runtime runs on this machine only: iron.mode must be off on "
+                                   f"the {tb.kind} testbed {tb.name} (docs/remote.md)")
             self.testbed = tb
             try:
                 yield tb.up(roles(p), p.workload.core_rate_mbps)
@@ -201,8 +207,8 @@ class Driver:
             "iron_probe_time_s": probe_s,
             "victim_share_base": share_base,
             "victim_share_net": share_net,
-            "foreign_base_pct": base_split.pct(base_split.foreign_ns),
-            "foreign_net_pct": net_split.pct(net_split.foreign_ns),
+            "foreign_base_pct": base_split.pct(base_split.foreign_ns) if base_split else math.nan,
+            "foreign_net_pct": net_split.pct(net_split.foreign_ns) if net_split else math.nan,
             "baseline_runs": attempt,
         }
         if iron is not None:
@@ -277,10 +283,10 @@ class Driver:
             if network:
                 flood = self._start_traffic(topo, p, raw, started)
             time.sleep(w.warmup_s)
-            before = hostcounters.HostCounters().snapshot(topo.victim_cpu)
-            qd_before = _qdisc_drops(topo)
-            usage_before = cgroups.cpu_usage_s(topo.victim.cgroup)
-            core0 = coreshare.sample(topo)
+            before = self._counters(topo.victim_cpu)
+            qd_before = self._qdisc_drops(topo)
+            usage_before = self._cpu_usage_s(topo.victim)
+            core0 = self._core_sample(topo)
             if self.observer is not None:
                 self.observer("start", network)
             victim = procs.start_in_container(
@@ -292,14 +298,14 @@ class Driver:
                 rc, victim_cpu_s = victim.wait_with_usage(VICTIM_TIMEOUT_S)
             except subprocess.TimeoutExpired as e:
                 raise RuntimeError(f"victim did not finish within {VICTIM_TIMEOUT_S:.0f} s (logs: {raw})") from e
-            core1 = coreshare.sample(topo)
+            core1 = self._core_sample(topo)
             if self.observer is not None:
                 self.observer("end", network)
-            after = hostcounters.HostCounters().snapshot(topo.victim_cpu)
+            after = self._counters(topo.victim_cpu)
             if rc != 0:
                 raise sysbench.SysbenchError(f"victim sysbench exited {rc}: {victim.stderr()[-500:]}")
             result = sysbench.parse_sysbench_cpu(victim.stdout())
-            check_victim_inside(victim_cpu_s, cgroups.cpu_usage_s(topo.victim.cgroup) - usage_before)
+            check_victim_inside(victim_cpu_s, self._cpu_usage_s(topo.victim) - usage_before)
         finally:
             procs.stop_all(started)
         counters = hostcounters.delta(before, after)
@@ -310,8 +316,10 @@ class Driver:
             "softirq_cpu_pct": 100 * counters["stat_softirq_s"] / wall,
             "net_rx_softirqs": counters["net_rx_softirqs"],
             "net_tx_softirqs": counters["net_tx_softirqs"],
-            "qdisc_drops": _qdisc_drops(topo) - qd_before,
-            "_split": coreshare.split(core0, core1),  # who had the core while the victim ran (not a column)
+            "qdisc_drops": self._qdisc_drops(topo) - qd_before,
+            # who had the core while the victim ran (not a column; None where this machine's counters
+            # do not describe the victim host, i.e. on a remote testbed)
+            "_split": coreshare.split(core0, core1) if core0 and core1 else None,
             "_share": _victim_share(topo.victim, victim_cpu_s, result.total_time_s),  # (not a column)
         }
         if flood is not None:
@@ -323,6 +331,21 @@ class Driver:
                 raise PointFailed("flood_too_small", f"the {t.interferer.replace('_', ' ')} flood delivered no "
                                                      f"packet (offered {row['offered_mbps']:.3g} Mbit/s)")
         return row
+
+    # the victim host's counters: this machine's, or read over ssh on a remote testbed
+    def _core_sample(self, topo: Topology) -> coreshare.Sample | None:
+        """This machine's per-core split counters: meaningful only when the victim host is this machine."""
+        local = self.testbed is None or self.testbed.kind == "local"
+        return coreshare.sample(topo) if local else None
+
+    def _counters(self, cpu: int) -> hostcounters.CounterSnapshot:
+        return self.testbed.counters(cpu) if self.testbed is not None else hostcounters.HostCounters().snapshot(cpu)
+
+    def _qdisc_drops(self, topo: Topology) -> int:
+        return self.testbed.qdisc_drops(topo) if self.testbed is not None else _qdisc_drops(topo)
+
+    def _cpu_usage_s(self, c: Container) -> float:
+        return self.testbed.cpu_usage_s(c) if self.testbed is not None else cgroups.cpu_usage_s(c.cgroup)
 
     def _start_traffic(self, topo: Topology, p: Params, raw: Path, started: list[procs.Proc]) -> floods.Flood:
         w, t = p.workload, p.topology
@@ -358,8 +381,8 @@ def _qdisc_drops(topo: Topology) -> int:
     return network.qdisc_stats(topo.peer.host_ifname).get("qdisc_drops", 0)
 
 
-def _driver_factory(build_dir: Path) -> Driver:
-    return Driver(build_dir)
+def _driver_factory(build_dir: Path, testbed: Callable[[], Testbed] | None = None) -> Driver:
+    return Driver(build_dir, testbed)
 
 
 KIND = ExperimentKind(

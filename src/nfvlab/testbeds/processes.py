@@ -166,7 +166,12 @@ def wait_inside(proc: Proc, cgroup: CgroupPaths, netns: str, timeout_s: float = 
 
 def start_in_container(c: Container, name: str, argv: list[str], log_dir: Path, verify: bool = True) -> Proc:
     """Start argv in container c; with ``verify`` (default) return only once it runs inside (stopped
-    and NotInContainer raised otherwise)."""
+    and NotInContainer raised otherwise). A container on another node (nfvlab.testbeds.containers)
+    is started by that node, unverified here (the driver checks the cgroup's CPU time instead)."""
+    if getattr(c, "node", None) is not None:
+        from nfvlab.testbeds.testbed import start_in_node_container
+
+        return start_in_node_container(c, name, argv, log_dir)
     proc = _start(name, _in_cgroup_and_netns(c.cgroup, c.netns, argv), log_dir)
     if verify:
         try:
@@ -197,6 +202,10 @@ def stop_popen(popen: subprocess.Popen, timeout_s: float = 3.0) -> None:
 
 
 def start_on_peer(peer: Peer, name: str, argv: list[str], log_dir: Path) -> Proc:
+    if getattr(peer, "node", None) is not None:  # the peer is another node of an ssh testbed
+        from nfvlab.testbeds.testbed import start_on_node_peer
+
+        return start_on_node_peer(peer, name, argv, log_dir)
     if peer.cgroup is None:
         return _start(name, ["taskset", "-c", str(peer.cpu), *netns_exec(peer.netns, argv)], log_dir)
     return _start(name, _in_cgroup_and_netns(peer.cgroup, peer.netns, argv), log_dir)
@@ -204,7 +213,9 @@ def start_on_peer(peer: Peer, name: str, argv: list[str], log_dir: Path) -> Proc
 
 def stop_all(procs: list[Proc], grace_s: float = 3.0) -> None:
     for p in procs:
-        if p.running():
+        if not isinstance(p, Proc):  # another node's process: its pid means nothing here
+            p.signal(signal.SIGTERM)
+        elif p.running():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
