@@ -142,10 +142,13 @@ def test_current_generation_of_an_iron_point_needs_a_current_calibration(monkeyp
     monkeypatch.delenv("NFVLAB_IRON_IRQ_EXTRA_NS", raising=False)
     monkeypatch.setattr(calibration, "default_build_dir", lambda: tmp_path)
     spec = load_spec(REPO / "experiments" / "iron-drop-mechanism.yaml")
-    iron_point = next(p for p in expand(spec, "quick").points if p.params.iron.mode == "ebpf")
-    now, problems = stamps.current_generation(spec, iron_point.params)
+    ebpf = next(p for p in expand(spec, "quick").points if p.params.iron.mode == "ebpf").params
+    # the shipped specs derive the hidden cost online; a point that uses the fitted calibration:
+    params = ebpf.model_copy(update={"iron": ebpf.iron.model_copy(update={"hidden_cost": "calibrated"})})
+    assert not stamps.point_uses_calibration(spec, ebpf) and stamps.point_uses_calibration(spec, params)
+    now, problems = stamps.current_generation(spec, params)
     assert "calibration_id" not in now and problems == ["calibration not current (not measured yet)"]
     monkeypatch.setenv("NFVLAB_IRON_IRQ_EXTRA_NS", "7000")
-    now, problems = stamps.current_generation(spec, iron_point.params)
+    now, problems = stamps.current_generation(spec, params)
     assert problems == [] and now["calibration_id"] == "env-7000-7000"
     assert stamps.stale_reasons({**now, "run_id": "old"}, now) == []
