@@ -77,7 +77,10 @@ def test_accounting_charges_receiver_and_unloads(fixture_topo, send_udp, capsys)
     # every one that does is accounted to rx
     assert s[f"{rx.name}.rx_packets"] >= 200
     assert s[f"{rx.name}.charged_ns"] > 0
-    assert s[f"{rx.name}.rx_cost_ns"] >= s[f"{rx.name}.charged_ns"] > 0
+    # charged covers own packets of both directions (rx answers with ICMP port unreachable), so it is
+    # bounded by the receive plus transmit cost, not by the receive cost alone
+    assert s[f"{rx.name}.rx_cost_ns"] + s[f"{rx.name}.tx_cost_ns"] >= s[f"{rx.name}.charged_ns"] > 0
+    assert s[f"{rx.name}.rx_cost_ns"] > 0.5 * s[f"{rx.name}.charged_ns"]  # receiving dominates
     per_pkt = s[f"{rx.name}.rx_cost_ns"] / s[f"{rx.name}.rx_packets"]
     assert 50 < per_pkt < 200_000  # ns: sane, whatever the load on the machine
     assert s[f"{topo.victim.name}.rx_packets"] < 0.01 * s[f"{rx.name}.rx_packets"] + 5
