@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 RECIPES=${RECIPES:-src/nfvlab/statealyzr/corpus/recipes}
 SRC_FILE=${SRC_FILE:-/etc/apt/sources.list.d/nfvlab-statealyzr-src.sources}
 APT_ETC=${APT_ETC:-/etc/apt}
-TOOLS=(bear gdb clang-14 llvm-14 dpkg-dev)
+# libdaq-dev: daq.h for the daqmon ground truth (a sweep point of experiments/statealyzr-table.yaml)
+TOOLS=(bear gdb clang-14 llvm-14 dpkg-dev libdaq-dev)
 export DEBIAN_FRONTEND=noninteractive
 
 say() { echo "statealyzr-deps: $*"; }

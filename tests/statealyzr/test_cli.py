@@ -150,3 +150,34 @@ def test_analyze_recipe_file_from_anywhere(tmp_path):
     bad.write_text("name: x\nsource: {path: .}\nmake: make\n")
     with pytest.raises(ValueError, match="make: expected a list"):
         corpus.load_recipe_file(bad)
+
+
+def test_table_spec_sweeps_every_ground_truth_with_self_check_claims():
+    """Every hand-labelled program is a point of the Table 4.13 sweep (both scales), and every
+    claim restricted to ground truth is a self-check naming only swept programs."""
+    import yaml
+    spec = yaml.safe_load((SPECS / "statealyzr-table.yaml").read_text())
+    gts = set(corpus.ground_truths())
+    for sweep in (spec["sweep"], spec["scales"]["quick"]["sweep"]):
+        assert gts <= set(sweep["corpus.middlebox"])
+    gt_claims = [c for c in spec["claims"] if set(_as_list(c["where"]["middlebox"])) <= gts]
+    assert {c["metric"] for c in gt_claims} >= {"missed_labels", "label_recall_min", "flowspace_mismatches",
+                                               "forbidden_flagged", "updateable_precision"}
+    for c in gt_claims:
+        assert c["check"] == "self-check", c["id"]
+    assert set(next(c for c in gt_claims if c["metric"] == "label_recall_min")["where"]["middlebox"]) == gts
+
+
+def test_label_metrics_of_a_ground_truth_point():
+    from nfvlab.statealyzr.experiment import label_metrics, metrics_of
+    gt = corpus.load_ground_truth("overapprox")
+    res = corpus.analyze_ground_truth(gt)
+    cmp = corpus.compare(res, gt)
+    m = {**metrics_of(res.to_json(), len(cmp["missed"])), **label_metrics(cmp)}
+    assert m["missed_labels"] == 0 and m["flowspace_mismatches"] == 0 and m["forbidden_flagged"] == 0
+    assert m["label_recall_min"] == 1.0 and m["updateable_precision"] == 1.0
+    assert m["keyed_recall"] == 1.0 and m["keyed"] == 4
+
+
+def _as_list(x) -> list:
+    return x if isinstance(x, list) else [x]

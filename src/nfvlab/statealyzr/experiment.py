@@ -51,7 +51,24 @@ METRICS = ("all", "persistent", "top_level", "updateable", "keyed", "pkt_output"
            "max_flowspace_fields", "min_flowspace_fields", "distinct_flowspaces", "flowspace_not_computed",
            "keyed_1_field", "keyed_2_fields", "keyed_3_fields", "keyed_4_fields", "keyed_5_fields",
            "keyed_6plus_fields", "ir_compile_s", "build_s", "analysis_s", "peak_rss_mb", "instructions",
-           "functions", "instrumentation_inserted", "instrumentation_pruned", "cached")
+           "functions", "instrumentation_inserted", "instrumentation_pruned", "cached",
+           "flowspace_mismatches", "forbidden_flagged", "label_precision_min", "label_recall_min",
+           *(f"{c}_{pr}" for c in ("persistent", "top_level", "updateable", "keyed", "pkt_output",
+                                   "log_output", "output_impacting") for pr in ("precision", "recall")))
+
+
+def label_metrics(cmp: dict) -> dict[str, Any]:
+    """Ground truth only: soundness and precision/recall per class against the hand labels
+    (corpus.compare). A class the program has no positive of, and flags none of, gives None."""
+    m: dict[str, Any] = {"flowspace_mismatches": len(cmp["flowspace_mismatch"]),
+                         "forbidden_flagged": len(cmp["forbidden_flagged"])}
+    for c, pc in cmp["per_class"].items():
+        m[f"{c}_precision"], m[f"{c}_recall"] = pc["precision"], pc["recall"]
+    ps = [pc["precision"] for pc in cmp["per_class"].values() if pc["precision"] is not None]
+    rs = [pc["recall"] for pc in cmp["per_class"].values() if pc["recall"] is not None]
+    m["label_precision_min"] = min(ps, default=None)
+    m["label_recall_min"] = min(rs, default=None)
+    return m
 
 
 def _pct(a: float | None, b: float | None) -> float | None:
@@ -149,13 +166,14 @@ def child_main(argv: list[str] | None = None) -> int:
             res = analyze_ll(ll, r.name, cfg)
             res.timings.update({k: v for k, v in build_t.items() if k != "units"})
             res.stats["units"] = build_t.get("units")
-            missed = None
+            missed, labels = None, {}
         else:
             res = corpus.analyze_ground_truth(gt, cfg)
-            missed = len(corpus.compare(res, gt)["missed"])
+            cmp = corpus.compare(res, gt)
+            missed, labels = len(cmp["missed"]), label_metrics(cmp)
         rj = compact(res.to_json())
         del res
-        entry = {"metrics": {**metrics_of(rj, missed), "cached": False}, "result": rj}
+        entry = {"metrics": {**metrics_of(rj, missed), **labels, "cached": False}, "result": rj}
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp")
         with tmp.open("w") as f:
