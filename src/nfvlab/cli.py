@@ -2,7 +2,7 @@
 
     nfvlab list                      the experiment specs in experiments/
     nfvlab validate SPEC...          check specs without running anything (exit 2 if invalid)
-    nfvlab run SPEC [--scale quick|paper] [--testbed local|testbed/NAME.yaml] [--repetitions N] [--keep-stale]
+    nfvlab run SPEC [--scale quick|paper] [--testbed local|vm|testbed/NAME.yaml] [--repetitions N] [--keep-stale]
     nfvlab report [--scale S]        figures, verdicts + results/report/index.html from whatever results exist
     nfvlab artifact                  ARTIFACT.md: the artifact-evaluation guide, generated from the specs
     nfvlab clean                     remove everything the harness created on this machine
@@ -135,8 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="run an experiment spec (resumes: finished repetitions are skipped)")
     s.add_argument("spec")
     s.add_argument("--scale", choices=["quick", "paper"], default="quick")
-    s.add_argument("--testbed", default="local", metavar="local|INVENTORY",
-                   help="where to run: local (this machine) or an ssh inventory, testbed/NAME.yaml (docs/remote.md)")
+    s.add_argument("--testbed", default=None, metavar="local|vm|INVENTORY",
+                   help="where to run (default: the spec's testbed:): local (this machine), vm (a VM on the spec's "
+                        "vm.recipe kernel, docs/kernel.md) or an ssh inventory, testbed/NAME.yaml (docs/remote.md)")
     s.add_argument("--repetitions", type=int, default=None, help="override the spec's repetitions")
     s.add_argument("--keep-stale", action="store_true",
                    help="reuse stored rows whose stamps (code, testbed config, calibration) differ from the "

@@ -61,6 +61,9 @@ def cpu_model() -> str | None:
 
 
 def collect(spec_path: Path, spec_hash: str, scale: str | None) -> dict:
+    # Imported here: nfvlab.kernel.build imports this module (now_iso), a top-level import would cycle.
+    from nfvlab.kernel.provenance import kernel_provenance
+
     pkgs = {}
     for p in PACKAGES:
         try:
@@ -75,6 +78,8 @@ def collect(spec_path: Path, spec_hash: str, scale: str | None) -> dict:
         "host": platform.node(),
         "kernel": platform.release(),
         "kernel_version": platform.version(),
+        # The nfvlab recipe (and its hash) behind the kernel, None fields on a stock kernel (docs/kernel.md).
+        "kernel_recipe": kernel_provenance(),
         "cpu_model": cpu_model(),
         "cores": os.cpu_count(),
         "cgroup_version": cgroup_version(),

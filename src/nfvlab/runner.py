@@ -163,6 +163,8 @@ def run(spec_path: Path, scale: str | None = "quick", repetitions: int | None = 
     ``testbed``: None/"local" for this machine, or an ssh inventory file (docs/remote.md)."""
     console = console or Console(stderr=True)
     spec = load_spec(spec_path)  # SpecError before anything is created
+    if (testbed or spec.testbed) == "vm":  # an explicit --testbed (the guest's "local") wins over the spec's
+        return _run_vm(spec, spec_path, scale, repetitions, console)
     inventory = _load_inventory(testbed)  # InventoryError (as RunError) before anything is created too
     if scale is not None and scale not in spec.scales:
         scale = None if not spec.scales else scale
@@ -330,6 +332,22 @@ def run(spec_path: Path, scale: str | None = "quick", repetitions: int | None = 
     if failures:
         raise RunFailed(summary)
     return summary
+
+def _run_vm(spec: Spec, spec_path: Path, scale: str | None, repetitions: int | None,
+            console: Console) -> RunSummary:
+    from nfvlab.vmrun import VmRunError, run_in_vm
+
+    if scale is not None and scale not in spec.scales:
+        scale = None if not spec.scales else scale
+    plan = expand(spec, scale, repetitions)
+    started = time.time()
+    try:
+        _, latest = run_in_vm(spec, spec_path, scale, repetitions, log=console.print)
+    except VmRunError as e:
+        raise RunError(str(e)) from e
+    return RunSummary(spec.name, plan.total_runs, int(latest.get("skipped", 0)), int(latest.get("done", 0)),
+                      time.time() - started)
+
 
 def _load_inventory(testbed: str | None) -> Any:
     if testbed in (None, "", "local"):

@@ -132,11 +132,37 @@ class Scale(Strict):
     sweep: dict[str, list[Any]] = Field(default_factory=dict)
 
 
+def _known_recipe(name: str) -> str:
+    # A VM testbed boots a recipe's kernel: the recipe must exist and load now, not after setup.
+    from nfvlab.kernel.recipe import RecipeError, load_recipe
+
+    if name == "debian-stock":  # Debian's cloud kernel, no build (docs/kernel.md)
+        return name
+    try:
+        load_recipe(name)
+    except RecipeError as e:
+        raise ValueError(f"kernel recipe {name!r} ({e.path}): {'; '.join(e.problems)}") from e
+    return name
+
+
+class VmTestbed(Strict):
+    """``testbed: vm``: run the spec inside a Debian VM on a recipe's kernel (nfvlab.kernel.vm)."""
+
+    recipe: Annotated[str, Field(pattern=SLUG)] = "iron"
+    kvm: bool = Field(True, description="use /dev/kvm when it works (TCG otherwise, or always when false)")
+
+    @field_validator("recipe")
+    @classmethod
+    def _recipe_exists(cls, v: str) -> str:
+        return _known_recipe(v)
+
+
 class Spec(Strict):
     name: Annotated[str, Field(pattern=SLUG)]
     description: str
     paper: PaperRef
-    testbed: Literal["local"] = "local"
+    testbed: Literal["local", "vm"] = "local"
+    vm: VmTestbed | None = Field(None, description="only with testbed: vm; defaults to recipe iron")
     kind: str
     params: dict[str, dict[str, Any]] = Field(
         description="parameter sections of the kind's model, e.g. topology:, workload:, iron:"
@@ -162,6 +188,14 @@ class Spec(Strict):
             if not values:
                 raise ValueError(f"sweep axis {axis!r} has no values")
         return v
+
+    @model_validator(mode="after")
+    def _vm_section(self) -> Spec:
+        if self.vm is not None and self.testbed != "vm":
+            raise ValueError(f"vm: given but testbed is {self.testbed!r}; set testbed: vm or drop vm:")
+        if self.testbed == "vm" and self.vm is None:
+            self.vm = VmTestbed()
+        return self
 
     @model_validator(mode="after")
     def _check_against_kind(self) -> Spec:

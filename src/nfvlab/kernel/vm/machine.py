@@ -17,10 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from nfvlab.testbeds.node import NodeError
+
 from ..build import BuildResult
 from ..qemu import accel_args, qemu_binary
 from .rootfs import ssh_key
-from .ssh import Ssh
+from .ssh import VmNode
 from .stock import StockKernel
 
 PREFIX = "nfvlab-kv"
@@ -66,7 +68,7 @@ class VM:
                  kvm: bool = True, pin: bool = True):
         self.built, self.image, self.cpus, self.memory_mb, self.kvm, self.pin = built, image, cpus, memory_mb, kvm, pin
         self.proc: subprocess.Popen | None = None
-        self.ssh: Ssh | None = None
+        self.ssh: VmNode | None = None
         self.accel = ""
         self.pinned: dict[int, int] = {}
         self._tmp = tempfile.TemporaryDirectory(prefix=f"{PREFIX}-vm-")
@@ -106,7 +108,7 @@ class VM:
                 core = host_cpus[i % len(host_cpus)]
                 os.sched_setaffinity(tid, {core})
                 self.pinned[i] = core
-        self.ssh = Ssh(port=port, key=ssh_key())
+        self.ssh = VmNode(port=port, key=ssh_key())
         timeout = boot_timeout or (120 if self.accel == "kvm" else 600)
         try:
             return self.ssh.wait(timeout)
@@ -117,8 +119,9 @@ class VM:
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             if self.ssh:
-                with contextlib.suppress(subprocess.TimeoutExpired):
+                with contextlib.suppress(NodeError):  # the guest drops the connection as it goes down
                     self.ssh.run("systemctl poweroff", timeout=10, check=False)
+                self.ssh.close()
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:

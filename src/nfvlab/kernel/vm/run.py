@@ -50,8 +50,29 @@ def working_image(log=print, modules: Path | None = None) -> Path:
     return work
 
 
+def guest_spec_path(spec: str) -> str:
+    """The spec's path in the guest's checkout (same path as here): a file of this checkout, else
+    experiments/<name>.yaml (``vm-run RECIPE NAME``)."""
+    path = Path(spec)
+    if path.is_file():
+        try:
+            return str(path.resolve().relative_to(REPO))
+        except ValueError:
+            raise ValueError(f"{spec}: a VM run needs a spec inside this checkout ({REPO}), which is synced "
+                             "into the guest") from None
+    return f"experiments/{path.stem}.yaml"
+
+
+def guest_run_command(spec_in_guest: str, scale: str, repetitions: int | None) -> str:
+    # --testbed local: inside the guest a spec's `testbed: vm` must not boot another VM
+    reps = f" --repetitions {int(repetitions)}" if repetitions else ""
+    return (f".venv/bin/nfvlab run {shlex.quote(spec_in_guest)} --scale {shlex.quote(scale)}{reps}"
+            " --testbed local")
+
+
 def run_spec(built: BuildResult | StockKernel, spec: str, *, scale: str = "quick", repetitions: int | None = None,
              kvm: bool = True, log=print) -> VmRun:
+    spec_in_guest = guest_spec_path(spec)  # before booting: a spec the guest cannot see fails now
     image = working_image(log, built.modules if isinstance(built, StockKernel) else None)
     vm = VM(built, image, kvm=kvm)
     boot_s = vm.start()
@@ -62,10 +83,8 @@ def run_spec(built: BuildResult | StockKernel, spec: str, *, scale: str = "quick
         guest = json.loads(vm.ssh.run(
             f"cd {repo} && .venv/bin/python -c 'import json; from nfvlab.kernel.provenance import kernel_provenance;"
             f" print(json.dumps(kernel_provenance()))'").stdout)
-        reps = f" --repetitions {int(repetitions)}" if repetitions else ""
         name = Path(spec).stem
-        cmd = (f"cd {repo} && .venv/bin/nfvlab run experiments/{shlex.quote(name)}.yaml"
-               f" --scale {shlex.quote(scale)}{reps}")
+        cmd = f"cd {repo} && {guest_run_command(spec_in_guest, scale, repetitions)}"
         started = time.monotonic()
         res = vm.ssh.run(cmd, timeout=3 * 3600, check=False)
         run_s = time.monotonic() - started
