@@ -43,12 +43,18 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check src tests
 
-# Run each spec of a study, then the report (a failing spec stops the study; rerun resumes it).
+# Run each spec of a study, then the report. A spec with failed repetitions does not stop the study
+# (the report marks its claims incomplete; rerunning resumes it) but fails the target at the end;
+# an interrupt (exit 130) stops at once.
 define run-specs
-	@for spec in $(1); do \
-	  $(NFVLAB) run experiments/$$spec.yaml --scale $(SCALE) $(RUNARGS) || exit $$?; \
-	done
-	$(NFVLAB) report
+	@status=0; for spec in $(1); do \
+	  $(NFVLAB) run experiments/$$spec.yaml --scale $(SCALE) $(RUNARGS); rc=$$?; \
+	  if [ $$rc -eq 130 ]; then exit 130; fi; \
+	  if [ $$rc -ne 0 ] && [ $$status -eq 0 ]; then status=$$rc; fi; \
+	done; \
+	$(NFVLAB) report || exit $$?; \
+	if [ $$status -ne 0 ]; then echo "some specs failed (exit $$status): run the same target again to retry them" >&2; fi; \
+	exit $$status
 endef
 
 iron-calibration-current: install

@@ -3,6 +3,7 @@
     nfvlab list                      the experiment specs in experiments/
     nfvlab validate SPEC...          check specs without running anything (exit 2 if invalid)
     nfvlab run SPEC [--scale quick|paper] [--testbed local|vm|testbed/NAME.yaml] [--repetitions N] [--keep-stale]
+                                     [--retries N]
     nfvlab report [--scale S]        figures, verdicts + results/report/index.html from whatever results exist
     nfvlab artifact                  ARTIFACT.md: the artifact-evaluation guide, generated from the specs
     nfvlab clean                     remove everything the harness created on this machine
@@ -58,12 +59,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from nfvlab.runner import RunError, RunFailed, run
+    from nfvlab.runner import RETRIES, RunError, RunFailed, run
     from nfvlab.spec import SpecError
 
     try:
         summary = run(Path(args.spec), args.scale, args.repetitions, keep_stale=args.keep_stale,
-                      testbed=args.testbed)
+                      testbed=args.testbed, retries=RETRIES if args.retries is None else args.retries)
     except RunFailed as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
         s = e.summary
@@ -142,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keep-stale", action="store_true",
                    help="reuse stored rows whose stamps (code, testbed config, calibration) differ from the "
                         "current ones instead of measuring them again (recorded in rows and provenance)")
+    s.add_argument("--retries", type=int, default=None, metavar="N",
+                   help="measure a failed repetition again up to N times, on a fresh testbed (default 1, "
+                        "nfvlab.runner.RETRIES; every failed attempt stays in failures.json)")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("report", help="rebuild figures, verdicts and results/report/index.html")

@@ -122,6 +122,11 @@ def _write_provenance(store: ResultStore, record: dict) -> None:
     atomic_write(path, json.dumps(doc, indent=2, default=str))
 
 
+# A repetition can fail for a reason of the moment (a launcher starved by a flood, a busy host): one
+# more try on a fresh testbed keeps a long study going; a second failure is a failure.
+RETRIES = 1
+
+
 def _write_failures(store: ResultStore, new: list[dict[str, Any]]) -> None:
     """results/<spec>/failures.json: every failed repetition of every run (newest last)."""
     path = store.dir / "failures.json"
@@ -157,9 +162,12 @@ def _current_calibration() -> tuple[Any, str | None]:
 def run(spec_path: Path, scale: str | None = "quick", repetitions: int | None = None,
         results_root: Path = DEFAULT_RESULTS, build_dir: Path = DEFAULT_BUILD,
         console: Console | None = None, keep_stale: bool = False,
-        calibrate: Callable[[], dict[str, Any]] | None = None, testbed: str | None = None) -> RunSummary:
+        calibrate: Callable[[], dict[str, Any]] | None = None, testbed: str | None = None,
+        retries: int = RETRIES) -> RunSummary:
     """Run what is missing or stale of a spec's plan. Raises RunFailed at the end when repetitions
-    failed (the others ran). ``calibrate`` replaces Iron's calibration measurement (tests).
+    failed (the others ran). A failed repetition is measured again up to ``retries`` times, each on a
+    fresh testbed after the rest of its group; failures.json keeps the failed attempt either way.
+    ``calibrate`` replaces Iron's calibration measurement (tests).
     ``testbed``: None/"local" for this machine, or an ssh inventory file (docs/remote.md)."""
     console = console or Console(stderr=True)
     spec = load_spec(spec_path)  # SpecError before anything is created
@@ -247,17 +255,39 @@ def run(spec_path: Path, scale: str | None = "quick", repetitions: int | None = 
         driver = _remote_driver(kind, build_dir, inventory, record, console)
         _write_provenance(store, record)
     failures: list[dict[str, Any]] = summary.failures
+    attempts: dict[tuple[str, int], int] = {}  # failed attempts per (point, repetition) in this run
+    retrying: dict[tuple[str, int], dict[str, Any]] = {}  # their failure records, until the retry ends
+    record["recovered"] = []
     status = "failed"
 
-    def fail(point: Point | None, rep: int | None, err: BaseException, raw: Path | None = None) -> None:
+    def fail(point: Point | None, rep: int | None, err: BaseException, raw: Path | None = None,
+             final: bool = False) -> None:
         f = {"run_id": run_id, "point": point.label if point else "(testbed teardown)",
              "point_index": point.index if point else None, "point_id": point.point_id if point else None,
              "repetition": rep, "reason": getattr(err, "reason", type(err).__name__),
              "error": f"{type(err).__name__}: {err}", "at": provenance.now_iso(), "raw": str(raw) if raw else None}
+        key = (point.point_id, rep) if point is not None and rep is not None else None
+        n = attempts[key] = attempts.get(key, 0) + 1 if key else 1
+        f["attempt"] = n
+        if key is not None and n <= retries and not final:
+            f["retried"] = True
+            retrying[key] = f
+            _write_failures(store, [f])
+            console.print(f"[yellow]  FAILED[/] {f['point']} rep {rep}: {f['error']} (retried at the end of its "
+                          f"group on a fresh testbed)", highlight=False)
+            return
+        retrying.pop(key, None)
         failures.append(f)
         record["failures"] = failures
         _write_failures(store, [f])
         console.print(f"[red]  FAILED[/] {f['point']} rep {rep}: {f['error']} (no row written)", highlight=False)
+
+    def recovered(point: Point, rep: int) -> None:
+        f = retrying.pop((point.point_id, rep), None)
+        if f is not None:  # the row exists now; the failed attempt stays on record, marked
+            f["recovered"] = True
+            record["recovered"].append(f)
+            _write_failures(store, [f])
 
     def measure_one(topology: Any, point: Point, rep: int) -> bool:
         raw = store.raw_path(point_slug(point), rep, fresh=True)
@@ -283,6 +313,7 @@ def run(spec_path: Path, scale: str | None = "quick", repetitions: int | None = 
             **point_stamps(point),
         }
         store.write_row(point.point_id, rep, row)
+        recovered(point, rep)
         summary.done += 1
         label = " ".join(f"{m}={_short(metrics.get(m))}" for m in spec.metrics[:3])
         console.print(f"  {point.label} rep {rep}: {label}", soft_wrap=True, highlight=False)
@@ -292,7 +323,8 @@ def run(spec_path: Path, scale: str | None = "quick", repetitions: int | None = 
                TextColumn("ETA"), TimeRemainingColumn())
     try:
         with _sigterm_as_interrupt(), Progress(*columns, console=console, transient=False) as progress:
-            task = progress.add_task(spec.name, total=len(todo))
+            planned = len(todo)
+            task = progress.add_task(spec.name, total=planned)
             for group in _group_by_topology(spec, todo):
                 remaining = list(group)
                 while remaining:  # a failed repetition gets the rest of its group a fresh testbed
@@ -302,10 +334,14 @@ def run(spec_path: Path, scale: str | None = "quick", repetitions: int | None = 
                             while remaining:
                                 current = remaining.pop(0)
                                 progress.update(task, description=f"{spec.name} {current[0].label} rep {current[1]}")
-                                ok = measure_one(topology, *current)
+                                item, current = current, None
+                                ok = measure_one(topology, *item)
                                 progress.advance(task)
-                                current = None
                                 if not ok:
+                                    if (item[0].point_id, item[1]) in retrying:
+                                        remaining.append(item)
+                                        planned += 1
+                                        progress.update(task, total=planned)
                                     break
                     except (KeyboardInterrupt, TestbedBusy):
                         raise
@@ -314,8 +350,8 @@ def run(spec_path: Path, scale: str | None = "quick", repetitions: int | None = 
                             remaining.insert(0, current)
                         if not remaining:
                             fail(None, None, e)
-                        for point, rep in remaining:
-                            fail(point, rep, e)
+                        for point, rep in remaining:  # the testbed itself failed: no retry on it
+                            fail(point, rep, e, final=True)
                             progress.advance(task)
                         remaining = []
         status = "failed" if failures else "complete"

@@ -82,3 +82,37 @@ def test_flood_thresholds():
         with pytest.raises(PointFailed, match="flood_too_small"):
             check_flood(offered, asked)
     assert missing_metrics({"a": 1.0, "b": math.nan, "c": None}, ["a", "b", "c", "d"]) == ["c", "d"]
+
+
+def test_a_failed_repetition_is_retried_once_on_a_fresh_testbed(tr_names, write_spec, tmp_path, monkeypatch):
+    """A failure of the moment costs one more try, not the study: the retry writes the row, the failed
+    attempt stays in failures.json (marked recovered), the run is complete. ``retries=0`` fails it."""
+    measure, calls = iron_interference.Driver.measure, []
+
+    def flaky(self, topo, p, raw):
+        calls.append(topo.victim.netns)
+        if len(calls) == 1:
+            raise PointFailed("injected", "first attempt fails")
+        return measure(self, topo, p, raw)
+
+    monkeypatch.setattr(iron_interference.Driver, "measure", flaky)
+    spec = tiny_spec(name="tr-retry")
+    spec["params"]["workload"] |= {"victim_events": 200, "warmup_s": 0.1}
+    path = write_spec(spec)
+    summary = _go(path, tmp_path)
+    assert (summary.done, summary.failures, len(calls)) == (1, [], 2)
+    store = tmp_path / "results" / "tr-retry"
+    assert len(pd.read_csv(store / "results.csv")) == 1
+    [f] = json.loads((store / "failures.json").read_text())
+    assert (f["reason"], f["attempt"], f["retried"], f["recovered"]) == ("injected", 1, True, True)
+    latest = json.loads((store / "provenance.json").read_text())["latest"]
+    assert latest["status"] == "complete" and latest["recovered"][0]["reason"] == "injected"
+
+    calls.clear()
+    (store / "results.csv").unlink()
+    for row in (store / "rows").glob("*.json"):
+        row.unlink()
+    with pytest.raises(RunFailed, match="injected"):
+        run_when_free(run, path, scale=None, results_root=tmp_path / "results", build_dir=tmp_path / "build",
+                      retries=0)
+    assert len(calls) == 1

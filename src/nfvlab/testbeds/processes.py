@@ -102,7 +102,9 @@ def _start(name: str, argv: list[str], log_dir: Path) -> Proc:
 
 # The exit status of the launcher shell when reading /proc/self/cgroup back shows the join failed.
 JOIN_FAILED_EXIT = 97
-VERIFY_TIMEOUT_S = 5.0
+# Generous: with vanilla Linux flooded at the peer's maximum rate the launcher was seen still outside
+# its cgroups after 5 s (twice on 2026-12-02, cause not pinned down); the victim's time is sysbench's own.
+VERIFY_TIMEOUT_S = 30.0
 
 
 class NotInContainer(RuntimeError):
@@ -160,6 +162,9 @@ def wait_inside(proc: Proc, cgroup: CgroupPaths, netns: str, timeout_s: float = 
         if not problems:
             return
         time.sleep(0.002)
+    with contextlib.suppress(OSError):
+        if not (problems := not_in(proc.pid, cgroup, netns)):
+            return  # it got there as the deadline passed
     raise NotInContainer(f"{proc.name} (pid {proc.pid}) is not inside its container after {timeout_s:.0f} s: "
                          + "; ".join(problems))
 
