@@ -177,3 +177,33 @@ def test_chain_end_to_end(deployment, bin_dir, chain_trace, model):
         assert int(steps[info.trojan_hosts[0].encode()]) == 31
         assert int(steps[info.reordered_hosts[0].encode()]) & 16 == 0
         assert sum(int(v) for k, v in r.hgetall("chc:{v3:lb:active}").items()) == 0  # every connection ended
+
+
+def test_chain_spec_validates_and_rows_stay_flat():
+    from nfvlab.experiments.registry import get_kind
+    from nfvlab.spec import load_spec
+
+    spec = load_spec(REPO / "experiments" / "chc-chain.yaml")
+    kind = get_kind("chc-chain")
+    leaves = [p.split(".")[-1] for p in kind.parameter_names()]
+    assert len(set(leaves)) == len(leaves) and not set(leaves) & set(kind.metrics)
+    assert {"nf", "model"} <= set(leaves) and "median_us" in kind.metrics
+    assert {c.id for c in spec.claims} >= {"chain-eocna-overhead"}
+
+
+def test_chain_spec_with_a_bad_chain_names_both_files(tmp_path):
+    from nfvlab.spec import SpecError, load_spec
+
+    bad_chain = REPO / "build" / "test-bad-chain.yaml"  # the kind resolves chains relative to the repository
+    bad_chain.parent.mkdir(exist_ok=True)
+    bad_chain.write_text(CHAIN.read_text().replace("nf: lb", "nf: nginx"))
+    try:
+        text = (REPO / "experiments" / "chc-chain.yaml").read_text()
+        spec = tmp_path / "bad.yaml"
+        spec.write_text(text.replace("experiments/chains/nat-portscan-lb.yaml", "build/test-bad-chain.yaml"))
+        with pytest.raises(SpecError) as e:
+            load_spec(spec)
+        msg = str(e.value)
+        assert "chain.logical" in msg and "test-bad-chain.yaml" in msg and "vertices.lb.nf" in msg
+    finally:
+        bad_chain.unlink()
