@@ -7,6 +7,8 @@ clock with CLOCK_MONOTONIC, one clock for every namespace of the host)."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -105,9 +107,11 @@ def run_chain(dep: LocalDeployment, bin_dir: Path, dag: PhysicalDAG, pcap: Path,
         str(bin_dir / "chc-sink"), "--listen", addresses[SINK], "--pcap-out", str(out_pcap),
         "--times-out", str(run_dir / "sink-times.txt"), "--idle-ms", str(idle_ms)])
     procs, sockets = {}, {}
+    # Unix socket paths hold at most 107 bytes: a checkout deep in the file system must not matter
+    sock_dir = Path(tempfile.mkdtemp(prefix=f"nfvlab-chc{dep.tag}-"))
     try:
         for inst in dag.start_order():
-            sock = run_dir / f"{inst.role}.sock"
+            sock = sock_dir / f"{inst.role}.sock"
             argv = [str(bin_dir / "chc-nf"), "--nf", inst.nf, "--model", inst.model, "--listen", addresses[inst.role],
                     "--vertex", str(inst.vertex_id), "--instance", str(inst.index),
                     "--vertex-instances", str(inst.parallelism), "--control", str(sock),
@@ -151,6 +155,7 @@ def run_chain(dep: LocalDeployment, bin_dir: Path, dag: PhysicalDAG, pcap: Path,
     finally:
         for p in [*procs.values(), sink]:
             p.stop()
+        shutil.rmtree(sock_dir, ignore_errors=True)
     root_json = _json_line(root.stdout())
     if root_json.get("sent") != packets:
         raise ChainError(f"root sent {root_json.get('sent')} of {packets} packets")
