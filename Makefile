@@ -97,17 +97,21 @@ clean-testbed: install
 	$(NFVLAB) clean
 
 # --- CHC (chc/: C++17 data plane; src/nfvlab/chc: control plane; docs/chc.md) ---------------------
-.PHONY: chc chc-asan exp-chc-perf
+.PHONY: chc chc-asan exp-chc-perf exp-chc-chain
 chc: install
 	@nice -n 10 $(MAKE) -s -C chc -j2 BUILD=$(CURDIR)/build/chc
 
 chc-asan: install
 	@nice -n 10 $(MAKE) -s -C chc -j2 BUILD=$(CURDIR)/build/chc-asan SANITIZE=1
 
-# CHC state-management experiments (Fig 3.13, Fig 3.15, store throughput), then the report.
-CHC_PERF := chc-nf-perf chc-store-throughput
+# CHC state-management experiments (Fig 3.13, Fig 3.15, store throughput, the §3.6.1 chain), then the report.
+CHC_PERF := chc-nf-perf chc-store-throughput chc-chain
 exp-chc-perf: install chc
 	$(call run-specs,$(CHC_PERF))
+
+# The chain NAT -> portscan -> LB with the Trojan detector off-path (experiments/chains/), then the report.
+exp-chc-chain: install chc
+	$(call run-specs,chc-chain)
 
 # Kernel recipes (kernels/<name>/recipe.yaml): build .debs + bzImage, cached by recipe hash (docs/kernel.md).
 # `make kernel-iron` builds the patched Iron kernel; `make kernel-boot-iron` boots it in qemu and checks uname -r.

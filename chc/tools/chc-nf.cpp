@@ -2,7 +2,11 @@
 // state behind the chosen model, and forwards the output through its splitter.
 //   chc-nf --nf nat --model EO+C+NA --listen IP:PORT --next IP:PORT[,..] [--scope 5tuple]
 //          [--store H:P[,..] [--cluster]] --vertex V --instance I [--config k=v,..]
-//          [--control PATH] [--samples FILE] [--vertex-instances N]
+//          [--control PATH] [--samples FILE] [--vertex-instances N] [--tap IP:PORT[,..] [--tap-scope S]]
+// --tap: an off-path vertex (e.g. the Trojan detector at the NAT) gets a copy of every packet this
+// instance receives, as it arrived (before the NF rewrites it), through its own splitter; the copy
+// carries the same header (clock, XOR vector) so R2-R6 can treat it like any other packet.
+//   chc-nf --nf TYPE --scopes   prints the NF's state scopes, fine -> coarse, one line, and exits
 // Per-packet processing time (ns, measured around the NF's process() including its store waits) is
 // written to --samples, one line per packet; a JSON summary goes to stdout on exit (SIGTERM/SIGINT
 // or "stop" on the control socket).
@@ -43,14 +47,21 @@ std::vector<chc::Endpoint> parse_endpoints(const std::string& list) {
 
 int main(int argc, char** argv) try {
   chc::Args args(argc, argv, {"nf", "model", "listen", "next", "scope", "store", "cluster", "vertex", "instance",
-                              "config", "control", "samples", "retransmit-ms", "vertex-instances"});
+                              "config", "control", "samples", "retransmit-ms", "vertex-instances", "tap", "tap-scope", "scopes"});
   const chc::Model model = chc::parse_model(args.get("model", "T"));
   const uint16_t vertex = static_cast<uint16_t>(args.num("vertex", 1));
   const uint16_t instance = static_cast<uint16_t>(args.num("instance", 1));
   auto nf = chc::make_nf(args.need("nf"), chc::parse_config(args.get("config", "")));
+  if (args.has("scopes")) {  // what the control plane partitions on (§3.3.1)
+    for (const auto& s : nf->scopes()) std::printf("%s ", s.c_str());
+    std::printf("\n");
+    return 0;
+  }
   chc::Tunnel tunnel(chc::Endpoint::parse(args.need("listen")));
   chc::Splitter splitter;
   if (args.has("next")) splitter.set_rule(args.get("scope", "5tuple"), parse_endpoints(args.get("next", "")));
+  chc::Splitter tap;
+  if (args.has("tap")) tap.set_rule(args.get("tap-scope", "5tuple"), parse_endpoints(args.get("tap", "")));
 
   event_base* base = event_base_new();
   bool running = true;
@@ -81,8 +92,9 @@ int main(int argc, char** argv) try {
     event_add(sigint, nullptr);
 
     Counters c;
+    uint64_t tapped = 0;
     std::vector<uint32_t> samples;
-    std::vector<chc::Datagram> in(chc::kBatch), out(chc::kBatch);
+    std::vector<chc::Datagram> in(chc::kBatch), out(chc::kBatch), taps(tap.empty() ? 0 : chc::kBatch);
     auto handle = [&](const std::string& line) -> std::string {
       std::istringstream cmd(line);
       std::string op;
@@ -90,8 +102,10 @@ int main(int argc, char** argv) try {
       if (op == "stats") {
         std::ostringstream s;
         s << "ok received=" << c.received << " forwarded=" << c.forwarded << " dropped=" << c.dropped
-          << " malformed=" << c.malformed << " unacked=" << (store ? store->unacked() : 0) << " split=";
+          << " malformed=" << c.malformed << " tapped=" << tapped << " unacked=" << (store ? store->unacked() : 0) << " split=";
         for (auto n : splitter.counts()) s << n << ";";
+        s << " tapsplit=";
+        for (auto n : tap.counts()) s << n << ";";
         return s.str();
       }
       if (op == "split") {
@@ -100,6 +114,14 @@ int main(int argc, char** argv) try {
         std::vector<chc::Endpoint> down;
         for (std::string e; cmd >> e;) down.push_back(chc::Endpoint::parse(e));
         splitter.set_rule(scope, down);
+        return "ok";
+      }
+      if (op == "tap" && !tap.empty()) {  // tap SCOPE HOST:PORT...: re-partition the off-path copies
+        std::string scope;
+        cmd >> scope;
+        std::vector<chc::Endpoint> down;
+        for (std::string e; cmd >> e;) down.push_back(chc::Endpoint::parse(e));
+        tap.set_rule(scope, down);
         return "ok";
       }
       if (op == "cache") {  // cache OBJ_ID on|off: exclusive caching of a cross-flow object
@@ -124,7 +146,7 @@ int main(int argc, char** argv) try {
 
     while (running) {
       std::size_t n = tunnel.recv_batch(in);
-      std::size_t nout = 0;
+      std::size_t nout = 0, ntap = 0;
       for (std::size_t i = 0; i < n; ++i) {
         ++c.received;
         auto hdr = chc::decode(in[i].bytes, in[i].len);
@@ -134,6 +156,13 @@ int main(int argc, char** argv) try {
           continue;
         }
         chc::PacketCtx pkt{*hdr, *frame};
+        if (!tap.empty()) {  // the off-path copy, as received
+          chc::Datagram& d = taps[ntap++];
+          chc::Header th = *hdr;
+          th.origin_instance = instance;
+          d.set(th, in[i].frame(), frame->len);
+          d.peer = tap.address(tap.pick(frame->tuple));
+        }
         uint64_t t0 = now_ns();
         state.begin_packet(&pkt.header);
         nf->process(pkt, state);
@@ -149,6 +178,7 @@ int main(int argc, char** argv) try {
         d.peer = splitter.address(splitter.pick(frame->tuple));
       }
       if (nout) c.forwarded += tunnel.send_batch(out, nout);
+      if (ntap) tapped += tunnel.send_batch(taps, ntap);
       if (control && control->has_pending()) control->run_pending(handle);
       // Deliver store replies/ACKs and control input; block only when no datagram is waiting.
       // (NONBLOCK alone would keep looping while the tunnel fd stays readable: ONCE ends it.)
@@ -164,9 +194,9 @@ int main(int argc, char** argv) try {
       if (ch == '\n') ch = ';';
     std::printf(
         "{\"model\":\"%s\",\"received\":%llu,\"forwarded\":%llu,\"dropped\":%llu,\"malformed\":%llu,"
-        "\"store_ops\":%llu,\"retransmissions\":%llu,\"report\":\"%s\"}\n",
+        "\"tapped\":%llu,\"store_ops\":%llu,\"retransmissions\":%llu,\"report\":\"%s\"}\n",
         chc::model_name(model).c_str(), (unsigned long long)c.received, (unsigned long long)c.forwarded,
-        (unsigned long long)c.dropped, (unsigned long long)c.malformed,
+        (unsigned long long)c.dropped, (unsigned long long)c.malformed, (unsigned long long)tapped,
         (unsigned long long)(store ? store->stats().ops_sent : 0),
         (unsigned long long)(store ? store->stats().retransmissions : 0), rep.c_str());
     event_free(rx);

@@ -2,12 +2,16 @@
 // clock (root id in the high bits), logs it in a local ring, and forwards it through its splitter
 // at a set rate (packets/s) or as fast as the tunnel takes it.
 //   chc-root --pcap FILE --next IP:PORT[,..] [--scope 5tuple] [--root-id R] [--rate-pps N|0]
-//            [--loops K] [--log-ring N] [--bind IP:PORT]
+//            [--loops K] [--log-ring N] [--bind IP:PORT] [--times-out FILE]
+// --times-out: "clock send_ns" per packet (CLOCK_MONOTONIC, shared by every namespace of the host),
+// so the harness can join it with the sink's arrival times for end-to-end latency.
 // Prints a JSON summary: packets sent, seconds, pps, Mbit/s of frame bytes.
 #include <pcap/pcap.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <vector>
 
@@ -47,7 +51,7 @@ class PacketLog {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  chc::Args args(argc, argv, {"pcap", "next", "scope", "root-id", "rate-pps", "loops", "log-ring", "bind"});
+  chc::Args args(argc, argv, {"pcap", "next", "scope", "root-id", "rate-pps", "loops", "log-ring", "bind", "times-out"});
   char err[PCAP_ERRBUF_SIZE];
   pcap_t* pc = pcap_open_offline(args.need("pcap").c_str(), err);
   if (!pc) throw std::runtime_error(std::string("cannot read pcap: ") + err);
@@ -68,6 +72,13 @@ int main(int argc, char** argv) try {
   PacketLog log(static_cast<std::size_t>(args.num("log-ring", 65536)));
 
   std::vector<chc::Datagram> out(chc::kBatch);
+  constexpr uint64_t kSpinNs = 20000;
+  prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);  // wake on time (default slack 50 µs)
+  const bool times = args.has("times-out");
+  std::vector<uint64_t> sent_at;  // by counter - 1
+  auto stamp = [&](std::size_t n) {
+    if (times) sent_at.insert(sent_at.end(), n, now_ns());
+  };
   uint64_t counter = 0, sent = 0, frame_bytes = 0, unparsed = 0;
   const uint64_t t0 = now_ns();
   std::size_t nout = 0;
@@ -84,17 +95,33 @@ int main(int argc, char** argv) try {
       frame_bytes += f.size();
       if (rate > 0) {  // pace: packet k leaves at t0 + k / rate, one datagram per send
         uint64_t due = t0 + counter * 1000000000ull / static_cast<uint64_t>(rate);
+        // Sleep through long gaps (a spinning root starves the instances sharing its core on a
+        // small machine), spin through the last stretch and short gaps.
+        if (due > now_ns() + kSpinNs) {
+          const uint64_t wake = due - kSpinNs;
+          timespec ts{static_cast<time_t>(wake / 1000000000ull), static_cast<long>(wake % 1000000000ull)};
+          clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
+        }
         while (now_ns() < due) {
         }
+        stamp(nout);
         sent += tunnel.send_batch(out, nout);
         nout = 0;
       } else if (nout == out.size()) {
+        stamp(nout);
         sent += tunnel.send_batch(out, nout);
         nout = 0;
       }
     }
   }
-  if (nout) sent += tunnel.send_batch(out, nout);
+  if (nout) {
+    stamp(nout);
+    sent += tunnel.send_batch(out, nout);
+  }
+  if (times) {
+    std::ofstream f(args.need("times-out"));
+    for (std::size_t k = 0; k < sent_at.size(); ++k) f << chc::Header::make_clock(root_id, k + 1) << " " << sent_at[k] << "\n";
+  }
   double secs = static_cast<double>(now_ns() - t0) / 1e9;
   std::printf(
       "{\"sent\":%llu,\"unparsed\":%llu,\"logged\":%zu,\"seconds\":%.6f,\"pps\":%.1f,\"mbps\":%.3f,"

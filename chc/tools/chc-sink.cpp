@@ -1,6 +1,7 @@
 // The chain's exit: receives tunnel datagrams, writes the frames to a pcap and their clocks to a
 // text file, and stops after --expect packets or --idle-ms without any.
 //   chc-sink --listen IP:PORT [--pcap-out FILE] [--clocks-out FILE] [--expect N] [--idle-ms MS]
+//            [--times-out FILE] ("clock arrival_ns" per packet, CLOCK_MONOTONIC: end-to-end latency)
 //            [--start-timeout-ms MS]   (how long to wait for the first packet; the idle clock starts then)
 // Prints a JSON summary: packets, frame bytes, seconds from first to last packet, pps, Mbit/s.
 #include <pcap/pcap.h>
@@ -24,7 +25,7 @@ uint64_t now_ns() {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  chc::Args args(argc, argv, {"listen", "pcap-out", "clocks-out", "expect", "idle-ms", "start-timeout-ms"});
+  chc::Args args(argc, argv, {"listen", "pcap-out", "clocks-out", "expect", "idle-ms", "start-timeout-ms", "times-out"});
   chc::Tunnel tunnel(chc::Endpoint::parse(args.need("listen")), 16 << 20);
   const long long expect = args.num("expect", 0), idle_ms = args.num("idle-ms", 2000),
                   start_ms = args.num("start-timeout-ms", 60000);
@@ -36,6 +37,8 @@ int main(int argc, char** argv) try {
   }
   std::unique_ptr<std::ofstream> clocks;
   if (args.has("clocks-out")) clocks = std::make_unique<std::ofstream>(args.need("clocks-out"));
+  std::unique_ptr<std::ofstream> times;
+  if (args.has("times-out")) times = std::make_unique<std::ofstream>(args.need("times-out"));
   std::printf("{\"listening\":%u}\n", tunnel.local_port());
   std::fflush(stdout);
 
@@ -64,6 +67,7 @@ int main(int argc, char** argv) try {
         pcap_dump(reinterpret_cast<u_char*>(dump), &ph, in[i].frame());
       }
       if (clocks) *clocks << h->clock << " " << h->xor_vec << " " << h->origin_instance << "\n";
+      if (times) *times << h->clock << " " << t << "\n";
     }
   }
   if (dump) pcap_dump_close(dump);

@@ -23,6 +23,7 @@ _KINDS: dict[str, str] = {
     "statealyzr": "nfvlab.statealyzr.experiment:KIND",
     "chc-nf-perf": "nfvlab.chc.exp_nf_perf:KIND",
     "chc-store-throughput": "nfvlab.chc.exp_store:KIND",
+    "chc-chain": "nfvlab.chc.exp_chain:KIND",
     "statealyzr-transfer": "nfvlab.statealyzr.transfer_experiment:KIND",
 }
 
