@@ -2,6 +2,8 @@
 // text file, and stops after --expect packets or --idle-ms without any.
 //   chc-sink --listen IP:PORT [--pcap-out FILE] [--clocks-out FILE] [--expect N] [--idle-ms MS]
 //            [--start-timeout-ms MS]   (how long to wait for the first packet; the idle clock starts then)
+//            [--dedup]   (drop a packet whose clock was already delivered: the downstream queue's
+//                         duplicate-output suppression of R5/R6, counted as "duplicates")
 // Prints a JSON summary: packets, frame bytes, seconds from first to last packet, pps, Mbit/s.
 #include <pcap/pcap.h>
 #include <poll.h>
@@ -11,6 +13,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <unordered_set>
 
 #include "chc/cli.h"
 #include "chc/tunnel.h"
@@ -24,7 +27,9 @@ uint64_t now_ns() {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  chc::Args args(argc, argv, {"listen", "pcap-out", "clocks-out", "expect", "idle-ms", "start-timeout-ms"});
+  chc::Args args(argc, argv, {"listen", "pcap-out", "clocks-out", "expect", "idle-ms", "start-timeout-ms", "dedup"});
+  const bool dedup = args.has("dedup");
+  std::unordered_set<uint64_t> seen;
   chc::Tunnel tunnel(chc::Endpoint::parse(args.need("listen")), 16 << 20);
   const long long expect = args.num("expect", 0), idle_ms = args.num("idle-ms", 2000),
                   start_ms = args.num("start-timeout-ms", 60000);
@@ -40,7 +45,7 @@ int main(int argc, char** argv) try {
   std::fflush(stdout);
 
   std::vector<chc::Datagram> in(chc::kBatch);
-  uint64_t packets = 0, bytes = 0, bad = 0, first = 0, last = 0;
+  uint64_t packets = 0, bytes = 0, bad = 0, first = 0, last = 0, duplicates = 0, replayed = 0;
   while (expect == 0 || static_cast<long long>(packets) < expect) {
     pollfd p{tunnel.fd(), POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(packets ? idle_ms : start_ms)) == 0) break;  // idle: the chain has drained
@@ -50,6 +55,11 @@ int main(int argc, char** argv) try {
       auto h = chc::decode(in[i].bytes, in[i].len);
       if (!h) {
         ++bad;
+        continue;
+      }
+      if (h->flags & chc::kFlagReplayed) ++replayed;
+      if (dedup && !seen.insert(h->clock).second) {
+        ++duplicates;
         continue;
       }
       if (!first) first = t;
@@ -69,8 +79,10 @@ int main(int argc, char** argv) try {
   if (dump) pcap_dump_close(dump);
   pcap_close(dead);
   double secs = static_cast<double>(last - first) / 1e9;
-  std::printf("{\"packets\":%llu,\"bad\":%llu,\"bytes\":%llu,\"seconds\":%.6f,\"pps\":%.1f,\"mbps\":%.3f}\n",
-              (unsigned long long)packets, (unsigned long long)bad, (unsigned long long)bytes, secs,
+  std::printf("{\"packets\":%llu,\"bad\":%llu,\"bytes\":%llu,\"duplicates\":%llu,\"replayed\":%llu,"
+              "\"seconds\":%.6f,\"pps\":%.1f,\"mbps\":%.3f}\n",
+              (unsigned long long)packets, (unsigned long long)bad, (unsigned long long)bytes,
+              (unsigned long long)duplicates, (unsigned long long)replayed, secs,
               secs > 0 ? packets / secs : 0.0, secs > 0 ? bytes * 8 / secs / 1e6 : 0.0);
   return 0;
 } catch (const std::exception& e) {
