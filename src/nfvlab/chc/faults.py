@@ -14,6 +14,11 @@ Faults (all by pid, never a polite stop):
   delay-nf     SIGSTOP the instance for `delay_ms`, then SIGCONT.
   delay-store  SIGSTOP the redis-server for `delay_ms`, then SIGCONT (no-ACK ops time out and are
                retransmitted: the clock log must apply them once).
+  kill-nf-slow-store  SIGSTOP the redis-server, SIGKILL the instance 20 ms later (its no-ACK ops are
+               still outstanding, so packets it already output are neither committed nor deleted),
+               fail over as kill-nf, SIGCONT the server `delay_ms` after it stopped, replay. The
+               replay then repeats updates the store already applied (the clock log must suppress
+               them) and outputs the sink already delivered (the sink must suppress them).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from nfvlab.chc import store as chc_store
 from nfvlab.chc.chain import MODELS, TUNNEL_PORT, ChainError, _json_line, _space_kv
 from nfvlab.chc.deploy import LocalDeployment
 
-FAULT_KINDS = ("none", "kill-nf", "kill-store", "delay-nf", "delay-store")
+FAULT_KINDS = ("none", "kill-nf", "kill-store", "delay-nf", "delay-store", "kill-nf-slow-store")
 # Keys that hold CHC's own metadata, not NF state: clock logs, commit streams, in-store packet logs.
 _META_SUFFIXES = (":clog",)
 _META_PREFIXES = ("chc:commit:", "chc:{log:")
@@ -123,13 +128,13 @@ def _stats(sock: Path) -> dict[str, str]:
 def run(dep: LocalDeployment, bin_dir: Path, store: chc_store.Store, pcap: Path, nf: str, model: str, *,
         instances: int = 1, config: dict[str, str] | None = None, fault: Fault | None = None,
         options: Options | None = None, rate_pps: int = 2000, scope: str = "5tuple", tag: str = "coe",
-        timeout_s: float = 60.0) -> RunResult:
+        timeout_s: float = 30.0) -> RunResult:
     """One run of `pcap` through `instances` instances of `nf` with `fault` injected."""
     fault = fault or Fault()
     opt = options or Options()
     if model not in MODELS or model == "T":
         raise ChainError(f"fault runs need the store: model must be one of {MODELS[1:]}, got {model!r}")
-    if fault.kind in ("kill-nf", "delay-nf") and not 1 <= fault.instance <= instances:
+    if fault.kind.endswith(("-nf", "-slow-store")) and not 1 <= fault.instance <= instances:
         raise ChainError(f"fault instance {fault.instance} is not one of 1..{instances}")
     for srv in store.servers:  # a clean store, the library with the dedup switch the run asks for
         c = srv.client()
@@ -146,7 +151,7 @@ def run(dep: LocalDeployment, bin_dir: Path, store: chc_store.Store, pcap: Path,
     out_pcap, clocks_file = run_dir / "out.pcap", run_dir / "clocks.txt"
     root_addr = f"{root_c.ip}:{TUNNEL_PORT}"
     sink_argv = [str(bin_dir / "chc-sink"), "--listen", f"{sink_c.ip}:{TUNNEL_PORT}", "--pcap-out", str(out_pcap),
-                 "--clocks-out", str(clocks_file), "--idle-ms", "4000"]
+                 "--clocks-out", str(clocks_file), "--idle-ms", "2000"]
     if opt.sink_dedup:
         sink_argv.append("--dedup")
     sink = dep.start(sink_c, f"{run_dir.name}-sink", sink_argv)
@@ -213,7 +218,7 @@ def run(dep: LocalDeployment, bin_dir: Path, store: chc_store.Store, pcap: Path,
     state = dump_state(store) if fault.kind != "kill-store" else {}
     outputs = _read_outputs(out_pcap, clocks_file)
     res = RunResult(fault, outputs, _json_line(root.stdout()), _json_line(sink.stdout()), summaries, reports, state,
-                    events, fault.instance - 1 if fault.kind == "kill-nf" else None)
+                    events, fault.instance - 1 if fault.kind.startswith("kill-nf") else None)
     if fault.kind != "kill-store":
         res.sink["store_duplicates"] = duplicate_count(store)
     return res
@@ -249,6 +254,11 @@ def _inject(dep, fault, store, procs, sockets, nf_cs, nf_argv, root_sock, run_di
         _pause(victim.pid, fault.delay_ms, note, victim.name)
         return
     # kill-nf: SIGKILL, then R6 failover: hold, replacement with --recover, replay.
+    store_pid, stopped_at = store.servers[0].popen.pid, time.monotonic()
+    if fault.kind == "kill-nf-slow-store":
+        os.kill(store_pid, signal.SIGSTOP)
+        note("stopped", name="redis-server", pid=store_pid)
+        time.sleep(0.02)
     os.kill(victim.pid, signal.SIGKILL)
     note("killed", name=victim.name, pid=victim.pid)
     control.ask(root_sock, f"hold {i - 1}")
@@ -262,6 +272,10 @@ def _inject(dep, fault, store, procs, sockets, nf_cs, nf_argv, root_sock, run_di
     except control.ControlError as e:
         raise ChainError(f"replacement {repl.name} did not start: {repl.stderr()[-800:]}") from e
     note("replacement up", pid=repl.pid)
+    if fault.kind == "kill-nf-slow-store":
+        time.sleep(max(0.0, fault.delay_ms / 1000 - (time.monotonic() - stopped_at)))
+        os.kill(store_pid, signal.SIGCONT)
+        note("continued", name="redis-server", pid=store_pid)
     replayed = control.parse_kv(control.ask(root_sock, f"replay {i - 1}")).get("replayed")
     note("root replayed", packets=int(replayed or 0))
 
