@@ -3,7 +3,9 @@
 // (packets/s) or as fast as the tunnel takes it.
 //   chc-root --pcap FILE --next IP:PORT[,..] [--scope 5tuple] [--root-id R] [--rate-pps N|0]
 //            [--loops K] [--log-ring N] [--bind IP:PORT] [--control PATH]
-//            [--deletes [--log local|store] [--log-max N] [--store H:P[,..]] [--xor-check]]
+//            [--deletes [--log local|store] [--log-max N] [--store H:P[,..]] [--xor-check]] [--times-out FILE]
+// --times-out: "clock send_ns" per packet (first send, CLOCK_MONOTONIC, shared by every namespace of
+// the host), so the harness can join it with the sink's arrival times for end-to-end latency.
 // Without --deletes the log is a ring of the last --log-ring packets and the root exits once all are
 // sent. With --deletes (issue 12, §3.4.4) a packet stays logged until the chain's last NF sends a
 // delete request for its clock (and, with --xor-check, until the XOR of the commit signals the store
@@ -18,6 +20,7 @@
 #include <time.h>
 
 #include <cstdio>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -56,7 +59,7 @@ struct Totals {
 
 int main(int argc, char** argv) try {
   chc::Args args(argc, argv, {"pcap", "next", "scope", "root-id", "rate-pps", "loops", "log-ring", "bind", "control",
-                              "deletes", "log", "log-max", "store", "xor-check"});
+                              "deletes", "log", "log-max", "store", "xor-check", "times-out"});
   char err[PCAP_ERRBUF_SIZE];
   pcap_t* pc = pcap_open_offline(args.need("pcap").c_str(), err);
   if (!pc) throw std::runtime_error(std::string("cannot read pcap: ") + err);
@@ -176,7 +179,17 @@ int main(int argc, char** argv) try {
 
     std::vector<chc::Datagram> out(chc::kBatch), in(chc::kBatch);
     std::size_t nout = 0;
+    const bool times = args.has("times-out");
+    std::vector<uint64_t> sent_at;  // by packet counter - 1: first send
     auto flush = [&] {
+      if (times) {
+        uint64_t now = now_ns();
+        for (std::size_t k = 0; k < nout; ++k) {
+          uint64_t c = out[k].header().counter();
+          if (sent_at.size() < c) sent_at.resize(c, 0);
+          if (!sent_at[c - 1]) sent_at[c - 1] = now;
+        }
+      }
       if (nout) t.sent += tunnel.send_batch(out, nout);
       nout = 0;
     };
@@ -304,6 +317,11 @@ int main(int argc, char** argv) try {
     }
     double secs = static_cast<double>(now_ns() - t0) / 1e9;
     if (store) store->drain();
+    if (times) {
+      std::ofstream f(args.need("times-out"));
+      for (std::size_t k = 0; k < sent_at.size(); ++k)
+        f << chc::Header::make_clock(root_id, k + 1) << " " << sent_at[k] << "\n";
+    }
     std::printf(
         "{\"sent\":%llu,\"unparsed\":%llu,\"logged\":%zu,\"seconds\":%.6f,\"pps\":%.1f,\"mbps\":%.3f,"
         "\"last_clock\":%llu,\"admitted\":%zu,\"delete_requests\":%llu,\"deleted\":%llu,\"commits\":%llu,"

@@ -24,7 +24,8 @@ import dpkt
 from nfvlab.chc.faults import Fault, RunResult
 
 OUTPUT_BATCH = 32  # chc-nf sends one batch of delete requests, then the batch's outputs
-SUITE_KINDS = ("kill-nf", "delay-nf", "delay-store", "kill-nf-slow-store")  # what recovers today (no store failover yet)
+# What recovers today (no store failover yet, so no kill-store in the suite).
+SUITE_KINDS = ("kill-nf", "delay-nf", "delay-store", "kill-nf-slow-store")
 
 
 @dataclass
@@ -80,10 +81,12 @@ def check(ideal: RunResult, run: RunResult, inputs: dict[int, bytes], killed_clo
         unexplained += explained[OUTPUT_BATCH:]
         explained = explained[:OUTPUT_BATCH]
     if unexplained:
-        problems.append(f"{len(unexplained)} outputs missing that the fault does not explain (clocks {unexplained[:5]})")
+        problems.append(f"{len(unexplained)} outputs missing that the fault does not explain "
+                        f"(clocks {unexplained[:5]})")
     differ = [c for c, f in run.outputs if c in ideal_out and ideal_out[c] != f]
     if differ:
-        problems.append(f"{len(set(differ))} outputs differ from the ideal run's bytes (clocks {sorted(set(differ))[:5]})")
+        problems.append(f"{len(set(differ))} outputs differ from the ideal run's bytes "
+                        f"(clocks {sorted(set(differ))[:5]})")
     last: dict[tuple, int] = {}
     reordered = 0
     for clock, _ in run.outputs:
@@ -101,7 +104,8 @@ def check(ideal: RunResult, run: RunResult, inputs: dict[int, bytes], killed_clo
     for i, rep in enumerate(run.reports):
         if rep != ideal_rep:
             problems.append(f"instance {i + 1}'s decisions differ: {rep} vs ideal {ideal_rep}")
-    numbers = {"outputs": len(run.outputs), "ideal_outputs": len(ideal_out), "duplicates": sum(n - 1 for n in dups.values()),
+    numbers = {"outputs": len(run.outputs), "ideal_outputs": len(ideal_out),
+               "duplicates": sum(n - 1 for n in dups.values()),
                "missing_explained": len(explained), "missing": len(unexplained), "state_objects": len(ideal.state),
                "state_diff": len(state_diff), "sink_suppressed": int(run.sink.get("duplicates", 0)),
                "store_repeats": int(run.sink.get("store_duplicates", 0)),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from nfvlab.chc import coe, faults, traces
 from nfvlab.chc.chain import ChainError
+from nfvlab.chc.control import ControlError
 from nfvlab.chc.deploy import LocalDeployment
 
 NAT_CONFIG = {"external": "198.18.40.100", "internal": "198.18.32.0/22", "ports": "10000-10999"}
@@ -45,7 +46,10 @@ class Outcome:
         extra = f" {f.delay_ms:.0f} ms" if f.kind.startswith("delay") else ""
         inst = f" instance {f.instance}" if f.kind.endswith("-nf") else ""
         head = f"seed {self.seed}: " if self.seed is not None else ""
-        return f"{head}{f.kind}{inst}{extra} {where}: {self.verdict.text()}"
+        # The injector polls the root, so the fault lands a little after the asked-for index.
+        sent = next((e.get("root_sent") for e in self.events if e["event"] == "trigger"), None)
+        landed = f" (landed at {sent})" if sent is not None else ""
+        return f"{head}{f.kind}{inst}{extra} {where}{landed}: {self.verdict.text()}"
 
     def as_dict(self) -> dict:
         return {"seed": self.seed, "fault": asdict(self.fault), "options": asdict(self.options),
@@ -85,7 +89,7 @@ class Session:
         ideal = self.ideal()
         try:
             run = self._run(fault, options, self.case.instances)
-        except (ChainError, subprocess.TimeoutExpired) as e:
+        except (ChainError, ControlError, subprocess.TimeoutExpired) as e:
             return Outcome(seed, fault, options, coe.Verdict(False, [f"the chain did not finish: {e}"]), [])
         killed = None  # with one instance every clock went to the killed one
         verdict = coe.check(ideal, run, self.inputs, killed)

@@ -23,6 +23,7 @@ import redis
 
 from nfvlab import state
 
+
 def _port_range() -> range:
     """Loopback ports for test/bench servers; NFVLAB_CHC_REDIS_PORTS="LOW-HIGH" moves them (one range
     per checkout, so parallel checkouts never race for the same port)."""
@@ -76,6 +77,8 @@ class RedisServer:
     popen: subprocess.Popen | None = None
 
     def argv(self) -> list[str]:
+        # Absolute paths: redis-server enters --dir before it opens the log file.
+        self.workdir = self.workdir.resolve()
         args = [
             shutil.which("redis-server") or "redis-server",
             "--port", str(self.port), "--bind", self.host, "--dir", str(self.workdir),
