@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from nfvlab.chc import coe, faults, traces
+from nfvlab.chc import store as chc_store
 from nfvlab.chc.chain import ChainError
 from nfvlab.chc.control import ControlError
 from nfvlab.chc.deploy import LocalDeployment
@@ -60,9 +61,10 @@ class Outcome:
 class Session:
     """One deployment, one store, one trace; the ideal run is made on first use."""
 
-    def __init__(self, dep: LocalDeployment, bin_dir: Path, case: Case, work: Path):
+    def __init__(self, dep: LocalDeployment, bin_dir: Path, case: Case, work: Path,
+                 store: chc_store.Store | None = None):
         self.dep, self.bin_dir, self.case = dep, bin_dir, case
-        self.store = dep.start_store(1)
+        self.store = store or dep.start_store(1)
         self.pcap = work / f"trace-{case.trace_seed}.pcap"
         traces.generate(case.trace_spec(), self.pcap)
         frames = traces.read_frames(self.pcap)

@@ -16,7 +16,8 @@ Faults (all by pid, never a polite stop):
                retransmitted: the clock log must apply them once).
   kill-nf-slow-store  SIGSTOP the redis-server, SIGKILL the instance 20 ms later (its no-ACK ops are
                still outstanding, so packets it already output are neither committed nor deleted),
-               fail over as kill-nf, SIGCONT the server `delay_ms` after it stopped, replay. The
+               fail over as kill-nf, replay, SIGCONT the server `delay_ms` after it stopped (at least
+               30 ms after the replay began). The
                replay then repeats updates the store already applied (the clock log must suppress
                them) and outputs the sink already delivered (the sink must suppress them).
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -272,11 +274,21 @@ def _inject(dep, fault, store, procs, sockets, nf_cs, nf_argv, root_sock, run_di
     except control.ControlError as e:
         raise ChainError(f"replacement {repl.name} did not start: {repl.stderr()[-800:]}") from e
     note("replacement up", pid=repl.pid)
-    if fault.kind == "kill-nf-slow-store":
-        time.sleep(max(0.0, fault.delay_ms / 1000 - (time.monotonic() - stopped_at)))
-        os.kill(store_pid, signal.SIGCONT)
-        note("continued", name="redis-server", pid=store_pid)
-    replayed = control.parse_kv(control.ask(root_sock, f"replay {i - 1}")).get("replayed")
+    if fault.kind != "kill-nf-slow-store":
+        replayed = control.parse_kv(control.ask(root_sock, f"replay {i - 1}")).get("replayed")
+        note("root replayed", packets=int(replayed or 0))
+        return
+    # Replay while the store is still stopped, so the replay certainly meets the failed instance's
+    # updates (queued in the server's socket) and outputs (delivered, not yet deleted). The replay
+    # may itself wait for the store (an in-store log): ask from a thread, continue the store here.
+    replies: list[str] = []
+    asker = threading.Thread(target=lambda: replies.append(control.ask(root_sock, f"replay {i - 1}")))
+    asker.start()
+    time.sleep(max(0.03, fault.delay_ms / 1000 - (time.monotonic() - stopped_at)))
+    os.kill(store_pid, signal.SIGCONT)
+    note("continued", name="redis-server", pid=store_pid)
+    asker.join(15)
+    replayed = control.parse_kv(replies[0]).get("replayed") if replies else None
     note("root replayed", packets=int(replayed or 0))
 
 
