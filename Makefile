@@ -91,7 +91,7 @@ clean-testbed: install
 	$(NFVLAB) clean
 
 # --- CHC (chc/: C++17 data plane; src/nfvlab/chc: control plane; docs/chc.md) ---------------------
-.PHONY: chc chc-asan exp-chc-perf
+.PHONY: chc chc-asan exp-chc-perf exp-chc-correctness
 chc: install
 	@nice -n 10 $(MAKE) -s -C chc -j2 BUILD=$(CURDIR)/build/chc
 
@@ -102,6 +102,11 @@ chc-asan: install
 CHC_PERF := chc-nf-perf chc-store-throughput
 exp-chc-perf: install chc
 	$(call run-specs,$(CHC_PERF))
+
+# CHC correctness under faults (issue 12): randomized fault injections checked for chain output
+# equivalence, plus negative controls with duplicate suppression off (docs/chc.md "Correctness").
+exp-chc-correctness: install chc
+	$(call run-specs,chc-correctness)
 
 # Kernel recipes (kernels/<name>/recipe.yaml): build .debs + bzImage, cached by recipe hash (docs/kernel.md).
 # `make kernel-iron` builds the patched Iron kernel; `make kernel-boot-iron` boots it in qemu and checks uname -r.

@@ -21,15 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from nfvlab.chc.faults import FAULT_KINDS
-
-
-def _seeds(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        out += list(range(int(lo), int(hi or lo) + 1))
-    return out
+from nfvlab.chc.fault_kinds import FAULT_KINDS, SUITE_KINDS
 
 
 def _repro(args: argparse.Namespace, seed: int | None) -> str:
@@ -39,8 +31,8 @@ def _repro(args: argparse.Namespace, seed: int | None) -> str:
     else:
         argv += ["--kind", args.kind, "--instance", str(args.instance), "--delay-ms", str(args.delay_ms)]
         argv += ["--at-packet", str(args.at_packet)] if args.at_packet is not None else ["--at-s", str(args.at_s)]
-    for flag, default in (("nf", "nat"), ("model", "EO+C+NA"), ("instances", 1), ("connections", 40),
-                          ("trace_seed", 7), ("rate_pps", 2000), ("log", "local")):
+    for flag, default in (("kinds", ",".join(SUITE_KINDS)), ("nf", "nat"), ("model", "EO+C+NA"), ("instances", 1),
+                          ("connections", 40), ("trace_seed", 7), ("rate_pps", 2000), ("log", "local")):
         if getattr(args, flag) != default:
             argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     for flag in ("no_store_dedup", "no_sink_dedup", "no_xor_check"):
@@ -58,7 +50,8 @@ def cmd_fault(args: argparse.Namespace) -> int:
         return 2
     seeds: list[int | None]
     if args.seeds or args.seed is not None:
-        seeds = [*(_seeds(args.seeds) if args.seeds else []), *([args.seed] if args.seed is not None else [])]
+        seeds = [*(coe_run.parse_seeds(args.seeds) if args.seeds else []),
+                 *([args.seed] if args.seed is not None else [])]
     elif args.kind:
         if args.at_packet is None and args.at_s is None:
             print("--kind needs --at-packet or --at-s", file=sys.stderr)
@@ -66,6 +59,10 @@ def cmd_fault(args: argparse.Namespace) -> int:
         seeds = [None]
     else:
         print("give --seeds, --seed or --kind", file=sys.stderr)
+        return 2
+    kinds = tuple(args.kinds.split(","))
+    if not set(kinds) <= set(FAULT_KINDS) - {"none"}:
+        print(f"--kinds must name fault kinds of {FAULT_KINDS[1:]}", file=sys.stderr)
         return 2
     case = coe_run.Case(nf=args.nf, model=args.model, instances=args.instances, connections=args.connections,
                         trace_seed=args.trace_seed, rate_pps=args.rate_pps)
@@ -87,7 +84,7 @@ def cmd_fault(args: argparse.Namespace) -> int:
                                      delay_ms=args.delay_ms)
                 o = session.case_for(fault, options)
             else:
-                o = session.seed(seed, options)
+                o = session.seed(seed, options, kinds)
             outcomes.append(o)
             print(o.line(), flush=True)
             if not o.verdict.ok:
@@ -107,6 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = chc_sub.add_parser("fault", help="inject faults into a CHC chain and check chain output equivalence")
     s.add_argument("--seeds", default=None, help="seed list/ranges, e.g. 1-20,31")
     s.add_argument("--seed", type=int, default=None, help="one seed (reproduces a suite case)")
+    s.add_argument("--kinds", default=",".join(SUITE_KINDS), help="the fault kinds seeds choose from")
     s.add_argument("--kind", choices=[k for k in FAULT_KINDS if k != "none"], default=None)
     s.add_argument("--instance", type=int, default=1, help="NF instance (1-based) for NF faults")
     s.add_argument("--at-packet", type=int, default=None, help="inject once the root has sent this many packets")

@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 
 import dpkt
 
+from nfvlab.chc.fault_kinds import SUITE_KINDS
 from nfvlab.chc.faults import Fault, RunResult
 
 OUTPUT_BATCH = 32  # chc-nf sends one batch of delete requests, then the batch's outputs
-# What recovers today (no store failover yet, so no kill-store in the suite).
-SUITE_KINDS = ("kill-nf", "delay-nf", "delay-store", "kill-nf-slow-store")
 
 
 @dataclass

@@ -97,8 +97,18 @@ class Session:
         verdict = coe.check(ideal, run, self.inputs, killed)
         return Outcome(seed, fault, options, verdict, run.events)
 
-    def seed(self, seed: int, options: faults.Options | None = None) -> Outcome:
-        return self.case_for(coe.fault_for_seed(seed, self.packets, self.case.instances), options, seed)
+    def seed(self, seed: int, options: faults.Options | None = None,
+             kinds: tuple[str, ...] = coe.SUITE_KINDS) -> Outcome:
+        return self.case_for(coe.fault_for_seed(seed, self.packets, self.case.instances, kinds), options, seed)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """"1-20,31" -> [1, ..., 20, 31]."""
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1))
+    return out
 
 
 def write_outcomes(path: Path, outcomes: list[Outcome]) -> None:

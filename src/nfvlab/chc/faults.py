@@ -35,8 +35,8 @@ from nfvlab.chc import control
 from nfvlab.chc import store as chc_store
 from nfvlab.chc.chain import MODELS, TUNNEL_PORT, ChainError, _json_line, _space_kv
 from nfvlab.chc.deploy import LocalDeployment
+from nfvlab.chc.fault_kinds import FAULT_KINDS
 
-FAULT_KINDS = ("none", "kill-nf", "kill-store", "delay-nf", "delay-store", "kill-nf-slow-store")
 # Keys that hold CHC's own metadata, not NF state: clock logs, commit streams, in-store packet logs.
 _META_SUFFIXES = (":clog",)
 _META_PREFIXES = ("chc:commit:", "chc:{log:")

@@ -23,6 +23,7 @@ _KINDS: dict[str, str] = {
     "statealyzr": "nfvlab.statealyzr.experiment:KIND",
     "chc-nf-perf": "nfvlab.chc.exp_nf_perf:KIND",
     "chc-store-throughput": "nfvlab.chc.exp_store:KIND",
+    "chc-correctness": "nfvlab.chc.exp_correctness:KIND",
     "statealyzr-transfer": "nfvlab.statealyzr.transfer_experiment:KIND",
 }
 
