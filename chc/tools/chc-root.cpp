@@ -13,7 +13,8 @@
 // the root stops admitting input while the log holds --log-max packets, and exits when every packet
 // is sent and the log is empty (or on "stop"). --log store keeps the frames in the store's hash
 // "chc:{log:r<root id>}" (clock -> frame) instead of the root's memory.
-// Control socket: stats | hold I | replay I | stop (docs/chc.md). Prints a JSON summary at exit.
+// Control socket: stats | go | hold I | replay I | stop (docs/chc.md). --paused: admit nothing until
+// "go" (so a harness can watch from the first packet on). Prints a JSON summary at exit.
 #include <event2/event.h>
 #include <pcap/pcap.h>
 #include <signal.h>
@@ -59,7 +60,7 @@ struct Totals {
 
 int main(int argc, char** argv) try {
   chc::Args args(argc, argv, {"pcap", "next", "scope", "root-id", "rate-pps", "loops", "log-ring", "bind", "control",
-                              "deletes", "log", "log-max", "store", "xor-check", "times-out"});
+                              "deletes", "log", "log-max", "store", "xor-check", "times-out", "paused"});
   char err[PCAP_ERRBUF_SIZE];
   pcap_t* pc = pcap_open_offline(args.need("pcap").c_str(), err);
   if (!pc) throw std::runtime_error(std::string("cannot read pcap: ") + err);
@@ -89,7 +90,7 @@ int main(int argc, char** argv) try {
   const std::string log_key = "chc:{log:r" + rid + "}", commit_key = "chc:commit:r" + rid;
 
   event_base* base = event_base_new();
-  bool running = true;
+  bool running = true, paused = args.has("paused");
   int rc = 0;
   {
     // Two store clients: log writes on one, the blocking XREAD of the commit stream on the other.
@@ -239,6 +240,10 @@ int main(int argc, char** argv) try {
           << " stalls=" << t.stalls;
         return s.str();
       }
+      if (op == "go") {
+        paused = false;
+        return "ok";
+      }
       if (op == "hold" || op == "replay") {
         std::size_t i = down.size();
         cmd >> i;
@@ -259,7 +264,12 @@ int main(int argc, char** argv) try {
     const std::size_t total = frames.size() * static_cast<std::size_t>(loops);
     std::size_t next = 0;
     uint64_t counter = 0;
-    const uint64_t t0 = now_ns();
+    uint64_t t0 = now_ns();
+    while (running && paused) {  // --paused: only the control socket until "go"
+      event_base_loop(base, EVLOOP_ONCE);
+      if (control && control->has_pending()) control->run_pending(handle);
+      t0 = now_ns();
+    }
     while (running) {
       // Admit input: as fast as allowed, paced by --rate-pps, while the log has room.
       bool stalled = false;

@@ -16,7 +16,7 @@ Faults (all by pid, never a polite stop):
                retransmitted: the clock log must apply them once).
   kill-nf-slow-store  SIGSTOP the redis-server, SIGKILL the instance 20 ms later (its no-ACK ops are
                still outstanding, so packets it already output are neither committed nor deleted),
-               fail over as kill-nf, replay, SIGCONT the server `delay_ms` after it stopped (at least
+               fail over as kill-nf, replay, SIGCONT the server `delay_ms` after the kill (at least
                30 ms after the replay began). The
                replay then repeats updates the store already applied (the clock log must suppress
                them) and outputs the sink already delivered (the sink must suppress them).
@@ -25,7 +25,9 @@ Faults (all by pid, never a polite stop):
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -150,6 +152,8 @@ def run(dep: LocalDeployment, bin_dir: Path, store: chc_store.Store, pcap: Path,
     nf_cs = [box(f"{nf}{i}") for i in range(1, instances + 1)]
     run_dir = dep.log_dir / f"{tag}-{fault.kind}-{time.monotonic_ns()}"
     run_dir.mkdir(parents=True)
+    # Control sockets in a short directory: a Unix socket path has at most 107 bytes.
+    sock_dir = Path(tempfile.mkdtemp(prefix="nfvlab-chc-"))
     out_pcap, clocks_file = run_dir / "out.pcap", run_dir / "clocks.txt"
     root_addr = f"{root_c.ip}:{TUNNEL_PORT}"
     sink_argv = [str(bin_dir / "chc-sink"), "--listen", f"{sink_c.ip}:{TUNNEL_PORT}", "--pcap-out", str(out_pcap),
@@ -171,18 +175,18 @@ def run(dep: LocalDeployment, bin_dir: Path, store: chc_store.Store, pcap: Path,
 
     procs, sockets = [], []
     for i in range(1, instances + 1):
-        sock = run_dir / f"{nf}{i}.sock"
+        sock = sock_dir / f"{nf}{i}.sock"
         procs.append(dep.start(nf_cs[i - 1], f"{run_dir.name}-{nf}{i}", nf_argv(i, sock, False)))
         sockets.append(sock)
         try:
             control.wait_ready(sock)  # instance 1 seeds the shared objects before the others start
         except control.ControlError as e:
             raise ChainError(f"{procs[-1].name} did not start: {procs[-1].stderr()[-800:]}") from e
-    root_sock = run_dir / "root.sock"
+    root_sock = sock_dir / "root.sock"
     root_argv = [str(bin_dir / "chc-root"), "--pcap", str(pcap), "--next",
                  ",".join(f"{c.ip}:{TUNNEL_PORT}" for c in nf_cs), "--scope", scope, "--rate-pps", str(rate_pps),
                  "--bind", root_addr, "--control", str(root_sock), "--deletes", "--log", opt.log_mode,
-                 "--log-max", str(opt.log_max), "--store", ",".join(store.addresses)]
+                 "--log-max", str(opt.log_max), "--store", ",".join(store.addresses), "--paused"]
     if opt.xor_check:
         root_argv.append("--xor-check")
     events: list[dict] = []
@@ -193,13 +197,14 @@ def run(dep: LocalDeployment, bin_dir: Path, store: chc_store.Store, pcap: Path,
 
     root = dep.start(root_c, f"{run_dir.name}-root", root_argv)
     try:
-        control.wait_ready(root_sock)
+        control.wait_ready(root_sock)  # the root admits nothing before "go": the trigger cannot miss
+        control.ask(root_sock, "go")
         t0 = time.monotonic()
         if fault.kind != "none":
             _wait_trigger(root, root_sock, fault, t0)
             sent = int(_stats(root_sock).get("sent", -1)) if root.running() else -1
             note("trigger", root_sent=sent)
-            _inject(dep, fault, store, procs, sockets, nf_cs, nf_argv, root_sock, run_dir, nf, note)
+            _inject(dep, fault, store, procs, sockets, nf_cs, nf_argv, root_sock, sock_dir, run_dir, nf, note)
         if root.wait(timeout_s) not in (0, 3):
             raise ChainError(f"chc-root failed: {root.stderr()[-800:]}")
         note("root done")
@@ -217,6 +222,7 @@ def run(dep: LocalDeployment, bin_dir: Path, store: chc_store.Store, pcap: Path,
     finally:
         for p in [*procs, sink, root]:
             p.stop()
+        shutil.rmtree(sock_dir, ignore_errors=True)
     state = dump_state(store) if fault.kind != "kill-store" else {}
     outputs = _read_outputs(out_pcap, clocks_file)
     res = RunResult(fault, outputs, _json_line(root.stdout()), _json_line(sink.stdout()), summaries, reports, state,
@@ -240,7 +246,7 @@ def _wait_trigger(root, root_sock: Path, fault: Fault, t0: float) -> None:
         time.sleep(0.001)
 
 
-def _inject(dep, fault, store, procs, sockets, nf_cs, nf_argv, root_sock, run_dir, nf, note) -> None:
+def _inject(dep, fault, store, procs, sockets, nf_cs, nf_argv, root_sock, sock_dir, run_dir, nf, note) -> None:
     if fault.kind == "kill-store":
         pid = store.servers[0].popen.pid
         os.kill(pid, signal.SIGKILL)
@@ -256,17 +262,31 @@ def _inject(dep, fault, store, procs, sockets, nf_cs, nf_argv, root_sock, run_di
         _pause(victim.pid, fault.delay_ms, note, victim.name)
         return
     # kill-nf: SIGKILL, then R6 failover: hold, replacement with --recover, replay.
-    store_pid, stopped_at = store.servers[0].popen.pid, time.monotonic()
-    if fault.kind == "kill-nf-slow-store":
-        os.kill(store_pid, signal.SIGSTOP)
-        note("stopped", name="redis-server", pid=store_pid)
+    store_pid = store.servers[0].popen.pid
+    if fault.kind != "kill-nf-slow-store":
+        _fail_over(dep, fault, procs, sockets, nf_cs, nf_argv, root_sock, sock_dir, run_dir, nf, note, None)
+        return
+    os.kill(store_pid, signal.SIGSTOP)
+    note("stopped", name="redis-server", pid=store_pid)
+    try:
         time.sleep(0.02)
+        _fail_over(dep, fault, procs, sockets, nf_cs, nf_argv, root_sock, sock_dir, run_dir, nf, note, store_pid)
+    finally:  # whatever went wrong, the server runs again (the next run needs it)
+        os.kill(store_pid, signal.SIGCONT)
+
+
+def _fail_over(dep, fault, procs, sockets, nf_cs, nf_argv, root_sock, sock_dir, run_dir, nf, note,
+               stopped_store: int | None) -> None:
+    """R6 NF failover; with stopped_store, the replay starts before that stopped server continues."""
+    i = fault.instance
+    victim = procs[i - 1]
+    stopped_at = time.monotonic()
     os.kill(victim.pid, signal.SIGKILL)
     note("killed", name=victim.name, pid=victim.pid)
     control.ask(root_sock, f"hold {i - 1}")
     note("root holds", instance=i)
     victim.wait(10)
-    sock = run_dir / f"{nf}{i}-r.sock"
+    sock = sock_dir / f"{nf}{i}-r.sock"
     repl = dep.start(nf_cs[i - 1], f"{run_dir.name}-{nf}{i}-replacement", nf_argv(i, sock, True))
     procs[i - 1], sockets[i - 1] = repl, sock
     try:
@@ -274,7 +294,7 @@ def _inject(dep, fault, store, procs, sockets, nf_cs, nf_argv, root_sock, run_di
     except control.ControlError as e:
         raise ChainError(f"replacement {repl.name} did not start: {repl.stderr()[-800:]}") from e
     note("replacement up", pid=repl.pid)
-    if fault.kind != "kill-nf-slow-store":
+    if stopped_store is None:
         replayed = control.parse_kv(control.ask(root_sock, f"replay {i - 1}")).get("replayed")
         note("root replayed", packets=int(replayed or 0))
         return
@@ -285,8 +305,8 @@ def _inject(dep, fault, store, procs, sockets, nf_cs, nf_argv, root_sock, run_di
     asker = threading.Thread(target=lambda: replies.append(control.ask(root_sock, f"replay {i - 1}")))
     asker.start()
     time.sleep(max(0.03, fault.delay_ms / 1000 - (time.monotonic() - stopped_at)))
-    os.kill(store_pid, signal.SIGCONT)
-    note("continued", name="redis-server", pid=store_pid)
+    os.kill(stopped_store, signal.SIGCONT)
+    note("continued", name="redis-server", pid=stopped_store)
     asker.join(15)
     replayed = control.parse_kv(replies[0]).get("replayed") if replies else None
     note("root replayed", packets=int(replayed or 0))
@@ -295,8 +315,10 @@ def _inject(dep, fault, store, procs, sockets, nf_cs, nf_argv, root_sock, run_di
 def _pause(pid: int, delay_ms: float, note, name: str) -> None:
     os.kill(pid, signal.SIGSTOP)
     note("stopped", name=name, pid=pid)
-    time.sleep(delay_ms / 1000)
-    os.kill(pid, signal.SIGCONT)
+    try:
+        time.sleep(delay_ms / 1000)
+    finally:
+        os.kill(pid, signal.SIGCONT)
     note("continued", name=name, pid=pid)
 
 
