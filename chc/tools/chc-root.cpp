@@ -13,8 +13,9 @@
 // the root stops admitting input while the log holds --log-max packets, and exits when every packet
 // is sent and the log is empty (or on "stop"). --log store keeps the frames in the store's hash
 // "chc:{log:r<root id>}" (clock -> frame) instead of the root's memory.
-// Control socket: stats | go | hold I | replay I | stop (docs/chc.md). --paused: admit nothing until
-// "go" (so a harness can watch from the first packet on). Prints a JSON summary at exit.
+// Control socket: stats | go | pause-at N | hold I | replay I | stop (docs/chc.md). --paused: admit
+// nothing until "go"; "pause-at N": stop admitting once packet N is admitted, until "go" (so a
+// harness injects a fault exactly there, whatever its own scheduling delay). Prints a JSON summary.
 #include <event2/event.h>
 #include <pcap/pcap.h>
 #include <signal.h>
@@ -229,6 +230,7 @@ int main(int argc, char** argv) try {
       return clocks.size();
     };
 
+    uint64_t t0 = now_ns(), paused_since = t0, pause_at = 0;
     auto handle = [&](const std::string& line) -> std::string {
       std::istringstream cmd(line);
       std::string op;
@@ -237,11 +239,16 @@ int main(int argc, char** argv) try {
         std::ostringstream s;
         s << "ok sent=" << t.sent << " logged=" << log.size() << " deleted=" << t.deleted
           << " delete_requests=" << t.delete_requests << " commits=" << t.commits << " replayed=" << t.replayed
-          << " stalls=" << t.stalls;
+          << " stalls=" << t.stalls << " paused=" << (paused ? 1 : 0);
         return s.str();
       }
       if (op == "go") {
+        if (paused) t0 += now_ns() - paused_since;  // pacing resumes where it stopped, no burst
         paused = false;
+        return "ok";
+      }
+      if (op == "pause-at") {
+        cmd >> pause_at;
         return "ok";
       }
       if (op == "hold" || op == "replay") {
@@ -264,16 +271,16 @@ int main(int argc, char** argv) try {
     const std::size_t total = frames.size() * static_cast<std::size_t>(loops);
     std::size_t next = 0;
     uint64_t counter = 0;
-    uint64_t t0 = now_ns();
-    while (running && paused) {  // --paused: only the control socket until "go"
-      event_base_loop(base, EVLOOP_ONCE);
-      if (control && control->has_pending()) control->run_pending(handle);
-      t0 = now_ns();
-    }
     while (running) {
       // Admit input: as fast as allowed, paced by --rate-pps, while the log has room.
       bool stalled = false;
-      while (next < total && nout < out.size()) {
+      while (!paused && next < total && nout < out.size()) {
+        if (pause_at && counter >= pause_at) {
+          paused = true;
+          paused_since = now_ns();
+          pause_at = 0;
+          break;
+        }
         if (deletes && log.size() >= log_max) {
           stalled = true;
           break;
@@ -322,7 +329,7 @@ int main(int argc, char** argv) try {
       }
       if (control && control->has_pending()) control->run_pending(handle);
       if (next >= total && (!deletes || log.empty())) break;
-      bool busy = n > 0 || (next < total && !stalled);
+      bool busy = n > 0 || (next < total && !stalled && !paused);
       event_base_loop(base, busy ? EVLOOP_NONBLOCK | EVLOOP_ONCE : EVLOOP_ONCE);
     }
     double secs = static_cast<double>(now_ns() - t0) / 1e9;

@@ -47,7 +47,7 @@ class Outcome:
         extra = f" {f.delay_ms:.0f} ms" if f.kind.startswith("delay") else ""
         inst = f" instance {f.instance}" if f.kind.endswith("-nf") else ""
         head = f"seed {self.seed}: " if self.seed is not None else ""
-        # The injector polls the root, so the fault lands a little after the asked-for index.
+        # The root pauses at the asked-for index; the fault lands right after it resumes.
         sent = next((e.get("root_sent") for e in self.events if e["event"] == "trigger"), None)
         landed = f" (landed at {sent})" if sent is not None else ""
         return f"{head}{f.kind}{inst}{extra} {where}{landed}: {self.verdict.text()}"

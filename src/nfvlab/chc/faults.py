@@ -198,12 +198,17 @@ def run(dep: LocalDeployment, bin_dir: Path, store: chc_store.Store, pcap: Path,
     root = dep.start(root_c, f"{run_dir.name}-root", root_argv)
     try:
         control.wait_ready(root_sock)  # the root admits nothing before "go": the trigger cannot miss
+        if fault.kind != "none" and fault.at_packet is not None:
+            control.ask(root_sock, f"pause-at {fault.at_packet}")  # the root waits there for us
         control.ask(root_sock, "go")
         t0 = time.monotonic()
         if fault.kind != "none":
             _wait_trigger(root, root_sock, fault, t0)
-            sent = int(_stats(root_sock).get("sent", -1)) if root.running() else -1
-            note("trigger", root_sent=sent)
+            if not root.running():
+                raise ChainError(f"the root finished before the fault's trigger ({fault})")
+            note("trigger", root_sent=int(_stats(root_sock)["sent"]))
+            if fault.at_packet is not None:
+                control.ask(root_sock, "go")
             _inject(dep, fault, store, procs, sockets, nf_cs, nf_argv, root_sock, sock_dir, run_dir, nf, note)
         if root.wait(timeout_s) not in (0, 3):
             raise ChainError(f"chc-root failed: {root.stderr()[-800:]}")
@@ -233,15 +238,15 @@ def run(dep: LocalDeployment, bin_dir: Path, store: chc_store.Store, pcap: Path,
 
 
 def _wait_trigger(root, root_sock: Path, fault: Fault, t0: float) -> None:
-    """Poll the root until it has sent at_packet packets (or at_s passed)."""
+    """Until the root paused at at_packet (it was told "pause-at"), or at_s passed."""
     while root.running():
         if fault.at_s is not None and time.monotonic() - t0 >= fault.at_s:
             return
         if fault.at_packet is not None:
             try:
-                if int(_stats(root_sock)["sent"]) >= fault.at_packet:
+                if _stats(root_sock).get("paused") == "1":
                     return
-            except (OSError, control.ControlError, KeyError):
+            except (OSError, control.ControlError):
                 pass
         time.sleep(0.001)
 
