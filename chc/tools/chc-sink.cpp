@@ -4,9 +4,12 @@
 //            [--start-timeout-ms MS]   (how long to wait for the first packet; the idle clock starts then)
 //            [--dedup]   (drop a packet whose clock was already delivered: the downstream queue's
 //                         duplicate-output suppression of R5/R6, counted as "duplicates")
+// SIGTERM/SIGINT end it like the idle timeout (the pcap is flushed, the summary printed, exit 0): a
+// harness that knows the chain is done need not wait out --idle-ms.
 // Prints a JSON summary: packets, frame bytes, seconds from first to last packet, pps, Mbit/s.
 #include <pcap/pcap.h>
 #include <poll.h>
+#include <signal.h>
 #include <time.h>
 
 #include <cstdio>
@@ -19,6 +22,9 @@
 #include "chc/tunnel.h"
 
 namespace {
+volatile sig_atomic_t stop_requested = 0;
+void on_stop(int) { stop_requested = 1; }
+
 uint64_t now_ns() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -46,9 +52,15 @@ int main(int argc, char** argv) try {
 
   std::vector<chc::Datagram> in(chc::kBatch);
   uint64_t packets = 0, bytes = 0, bad = 0, first = 0, last = 0, duplicates = 0, replayed = 0;
-  while (expect == 0 || static_cast<long long>(packets) < expect) {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop;  // no SA_RESTART: poll returns EINTR
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  while ((expect == 0 || static_cast<long long>(packets) < expect) && !stop_requested) {
     pollfd p{tunnel.fd(), POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(packets ? idle_ms : start_ms)) == 0) break;  // idle: the chain has drained
+    int ready = ::poll(&p, 1, static_cast<int>(packets ? idle_ms : start_ms));
+    if (ready == 0) break;  // idle: the chain has drained
+    if (ready < 0) continue;  // EINTR: the loop condition sees the stop request
     std::size_t n = tunnel.recv_batch(in);
     uint64_t t = now_ns();
     for (std::size_t i = 0; i < n; ++i) {

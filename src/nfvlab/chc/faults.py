@@ -157,7 +157,7 @@ def run(dep: LocalDeployment, bin_dir: Path, store: chc_store.Store, pcap: Path,
     out_pcap, clocks_file = run_dir / "out.pcap", run_dir / "clocks.txt"
     root_addr = f"{root_c.ip}:{TUNNEL_PORT}"
     sink_argv = [str(bin_dir / "chc-sink"), "--listen", f"{sink_c.ip}:{TUNNEL_PORT}", "--pcap-out", str(out_pcap),
-                 "--clocks-out", str(clocks_file), "--idle-ms", "2000"]
+                 "--clocks-out", str(clocks_file), "--idle-ms", "30000"]
     if opt.sink_dedup:
         sink_argv.append("--dedup")
     sink = dep.start(sink_c, f"{run_dir.name}-sink", sink_argv)
@@ -213,7 +213,11 @@ def run(dep: LocalDeployment, bin_dir: Path, store: chc_store.Store, pcap: Path,
         if root.wait(timeout_s) not in (0, 3):
             raise ChainError(f"chc-root failed: {root.stderr()[-800:]}")
         note("root done")
-        if sink.wait(timeout_s) != 0:
+        # Every packet's delete request is in, and the last NF sends its outputs right after those:
+        # give the last outputs a moment, then end the sink (a long idle timeout keeps it alive
+        # through pauses of a loaded harness, so it must be ended explicitly).
+        time.sleep(1.0)
+        if sink.stop(grace_s=10) != 0:
             raise ChainError(f"chc-sink failed: {sink.stderr()[-800:]}")
         alive = [(s, p) for s, p in zip(sockets, procs, strict=True) if p.running()]
         reports = [_space_kv(control.ask(s, "report")) for s, _ in alive]
