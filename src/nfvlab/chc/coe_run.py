@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -91,8 +92,12 @@ class Session:
         ideal = self.ideal()
         try:
             run = self._run(fault, options, self.case.instances)
-        except (ChainError, ControlError, subprocess.TimeoutExpired) as e:
-            return Outcome(seed, fault, options, coe.Verdict(False, [f"the chain did not finish: {e}"]), [])
+        except (ChainError, ControlError, subprocess.TimeoutExpired, OSError) as e:
+            # A run that does not finish fails the case (never a pass); where it broke is kept.
+            frames = traceback.extract_tb(e.__traceback__)[-4:]
+            where = " <- ".join(f"{Path(fr.filename).name}:{fr.lineno}" for fr in reversed(frames))
+            return Outcome(seed, fault, options,
+                           coe.Verdict(False, [f"the chain did not finish: {type(e).__name__}: {e} (at {where})"]), [])
         killed = None  # with one instance every clock went to the killed one
         verdict = coe.check(ideal, run, self.inputs, killed)
         return Outcome(seed, fault, options, verdict, run.events)
