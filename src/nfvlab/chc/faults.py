@@ -207,9 +207,16 @@ def run(dep: LocalDeployment, bin_dir: Path, store: chc_store.Store, pcap: Path,
             if not root.running():
                 raise ChainError(f"the root finished before the fault's trigger ({fault})")
             note("trigger", root_sent=int(_stats(root_sock)["sent"]))
-            if fault.at_packet is not None:
-                control.ask(root_sock, "go")
-            _inject(dep, fault, store, procs, sockets, nf_cs, nf_argv, root_sock, sock_dir, run_dir, nf, note)
+
+            def resume() -> None:  # the fault is in place: traffic goes on (pause-at held it)
+                if fault.at_packet is not None:
+                    control.ask(root_sock, "go")
+                    note("root resumed")
+
+            # The injector resumes the root only once the fault's first signal is sent, so a slow
+            # (nice 19, loaded) harness cannot let the rest of the trace pass before the fault.
+            _inject(dep, fault, store, procs, sockets, nf_cs, nf_argv, root_sock, sock_dir, run_dir, nf, note,
+                    resume)
         if root.wait(timeout_s) not in (0, 3):
             raise ChainError(f"chc-root failed: {root.stderr()[-800:]}")
         note("root done")
@@ -255,37 +262,41 @@ def _wait_trigger(root, root_sock: Path, fault: Fault, t0: float) -> None:
         time.sleep(0.001)
 
 
-def _inject(dep, fault, store, procs, sockets, nf_cs, nf_argv, root_sock, sock_dir, run_dir, nf, note) -> None:
+def _inject(dep, fault, store, procs, sockets, nf_cs, nf_argv, root_sock, sock_dir, run_dir, nf, note,
+            resume) -> None:
     if fault.kind == "kill-store":
         pid = store.servers[0].popen.pid
         os.kill(pid, signal.SIGKILL)
         note("killed redis-server", pid=pid)
+        resume()
         return
     if fault.kind == "delay-store":
         pid = store.servers[0].popen.pid
-        _pause(pid, fault.delay_ms, note, "redis-server")
+        _pause(pid, fault.delay_ms, note, "redis-server", resume)
         return
     i = fault.instance
     victim = procs[i - 1]
     if fault.kind == "delay-nf":
-        _pause(victim.pid, fault.delay_ms, note, victim.name)
+        _pause(victim.pid, fault.delay_ms, note, victim.name, resume)
         return
     # kill-nf: SIGKILL, then R6 failover: hold, replacement with --recover, replay.
     store_pid = store.servers[0].popen.pid
     if fault.kind != "kill-nf-slow-store":
-        _fail_over(dep, fault, procs, sockets, nf_cs, nf_argv, root_sock, sock_dir, run_dir, nf, note, None)
+        _fail_over(dep, fault, procs, sockets, nf_cs, nf_argv, root_sock, sock_dir, run_dir, nf, note, None, resume)
         return
     os.kill(store_pid, signal.SIGSTOP)
     note("stopped", name="redis-server", pid=store_pid)
     try:
+        resume()  # the instance processes packets while the store is stopped (the log cannot empty)
         time.sleep(0.02)
-        _fail_over(dep, fault, procs, sockets, nf_cs, nf_argv, root_sock, sock_dir, run_dir, nf, note, store_pid)
+        _fail_over(dep, fault, procs, sockets, nf_cs, nf_argv, root_sock, sock_dir, run_dir, nf, note, store_pid,
+                   lambda: None)
     finally:  # whatever went wrong, the server runs again (the next run needs it)
         os.kill(store_pid, signal.SIGCONT)
 
 
 def _fail_over(dep, fault, procs, sockets, nf_cs, nf_argv, root_sock, sock_dir, run_dir, nf, note,
-               stopped_store: int | None) -> None:
+               stopped_store: int | None, resume) -> None:
     """R6 NF failover; with stopped_store, the replay starts before that stopped server continues."""
     i = fault.instance
     victim = procs[i - 1]
@@ -294,6 +305,7 @@ def _fail_over(dep, fault, procs, sockets, nf_cs, nf_argv, root_sock, sock_dir, 
     note("killed", name=victim.name, pid=victim.pid)
     control.ask(root_sock, f"hold {i - 1}")
     note("root holds", instance=i)
+    resume()
     victim.wait(10)
     sock = sock_dir / f"{nf}{i}-r.sock"
     repl = dep.start(nf_cs[i - 1], f"{run_dir.name}-{nf}{i}-replacement", nf_argv(i, sock, True))
@@ -321,10 +333,11 @@ def _fail_over(dep, fault, procs, sockets, nf_cs, nf_argv, root_sock, sock_dir, 
     note("root replayed", packets=int(replayed or 0))
 
 
-def _pause(pid: int, delay_ms: float, note, name: str) -> None:
+def _pause(pid: int, delay_ms: float, note, name: str, resume) -> None:
     os.kill(pid, signal.SIGSTOP)
     note("stopped", name=name, pid=pid)
     try:
+        resume()
         time.sleep(delay_ms / 1000)
     finally:
         os.kill(pid, signal.SIGCONT)
