@@ -104,3 +104,29 @@ def test_checker_fails_with_duplicate_suppression_off(session):
 def test_seeds_give_reproducible_faults():
     a, b = coe.fault_for_seed(11, 500), coe.fault_for_seed(11, 500)
     assert a == b and a.kind in coe.SUITE_KINDS and 50 <= a.at_packet <= 450
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seeds", "1-x"], "--seeds"),
+    (["--kind", "kill-nf"], "--at-packet"),
+    (["--seeds", "1", "--kinds", "kill-nf,nope"], "--kinds"),
+    (["--seeds", "1", "--instances", "2"], "--instances"),
+    ([], "--seeds, --seed or --kind"),
+])
+def test_fault_cli_refuses_bad_arguments_before_any_setup(argv, message, capsys):
+    from nfvlab.cli import main
+
+    assert main(["chc", "fault", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_seed_list_in_the_spec_names_the_field(tmp_path):
+    from pathlib import Path
+
+    from nfvlab.spec import SpecError, load_spec
+
+    text = (Path(__file__).resolve().parents[2] / "experiments" / "chc-correctness.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace('fault.seeds: ["1-10", "11-20"', 'fault.seeds: ["one-ten", "11-20"'))
+    with pytest.raises(SpecError, match="fault.seeds|seeds"):
+        load_spec(bad)

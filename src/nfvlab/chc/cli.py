@@ -45,13 +45,14 @@ def cmd_fault(args: argparse.Namespace) -> int:
     from nfvlab.chc import build, coe_run, faults
     from nfvlab.chc.deploy import LocalDeployment
 
-    if os.geteuid() != 0:
-        print("nfvlab chc fault needs root (namespaces, cgroups)", file=sys.stderr)
-        return 2
     seeds: list[int | None]
     if args.seeds or args.seed is not None:
-        seeds = [*(coe_run.parse_seeds(args.seeds) if args.seeds else []),
-                 *([args.seed] if args.seed is not None else [])]
+        try:
+            seeds = [*(coe_run.parse_seeds(args.seeds) if args.seeds else []),
+                     *([args.seed] if args.seed is not None else [])]
+        except ValueError:
+            print(f"--seeds must be numbers and ranges like 1-20,31, got {args.seeds!r}", file=sys.stderr)
+            return 2
     elif args.kind:
         if args.at_packet is None and args.at_s is None:
             print("--kind needs --at-packet or --at-s", file=sys.stderr)
@@ -63,6 +64,12 @@ def cmd_fault(args: argparse.Namespace) -> int:
     kinds = tuple(args.kinds.split(","))
     if not set(kinds) <= set(FAULT_KINDS) - {"none"}:
         print(f"--kinds must name fault kinds of {FAULT_KINDS[1:]}", file=sys.stderr)
+        return 2
+    if args.instances != 1:
+        print("--instances: the checker is exact for one NAT instance only (docs/chc.md)", file=sys.stderr)
+        return 2
+    if os.geteuid() != 0:
+        print("nfvlab chc fault needs root (namespaces, cgroups)", file=sys.stderr)
         return 2
     case = coe_run.Case(nf=args.nf, model=args.model, instances=args.instances, connections=args.connections,
                         trace_seed=args.trace_seed, rate_pps=args.rate_pps)
