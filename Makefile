@@ -97,7 +97,7 @@ clean-testbed: install
 	$(NFVLAB) clean
 
 # --- CHC (chc/: C++17 data plane; src/nfvlab/chc: control plane; docs/chc.md) ---------------------
-.PHONY: chc chc-asan exp-chc-perf exp-chc-chain
+.PHONY: chc chc-asan exp-chc-perf exp-chc-chain exp-chc-correctness
 chc: install
 	@nice -n 10 $(MAKE) -s -C chc -j2 BUILD=$(CURDIR)/build/chc
 
@@ -112,6 +112,11 @@ exp-chc-perf: install chc
 # The chain NAT -> portscan -> LB with the Trojan detector off-path (experiments/chains/), then the report.
 exp-chc-chain: install chc
 	$(call run-specs,chc-chain)
+
+# CHC correctness under faults (issue 12): randomized fault injections checked for chain output
+# equivalence, plus negative controls with duplicate suppression off (docs/chc.md "Correctness").
+exp-chc-correctness: install chc
+	$(call run-specs,chc-correctness)
 
 # Kernel recipes (kernels/<name>/recipe.yaml): build .debs + bzImage, cached by recipe hash (docs/kernel.md).
 # `make kernel-iron` builds the patched Iron kernel; `make kernel-boot-iron` boots it in qemu and checks uname -r.

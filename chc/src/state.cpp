@@ -22,8 +22,8 @@ std::string model_name(Model m) {
   return "?";
 }
 
-State::State(Model model, StoreClient* store, uint16_t instance, int vertex_instances)
-    : model_(model), store_(store), instance_(instance), vertex_instances_(vertex_instances) {
+State::State(Model model, StoreClient* store, uint16_t instance, int vertex_instances, bool recovering)
+    : model_(model), store_(store), instance_(instance), vertex_instances_(vertex_instances), recovering_(recovering) {
   if (model_ != Model::Traditional && store_ == nullptr) throw std::invalid_argument("externalized state needs a store");
 }
 
@@ -31,7 +31,8 @@ void State::declare(const ObjectDecl& d) {
   decls_[d.id] = d;
   // A vertex with one instance starts with its cross-flow objects exclusive (cached); the control
   // socket's "cache OBJ off" revokes that when the split shares their scope with another instance.
-  exclusive_[d.id] = d.scope == Scope::CrossFlow && d.access == Access::ReadWriteOften && vertex_instances_ == 1;
+  exclusive_[d.id] =
+      d.scope == Scope::CrossFlow && d.access == Access::ReadWriteOften && vertex_instances_ == 1 && !recovering_;
 }
 
 const ObjectDecl& State::decl(uint16_t obj) const {
@@ -47,15 +48,18 @@ std::string State::key(uint16_t obj, const std::string& subkey) const {
   return d.scope == Scope::PerFlow ? store_->flow_key(name) : store_->shared_key(name);
 }
 
-void State::fold(uint16_t obj) {
-  if (pkt_ && model_ != Model::Traditional) pkt_->fold_update(instance_, obj);
+std::string State::fold(uint16_t obj) {
+  if (!pkt_ || model_ == Model::Traditional) return "";
+  pkt_->fold_update(instance_, obj);
+  return std::to_string(instance_) + ":" + std::to_string(obj) + ":" + std::to_string(seq_[obj]++);
 }
 
-void State::update(const std::string& fn, const std::string& k, const std::vector<std::string>& args) {
+void State::update(const std::string& fn, const std::string& k, const std::vector<std::string>& args,
+                   const std::string& op) {
   if (model_ == Model::EOCNA) {
-    store_->call_noack(fn, k, clock(), args);
+    store_->call_noack(fn, k, clock(), args, op);
   } else {
-    Reply r = store_->call_sync(fn, k, clock(), args);
+    Reply r = store_->call_sync(fn, k, clock(), args, op);
     if (r.is_error()) throw std::runtime_error("store op " + fn + " on " + k + ": " + r.str);
   }
 }
@@ -66,8 +70,7 @@ void State::counter_add(uint16_t obj, long long delta, const std::string& subkey
     else subcounters_local_[key(obj, subkey)] += delta;
     return;
   }
-  fold(obj);
-  update("chc_incr", key(obj, subkey), {std::to_string(delta)});
+  update("chc_incr", key(obj, subkey), {std::to_string(delta)}, fold(obj));
 }
 
 long long State::counter_read(uint16_t obj, const std::string& subkey) {
@@ -82,12 +85,7 @@ void State::flow_del(uint16_t obj, const std::string& subkey) {
   std::string k = key(obj, subkey);
   flow_local_.erase(k);
   if (model_ == Model::Traditional) return;
-  fold(obj);
-  if (model_ == Model::EOCNA) {
-    store_->command(k, {"DEL", k}, nullptr);  // acknowledged like any op; a lost DEL leaves only garbage
-  } else {
-    store_->command_sync(k, {"DEL", k});
-  }
+  update("chc_del", k, {}, fold(obj));  // through the library: clock-logged and commit-signalled
 }
 
 Reply State::field_op(uint16_t obj, const std::string& field, const std::string& fn,
@@ -99,14 +97,11 @@ Reply State::field_op(uint16_t obj, const std::string& field, const std::string&
     auto it = fields.find(field);
     auto [value, result] = local(it == fields.end() ? "" : it->second);
     if (!value.empty()) fields[field] = value;
-    if (model_ != Model::Traditional) {
-      fold(obj);
-      update(fn, key(obj), full);
-    }
+    if (model_ != Model::Traditional) update(fn, key(obj), full, fold(obj));
     return result;
   }
-  fold(obj);
-  Reply r = store_->call_sync(fn, key(obj), clock(), full);
+  std::string op = fold(obj);
+  Reply r = store_->call_sync(fn, key(obj), clock(), full, op);
   if (r.is_error()) throw std::runtime_error("store op " + fn + " on " + key(obj) + ": " + r.str);
   return r;
 }
@@ -114,14 +109,11 @@ Reply State::field_op(uint16_t obj, const std::string& field, const std::string&
 Reply State::map_op(uint16_t obj, const std::string& fn, const std::vector<std::string>& args, const MapOp& local) {
   if (cached(obj)) {
     Reply result = local(hashes_local_[obj]);
-    if (model_ != Model::Traditional) {
-      fold(obj);
-      update(fn, key(obj), args);
-    }
+    if (model_ != Model::Traditional) update(fn, key(obj), args, fold(obj));
     return result;
   }
-  fold(obj);
-  Reply r = store_->call_sync(fn, key(obj), clock(), args);
+  std::string op = fold(obj);
+  Reply r = store_->call_sync(fn, key(obj), clock(), args, op);
   if (r.is_error()) throw std::runtime_error("store op " + fn + " on " + key(obj) + ": " + r.str);
   return r;
 }
@@ -155,6 +147,12 @@ std::optional<std::string> State::flow_get(uint16_t obj, const std::string& subk
   if (model_ == Model::Traditional || caching()) {
     auto it = flow_local_.find(k);
     if (it != flow_local_.end()) return it->second;
+    if (recovering_ && model_ != Model::Traditional) {  // the failed instance's flows are in the store
+      Reply r = store_->command_sync(k, {"GET", k});
+      if (r.is_error()) throw std::runtime_error("store GET " + k + ": " + r.str);
+      if (r.is_nil()) return std::nullopt;
+      return flow_local_[k] = r.str;
+    }
     // A miss at the owner means the flow is new here: its key carries this instance's id, so no
     // other instance can have written it (flows moved in are issue 12's R2 handover).
     return std::nullopt;
@@ -169,8 +167,7 @@ void State::flow_put(uint16_t obj, const std::string& subkey, const std::string&
   std::string k = key(obj, subkey);
   if (model_ == Model::Traditional || caching()) flow_local_[k] = value;
   if (model_ == Model::Traditional) return;
-  fold(obj);
-  update("chc_set", k, {value});  // the flush of the cached object (waits for the ACK unless NA)
+  update("chc_set", k, {value}, fold(obj));  // the flush of the cached object (waits for the ACK unless NA)
 }
 
 bool State::cached(uint16_t obj) const {
@@ -200,14 +197,11 @@ std::optional<std::string> State::list_pop(uint16_t obj) {
     if (l.empty()) return std::nullopt;
     std::string v = l.front();
     l.pop_front();
-    if (model_ != Model::Traditional) {  // mirror the op to the store so it stays authoritative
-      fold(obj);
-      update("chc_pop", key(obj), {"L"});
-    }
+    if (model_ != Model::Traditional) update("chc_pop", key(obj), {"L"}, fold(obj));  // mirror: the store stays authoritative
     return v;
   }
-  fold(obj);
-  Reply r = store_->call_sync("chc_pop", key(obj), clock(), {"L"});
+  std::string op = fold(obj);
+  Reply r = store_->call_sync("chc_pop", key(obj), clock(), {"L"}, op);
   if (r.is_error()) throw std::runtime_error("store pop " + key(obj) + ": " + r.str);
   if (r.is_nil()) return std::nullopt;
   return r.str;
@@ -217,12 +211,10 @@ void State::list_push(uint16_t obj, const std::string& value) {
   if (cached(obj)) {
     lists_local_[obj].push_back(value);
     if (model_ == Model::Traditional) return;
-    fold(obj);
-    update("chc_push", key(obj), {"R", value});
+    update("chc_push", key(obj), {"R", value}, fold(obj));
     return;
   }
-  fold(obj);
-  update("chc_push", key(obj), {"R", value});
+  update("chc_push", key(obj), {"R", value}, fold(obj));
 }
 
 void State::set_exclusive(uint16_t obj, bool exclusive) {

@@ -178,34 +178,34 @@ void StoreClient::send_argv(Conn& c, const std::vector<std::string>& argv, Reply
 }
 
 std::vector<std::string> StoreClient::fcall_argv(const std::string& fn, const std::string& key, uint64_t clock,
-                                                 const std::vector<std::string>& args) const {
-  std::vector<std::string> argv{"FCALL", fn, "1", key, std::to_string(clock), std::to_string(instance_)};
+                                                 const std::vector<std::string>& args, const std::string& op) const {
+  std::vector<std::string> argv{"FCALL", fn, "1", key, std::to_string(clock), op.empty() ? std::to_string(instance_) : op};
   argv.insert(argv.end(), args.begin(), args.end());
   return argv;
 }
 
 void StoreClient::call(const std::string& fn, const std::string& key, uint64_t clock,
-                       const std::vector<std::string>& args, ReplyFn on_reply) {
-  send_argv(conn_for(key), fcall_argv(fn, key, clock, args), std::move(on_reply));
+                       const std::vector<std::string>& args, ReplyFn on_reply, const std::string& op) {
+  send_argv(conn_for(key), fcall_argv(fn, key, clock, args, op), std::move(on_reply));
 }
 
 Reply StoreClient::call_sync(const std::string& fn, const std::string& key, uint64_t clock,
-                             const std::vector<std::string>& args) {
+                             const std::vector<std::string>& args, const std::string& op) {
   bool done = false;
   Reply out;
-  call(fn, key, clock, args, [&](const Reply& r) { out = r; done = true; });
+  call(fn, key, clock, args, [&](const Reply& r) { out = r; done = true; }, op);
   while (!done) event_base_loop(base_, EVLOOP_ONCE);
   return out;
 }
 
 void StoreClient::call_noack(const std::string& fn, const std::string& key, uint64_t clock,
-                             const std::vector<std::string>& args) {
+                             const std::vector<std::string>& args, const std::string& op) {
   uint64_t id = next_op_++;
-  unacked_[id] = Unacked{fn, key, clock, args, now_ns() + uint64_t(opts_.retransmit_timeout_ms) * 1000000ull};
+  unacked_[id] = Unacked{fn, key, clock, args, op, now_ns() + uint64_t(opts_.retransmit_timeout_ms) * 1000000ull};
   call(fn, key, clock, args, [this, id](const Reply& r) {
     if (!r.is_error()) ++stats_.acks;
     unacked_.erase(id);  // a late reply to an op already sent again acknowledges it too
-  });
+  }, op);
 }
 
 void StoreClient::on_timer() {
@@ -219,7 +219,7 @@ void StoreClient::on_timer() {
     call(op.fn, op.key, op.clock, op.args, [this, op_id](const Reply& r) {
       if (!r.is_error()) ++stats_.acks;
       unacked_.erase(op_id);
-    });
+    }, op.op);
   }
 }
 
@@ -233,6 +233,10 @@ Reply StoreClient::command_sync(const std::string& key, const std::vector<std::s
 
 void StoreClient::command(const std::string& key, const std::vector<std::string>& argv, ReplyFn on_reply) {
   send_argv(conn_for(key), argv, std::move(on_reply));
+}
+
+void StoreClient::command_on(std::size_t node, const std::vector<std::string>& argv, ReplyFn on_reply) {
+  send_argv(*conns_.at(node), argv, std::move(on_reply));
 }
 
 void StoreClient::drain() {

@@ -3,10 +3,15 @@
 //   chc-nf --nf nat --model EO+C+NA --listen IP:PORT --next IP:PORT[,..] [--scope 5tuple]
 //          [--store H:P[,..] [--cluster]] --vertex V --instance I [--config k=v,..]
 //          [--control PATH] [--samples FILE] [--vertex-instances N] [--tap IP:PORT[,..] [--tap-scope S]]
+//          [--root IP:PORT [--last]] [--recover]
 // --tap: an off-path vertex (e.g. the Trojan detector at the NAT) gets a copy of every packet this
 // instance receives, as it arrived (before the NF rewrites it), through its own splitter; the copy
 // carries the same header (clock, XOR vector) so R2-R6 can treat it like any other packet.
 //   chc-nf --nf TYPE --scopes   prints the NF's state scopes, fine -> coarse, one line, and exits
+// --root: send the root a delete request (header only, kFlagDelete, the packet's clock and XOR vector)
+// for every packet this instance drops and, with --last (the chain's last NF), for every packet it
+// forwards -- before the output leaves (§3.4.4). --recover: this process replaces a failed instance
+// (same vertex and instance id): nothing is seeded, per-flow values come from the store (R6).
 // Per-packet processing time (ns, measured around the NF's process() including its store waits) is
 // written to --samples, one line per packet; a JSON summary goes to stdout on exit (SIGTERM/SIGINT
 // or "stop" on the control socket).
@@ -47,7 +52,8 @@ std::vector<chc::Endpoint> parse_endpoints(const std::string& list) {
 
 int main(int argc, char** argv) try {
   chc::Args args(argc, argv, {"nf", "model", "listen", "next", "scope", "store", "cluster", "vertex", "instance",
-                              "config", "control", "samples", "retransmit-ms", "vertex-instances", "tap", "tap-scope", "scopes"});
+                              "config", "control", "samples", "retransmit-ms", "vertex-instances", "tap", "tap-scope", "scopes",
+                              "root", "last", "recover"});
   const chc::Model model = chc::parse_model(args.get("model", "T"));
   const uint16_t vertex = static_cast<uint16_t>(args.num("vertex", 1));
   const uint16_t instance = static_cast<uint16_t>(args.num("instance", 1));
@@ -77,7 +83,11 @@ int main(int argc, char** argv) try {
     const int vertex_instances = static_cast<int>(args.num("vertex-instances", 1));
     if (vertex_instances > 1 && model == chc::Model::Traditional)
       throw std::invalid_argument("traditional NFs keep all state local: one instance per vertex");
-    chc::State state(model, store.get(), instance, vertex_instances);
+    chc::State state(model, store.get(), instance, vertex_instances, args.has("recover"));
+    const bool deletes = args.has("root"), last = args.has("last");
+    sockaddr_in root_addr{};
+    if (deletes) root_addr = chc::Endpoint::parse(args.need("root")).sockaddr();
+    uint64_t deletes_sent = 0;
     nf->setup(state);
     std::unique_ptr<chc::ControlSocket> control;
     if (args.has("control")) control = std::make_unique<chc::ControlSocket>(base, args.need("control"));
@@ -94,7 +104,7 @@ int main(int argc, char** argv) try {
     Counters c;
     uint64_t tapped = 0;
     std::vector<uint32_t> samples;
-    std::vector<chc::Datagram> in(chc::kBatch), out(chc::kBatch), taps(tap.empty() ? 0 : chc::kBatch);
+    std::vector<chc::Datagram> in(chc::kBatch), out(chc::kBatch), taps(tap.empty() ? 0 : chc::kBatch), dels(chc::kBatch);
     auto handle = [&](const std::string& line) -> std::string {
       std::istringstream cmd(line);
       std::string op;
@@ -102,7 +112,8 @@ int main(int argc, char** argv) try {
       if (op == "stats") {
         std::ostringstream s;
         s << "ok received=" << c.received << " forwarded=" << c.forwarded << " dropped=" << c.dropped
-          << " malformed=" << c.malformed << " tapped=" << tapped << " unacked=" << (store ? store->unacked() : 0) << " split=";
+          << " malformed=" << c.malformed << " tapped=" << tapped << " unacked=" << (store ? store->unacked() : 0)
+          << " deletes=" << deletes_sent << " split=";
         for (auto n : splitter.counts()) s << n << ";";
         s << " tapsplit=";
         for (auto n : tap.counts()) s << n << ";";
@@ -146,7 +157,7 @@ int main(int argc, char** argv) try {
 
     while (running) {
       std::size_t n = tunnel.recv_batch(in);
-      std::size_t nout = 0, ntap = 0;
+      std::size_t nout = 0, ntap = 0, ndel = 0;
       for (std::size_t i = 0; i < n; ++i) {
         ++c.received;
         auto hdr = chc::decode(in[i].bytes, in[i].len);
@@ -168,6 +179,13 @@ int main(int argc, char** argv) try {
         nf->process(pkt, state);
         state.begin_packet(nullptr);
         samples.push_back(static_cast<uint32_t>(std::min<uint64_t>(now_ns() - t0, UINT32_MAX)));
+        if (deletes && (pkt.drop || splitter.empty() || last)) {  // this packet is done: ask the root to delete it
+          chc::Header del = pkt.header;
+          del.flags = static_cast<uint8_t>(del.flags | chc::kFlagDelete);
+          del.origin_instance = instance;
+          dels[ndel].set(del, in[i].frame(), 0);
+          dels[ndel++].peer = root_addr;
+        }
         if (pkt.drop || splitter.empty()) {
           ++c.dropped;
           continue;
@@ -177,6 +195,7 @@ int main(int argc, char** argv) try {
         d.set(pkt.header, in[i].frame(), frame->len);
         d.peer = splitter.address(splitter.pick(frame->tuple));
       }
+      if (ndel) deletes_sent += tunnel.send_batch(dels, ndel);  // before the output (§3.4.4)
       if (nout) c.forwarded += tunnel.send_batch(out, nout);
       if (ntap) tapped += tunnel.send_batch(taps, ntap);
       if (control && control->has_pending()) control->run_pending(handle);

@@ -1,23 +1,44 @@
 // The root of a physical chain (§3.3.1, §3.4): reads a pcap, stamps each packet with its logical
-// clock (root id in the high bits), logs it in a local ring, and forwards it through its splitter
-// at a set rate (packets/s) or as fast as the tunnel takes it.
+// clock (root id in the high bits), logs it, and forwards it through its splitter at a set rate
+// (packets/s) or as fast as the tunnel takes it.
 //   chc-root --pcap FILE --next IP:PORT[,..] [--scope 5tuple] [--root-id R] [--rate-pps N|0]
-//            [--loops K] [--log-ring N] [--bind IP:PORT] [--times-out FILE]
-// --times-out: "clock send_ns" per packet (CLOCK_MONOTONIC, shared by every namespace of the host),
-// so the harness can join it with the sink's arrival times for end-to-end latency.
-// Prints a JSON summary: packets sent, seconds, pps, Mbit/s of frame bytes.
+//            [--loops K] [--log-ring N] [--bind IP:PORT] [--control PATH]
+//            [--deletes [--log local|store] [--log-max N] [--store H:P[,..]] [--xor-check]] [--times-out FILE]
+// --times-out: "clock send_ns" per packet (first send, CLOCK_MONOTONIC, shared by every namespace of
+// the host), so the harness can join it with the sink's arrival times for end-to-end latency.
+// Without --deletes the log is a ring of the last --log-ring packets and the root exits once all are
+// sent. With --deletes (issue 12, §3.4.4) a packet stays logged until the chain's last NF sends a
+// delete request for its clock (and, with --xor-check, until the XOR of the commit signals the store
+// appended for that clock to its stream "chc:commit:r<root id>" equals the packet's XOR vector);
+// the root stops admitting input while the log holds --log-max packets, and exits when every packet
+// is sent and the log is empty (or on "stop"). --log store keeps the frames in the store's hash
+// "chc:{log:r<root id>}" (clock -> frame) instead of the root's memory.
+// Control socket: stats | go | pause-at N | hold I | replay I | stop (docs/chc.md). --paused: admit
+// nothing until "go"; "pause-at N": stop admitting once packet N is admitted, until "go" (so a
+// harness injects a fault exactly there, whatever its own scheduling delay). Prints a JSON summary.
+#include <event2/event.h>
 #include <pcap/pcap.h>
 #include <sys/prctl.h>
+#include <signal.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <unordered_map>
 #include <vector>
 
 #include "chc/cli.h"
+#include "chc/control.h"
 #include "chc/packet.h"
 #include "chc/splitter.h"
+#include "chc/store.h"
 #include "chc/tunnel.h"
 
 namespace {
@@ -27,31 +48,22 @@ uint64_t now_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-// The packet log (§3.4): the last `capacity` packets by clock. Delete requests from the last NF
-// and the in-store variant come with issue 12; the ring already holds what they need.
-class PacketLog {
- public:
-  explicit PacketLog(std::size_t capacity) : ring_(capacity) {}
-  void append(uint64_t clock, const uint8_t* frame, std::size_t len) {
-    if (ring_.empty()) return;
-    Entry& e = ring_[next_++ % ring_.size()];
-    e.clock = clock;
-    e.frame.assign(frame, frame + len);
-  }
-  std::size_t size() const { return std::min<std::size_t>(next_, ring_.size()); }
+// The packet log: clock -> (downstream index, frame). In store mode the frame lives in the store and
+// the entry keeps only where the packet went (the root's own metadata, needed to replay it).
+struct LogEntry {
+  std::size_t downstream = 0;
+  std::vector<uint8_t> frame;  // empty in store mode
+};
 
- private:
-  struct Entry {
-    uint64_t clock = 0;
-    std::vector<uint8_t> frame;
-  };
-  std::vector<Entry> ring_;
-  std::size_t next_ = 0;
+struct Totals {
+  uint64_t sent = 0, unparsed = 0, frame_bytes = 0, delete_requests = 0, deleted = 0, commits = 0, replayed = 0,
+           stalls = 0, max_logged = 0, stray = 0;
 };
 }  // namespace
 
 int main(int argc, char** argv) try {
-  chc::Args args(argc, argv, {"pcap", "next", "scope", "root-id", "rate-pps", "loops", "log-ring", "bind", "times-out"});
+  chc::Args args(argc, argv, {"pcap", "next", "scope", "root-id", "rate-pps", "loops", "log-ring", "bind", "control",
+                              "deletes", "log", "log-max", "store", "xor-check", "times-out", "paused"});
   char err[PCAP_ERRBUF_SIZE];
   pcap_t* pc = pcap_open_offline(args.need("pcap").c_str(), err);
   if (!pc) throw std::runtime_error(std::string("cannot read pcap: ") + err);
@@ -66,69 +78,301 @@ int main(int argc, char** argv) try {
   std::vector<chc::Endpoint> down;
   for (const auto& e : chc::split(args.need("next"), ',')) down.push_back(chc::Endpoint::parse(e));
   splitter.set_rule(args.get("scope", "5tuple"), down);
-  chc::Tunnel tunnel(chc::Endpoint::parse(args.get("bind", "0.0.0.0:0")));
+  chc::Tunnel tunnel(chc::Endpoint::parse(args.get("bind", "0.0.0.0:0")), 16 << 20);
   const auto root_id = static_cast<uint8_t>(args.num("root-id", 1));
   const long long rate = args.num("rate-pps", 0), loops = args.num("loops", 1);
-  PacketLog log(static_cast<std::size_t>(args.num("log-ring", 65536)));
+  const bool deletes = args.has("deletes"), xor_check = args.has("xor-check");
+  const std::string log_mode = args.get("log", "local");
+  if (log_mode != "local" && log_mode != "store") throw std::invalid_argument("--log must be local or store");
+  const bool in_store = log_mode == "store";
+  if ((in_store || xor_check) && !args.has("store")) throw std::invalid_argument("--log store and --xor-check need --store");
+  if ((in_store || xor_check) && !deletes) throw std::invalid_argument("--log store and --xor-check need --deletes");
+  const std::size_t ring = static_cast<std::size_t>(args.num("log-ring", 65536));
+  const std::size_t log_max = static_cast<std::size_t>(args.num("log-max", 4096));
+  const std::string rid = std::to_string(root_id);
+  const std::string log_key = "chc:{log:r" + rid + "}", commit_key = "chc:commit:r" + rid;
 
-  std::vector<chc::Datagram> out(chc::kBatch);
-  constexpr uint64_t kSpinNs = 20000;
-  prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);  // wake on time (default slack 50 µs)
-  const bool times = args.has("times-out");
-  std::vector<uint64_t> sent_at;  // by counter - 1
-  auto stamp = [&](std::size_t n) {
-    if (times) sent_at.insert(sent_at.end(), n, now_ns());
-  };
-  uint64_t counter = 0, sent = 0, frame_bytes = 0, unparsed = 0;
-  const uint64_t t0 = now_ns();
-  std::size_t nout = 0;
-  for (long long loop = 0; loop < loops; ++loop) {
-    for (auto& f : frames) {
-      chc::Header h;
-      h.clock = chc::Header::make_clock(root_id, ++counter);
-      chc::Datagram& d = out[nout++];
-      d.set(h, f.data(), f.size());
-      auto fr = chc::Frame::parse(d.frame(), f.size());
-      if (!fr) ++unparsed;  // non-IPv4/TCP/UDP frames go to the first instance
-      d.peer = splitter.address(fr ? splitter.pick(fr->tuple) : 0);
-      log.append(h.clock, f.data(), f.size());
-      frame_bytes += f.size();
-      if (rate > 0) {  // pace: packet k leaves at t0 + k / rate, one datagram per send
-        uint64_t due = t0 + counter * 1000000000ull / static_cast<uint64_t>(rate);
-        // Sleep through long gaps (a spinning root starves the instances sharing its core on a
-        // small machine), spin through the last stretch and short gaps.
-        if (due > now_ns() + kSpinNs) {
-          const uint64_t wake = due - kSpinNs;
+  event_base* base = event_base_new();
+  bool running = true, paused = args.has("paused");
+  int rc = 0;
+  {
+    // Two store clients: log writes on one, the blocking XREAD of the commit stream on the other.
+    std::unique_ptr<chc::StoreClient> store, commits;
+    if (args.has("store")) {
+      chc::StoreOptions opts;
+      opts.nodes = chc::parse_store_nodes(args.need("store"));
+      store = std::make_unique<chc::StoreClient>(base, opts, 0, 0);
+      if (xor_check) commits = std::make_unique<chc::StoreClient>(base, opts, 0, 0);
+    }
+    if (in_store) store->command_sync(log_key, {"DEL", log_key});
+
+    std::map<uint64_t, LogEntry> log;
+    std::unordered_map<uint64_t, uint32_t> want;     // clock -> XOR vector of its delete request
+    std::unordered_map<uint64_t, uint32_t> signals;  // clock -> XOR of the commit signals so far
+    std::set<std::size_t> held;                      // downstream instances the root must not send to
+    Totals t;
+
+    auto erase = [&](uint64_t clock) {
+      if (!log.erase(clock)) return;
+      ++t.deleted;
+      want.erase(clock);
+      signals.erase(clock);
+      if (in_store) store->command(log_key, {"HDEL", log_key, std::to_string(clock)}, nullptr);
+    };
+    auto try_delete = [&](uint64_t clock) {
+      auto w = want.find(clock);
+      if (w == want.end()) return;
+      auto s = signals.find(clock);
+      uint32_t got = s == signals.end() ? 0 : s->second;
+      if (!xor_check || got == w->second) erase(clock);
+    };
+
+    // --- commit signals: XREAD BLOCK on every store node, re-issued after each reply.
+    std::vector<std::string> last_ids;
+    std::function<void(std::size_t)> read_commits = [&](std::size_t node) {
+      commits->command_on(node, {"XREAD", "BLOCK", "100", "COUNT", "1024", "STREAMS", commit_key, last_ids[node]},
+                          [&, node](const chc::Reply& r) {
+                            if (r.is_error()) {
+                              if (running) std::cerr << "chc-root: commit stream: " << r.str << "\n";
+                              return;  // the store went away: no more signals from this node
+                            }
+                            // [[key, [[id, [f1, v1, f2, v2]], ...]]] or nil on timeout
+                            for (const auto& stream : r.elements) {
+                              if (stream.elements.size() < 2) continue;
+                              for (const auto& e : stream.elements[1].elements) {
+                                last_ids[node] = e.elements[0].str;
+                                uint64_t clock = 0;
+                                uint32_t x = 0;
+                                const auto& kv = e.elements[1].elements;
+                                for (std::size_t i = 0; i + 1 < kv.size(); i += 2) {
+                                  if (kv[i].str == "c") clock = std::stoull(kv[i + 1].str);
+                                  if (kv[i].str == "x") x = static_cast<uint32_t>(std::stoul(kv[i + 1].str));
+                                }
+                                ++t.commits;
+                                signals[clock] ^= x;
+                                try_delete(clock);
+                              }
+                            }
+                            if (!r.elements.empty())  // read entries are done with: trim them
+                              store->command_on(node, {"XTRIM", commit_key, "MINID", last_ids[node]}, nullptr);
+                            if (running) read_commits(node);
+                          });
+    };
+    if (commits) {
+      for (std::size_t n = 0; n < commits->node_count(); ++n) {
+        // Start after the newest entry now in the stream (an earlier run's signals are not ours).
+        bool done = false;
+        std::string id = "0-0";
+        commits->command_on(n, {"XREVRANGE", commit_key, "+", "-", "COUNT", "1"}, [&](const chc::Reply& r) {
+          if (!r.elements.empty() && !r.elements[0].elements.empty()) id = r.elements[0].elements[0].str;
+          done = true;
+        });
+        while (!done) event_base_loop(base, EVLOOP_ONCE);
+        last_ids.push_back(id);
+      }
+      for (std::size_t n = 0; n < commits->node_count(); ++n) read_commits(n);
+    }
+
+    std::unique_ptr<chc::ControlSocket> control;
+    if (args.has("control")) control = std::make_unique<chc::ControlSocket>(base, args.need("control"));
+    event* rx = event_new(base, tunnel.fd(), EV_READ | EV_PERSIST, [](evutil_socket_t, short, void*) {}, nullptr);
+    event_add(rx, nullptr);
+    auto stop_cb = [](evutil_socket_t, short, void* flag) { *static_cast<bool*>(flag) = false; };
+    event* sigterm = evsignal_new(base, SIGTERM, stop_cb, &running);
+    event_add(sigterm, nullptr);
+
+    std::vector<chc::Datagram> out(chc::kBatch), in(chc::kBatch);
+    std::size_t nout = 0;
+    const bool times = args.has("times-out");
+    std::vector<uint64_t> sent_at;  // by packet counter - 1: first send
+    auto flush = [&] {
+      if (times) {
+        uint64_t now = now_ns();
+        for (std::size_t k = 0; k < nout; ++k) {
+          uint64_t c = out[k].header().counter();
+          if (sent_at.size() < c) sent_at.resize(c, 0);
+          if (!sent_at[c - 1]) sent_at[c - 1] = now;
+        }
+      }
+      if (nout) t.sent += tunnel.send_batch(out, nout);
+      nout = 0;
+    };
+
+    // Replays every logged packet that went to downstream `i`, in clock order, flagged REPLAYED
+    // (R6 NF failover: the replacement instance listens where the failed one did).
+    auto replay = [&](std::size_t i) {
+      flush();
+      std::vector<uint64_t> clocks;
+      for (const auto& [clock, e] : log)
+        if (e.downstream == i) clocks.push_back(clock);
+      for (std::size_t k = 0; k < clocks.size(); k += chc::kBatch) {
+        std::size_t n = std::min(chc::kBatch, clocks.size() - k);
+        std::vector<std::vector<uint8_t>> got(n);
+        if (in_store) {
+          std::vector<std::string> mget{"HMGET", log_key};
+          for (std::size_t j = 0; j < n; ++j) mget.push_back(std::to_string(clocks[k + j]));
+          chc::Reply r = store->command_sync(log_key, mget);
+          for (std::size_t j = 0; j < n && j < r.elements.size(); ++j)
+            got[j].assign(r.elements[j].str.begin(), r.elements[j].str.end());
+        } else {
+          for (std::size_t j = 0; j < n; ++j) got[j] = log[clocks[k + j]].frame;
+        }
+        for (std::size_t j = 0; j < n; ++j) {
+          if (got[j].empty()) continue;  // deleted meanwhile (or lost with the store)
+          chc::Header h;
+          h.clock = clocks[k + j];
+          h.flags = chc::kFlagReplayed;
+          out[nout].set(h, got[j].data(), got[j].size());
+          out[nout++].peer = splitter.address(i);
+          ++t.replayed;
+        }
+        flush();
+      }
+      held.erase(i);
+      return clocks.size();
+    };
+
+    uint64_t t0 = now_ns(), paused_since = t0, pause_at = 0;
+    auto handle = [&](const std::string& line) -> std::string {
+      std::istringstream cmd(line);
+      std::string op;
+      cmd >> op;
+      if (op == "stats") {
+        std::ostringstream s;
+        s << "ok sent=" << t.sent << " logged=" << log.size() << " deleted=" << t.deleted
+          << " delete_requests=" << t.delete_requests << " commits=" << t.commits << " replayed=" << t.replayed
+          << " stalls=" << t.stalls << " paused=" << (paused ? 1 : 0);
+        return s.str();
+      }
+      if (op == "go") {
+        if (paused) t0 += now_ns() - paused_since;  // pacing resumes where it stopped, no burst
+        paused = false;
+        return "ok";
+      }
+      if (op == "pause-at") {
+        cmd >> pause_at;
+        return "ok";
+      }
+      if (op == "hold" || op == "replay") {
+        std::size_t i = down.size();
+        cmd >> i;
+        if (i >= down.size()) return "err no downstream " + std::to_string(i);
+        if (op == "hold") {
+          held.insert(i);
+          return "ok";
+        }
+        return "ok replayed=" + std::to_string(replay(i));
+      }
+      if (op == "stop") {
+        running = false;
+        return "ok";
+      }
+      return "err unknown command: " + line;
+    };
+
+    constexpr uint64_t kSpinNs = 20000;
+    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);  // wake on time (default slack 50 µs)
+    const std::size_t total = frames.size() * static_cast<std::size_t>(loops);
+    std::size_t next = 0;
+    uint64_t counter = 0;
+    while (running) {
+      // Admit input: as fast as allowed, paced by --rate-pps, while the log has room.
+      bool stalled = false;
+      while (!paused && next < total && nout < out.size()) {
+        if (pause_at && counter >= pause_at) {
+          paused = true;
+          paused_since = now_ns();
+          pause_at = 0;
+          break;
+        }
+        if (deletes && log.size() >= log_max) {
+          stalled = true;
+          break;
+        }
+        if (rate > 0 && now_ns() < t0 + (counter + 1) * 1000000000ull / static_cast<uint64_t>(rate)) break;
+        const auto& f = frames[next++ % frames.size()];
+        chc::Header h;
+        h.clock = chc::Header::make_clock(root_id, ++counter);
+        chc::Datagram& d = out[nout];
+        d.set(h, f.data(), f.size());
+        auto fr = chc::Frame::parse(d.frame(), f.size());
+        if (!fr) ++t.unparsed;  // non-IPv4/TCP/UDP frames go to the first instance
+        std::size_t to = fr ? splitter.pick(fr->tuple) : 0;
+        d.peer = splitter.address(to);
+        if (deletes) {
+          LogEntry& e = log[h.clock];
+          e.downstream = to;
+          if (in_store)
+            store->command(log_key, {"HSET", log_key, std::to_string(h.clock),
+                                     std::string(reinterpret_cast<const char*>(f.data()), f.size())}, nullptr);
+          else
+            e.frame = f;
+          t.max_logged = std::max<uint64_t>(t.max_logged, log.size());
+        } else {
+          log[h.clock] = LogEntry{to, f};
+          if (log.size() > ring) log.erase(log.begin());
+        }
+        t.frame_bytes += f.size();
+        if (!held.count(to)) ++nout;  // held: logged only, replayed when the instance is back
+        if (rate > 0) flush();        // paced: one datagram per send
+      }
+      if (stalled) ++t.stalls;
+      flush();
+      // Delete requests from the last NF.
+      std::size_t n = tunnel.recv_batch(in);
+      for (std::size_t i = 0; i < n; ++i) {
+        auto h = chc::decode(in[i].bytes, in[i].len);
+        if (!h || !(h->flags & chc::kFlagDelete)) {
+          ++t.stray;
+          continue;
+        }
+        ++t.delete_requests;
+        if (!log.count(h->clock)) continue;  // a duplicate request (replay) for a deleted packet
+        want[h->clock] = h->xor_vec;
+        try_delete(h->clock);
+      }
+      if (control && control->has_pending()) control->run_pending(handle);
+      if (next >= total && (!deletes || log.empty())) break;
+      bool busy = n > 0 || (next < total && !stalled && !paused);
+      if (busy && n == 0 && rate > 0) {
+        // Paced and the next packet not yet due: sleep through long gaps (a spinning root starves the
+        // instances sharing its core on a small machine), at most 1 ms so deletes and control wait little.
+        const uint64_t due = t0 + (counter + 1) * 1000000000ull / static_cast<uint64_t>(rate);
+        const uint64_t now = now_ns();
+        if (due > now + kSpinNs) {
+          const uint64_t wake = std::min<uint64_t>(due - kSpinNs, now + 1000000ull);
           timespec ts{static_cast<time_t>(wake / 1000000000ull), static_cast<long>(wake % 1000000000ull)};
           clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
         }
-        while (now_ns() < due) {
-        }
-        stamp(nout);
-        sent += tunnel.send_batch(out, nout);
-        nout = 0;
-      } else if (nout == out.size()) {
-        stamp(nout);
-        sent += tunnel.send_batch(out, nout);
-        nout = 0;
       }
+      event_base_loop(base, busy ? EVLOOP_NONBLOCK | EVLOOP_ONCE : EVLOOP_ONCE);
     }
+    double secs = static_cast<double>(now_ns() - t0) / 1e9;
+    if (store) store->drain();
+    if (times) {
+      std::ofstream f(args.need("times-out"));
+      for (std::size_t k = 0; k < sent_at.size(); ++k)
+        f << chc::Header::make_clock(root_id, k + 1) << " " << sent_at[k] << "\n";
+    }
+    std::printf(
+        "{\"sent\":%llu,\"unparsed\":%llu,\"logged\":%zu,\"seconds\":%.6f,\"pps\":%.1f,\"mbps\":%.3f,"
+        "\"last_clock\":%llu,\"admitted\":%zu,\"delete_requests\":%llu,\"deleted\":%llu,\"commits\":%llu,"
+        "\"replayed\":%llu,\"stalls\":%llu,\"max_logged\":%llu,\"log\":\"%s\"}\n",
+        (unsigned long long)t.sent, (unsigned long long)t.unparsed, log.size(), secs, t.sent / secs,
+        t.frame_bytes * 8 / secs / 1e6, (unsigned long long)chc::Header::make_clock(root_id, counter), next,
+        (unsigned long long)t.delete_requests, (unsigned long long)t.deleted, (unsigned long long)t.commits,
+        (unsigned long long)t.replayed, (unsigned long long)t.stalls, (unsigned long long)t.max_logged,
+        log_mode.c_str());
+    event_free(rx);
+    event_free(sigterm);
+    control.reset();
+    running = false;
+    commits.reset();  // pending XREADs end with a null reply (running is false: no re-issue)
+    store.reset();
+    if (deletes && !log.empty()) rc = 3;  // stopped with packets not yet done
   }
-  if (nout) {
-    stamp(nout);
-    sent += tunnel.send_batch(out, nout);
-  }
-  if (times) {
-    std::ofstream f(args.need("times-out"));
-    for (std::size_t k = 0; k < sent_at.size(); ++k) f << chc::Header::make_clock(root_id, k + 1) << " " << sent_at[k] << "\n";
-  }
-  double secs = static_cast<double>(now_ns() - t0) / 1e9;
-  std::printf(
-      "{\"sent\":%llu,\"unparsed\":%llu,\"logged\":%zu,\"seconds\":%.6f,\"pps\":%.1f,\"mbps\":%.3f,"
-      "\"last_clock\":%llu}\n",
-      (unsigned long long)sent, (unsigned long long)unparsed, log.size(), secs, sent / secs,
-      frame_bytes * 8 / secs / 1e6, (unsigned long long)chc::Header::make_clock(root_id, counter));
-  return 0;
+  event_base_free(base);
+  return rc;
 } catch (const std::exception& e) {
   std::cerr << "chc-root: " << e.what() << "\n";
   return 2;

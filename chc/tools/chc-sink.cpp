@@ -3,20 +3,29 @@
 //   chc-sink --listen IP:PORT [--pcap-out FILE] [--clocks-out FILE] [--expect N] [--idle-ms MS]
 //            [--times-out FILE] ("clock arrival_ns" per packet, CLOCK_MONOTONIC: end-to-end latency)
 //            [--start-timeout-ms MS]   (how long to wait for the first packet; the idle clock starts then)
+//            [--dedup]   (drop a packet whose clock was already delivered: the downstream queue's
+//                         duplicate-output suppression of R5/R6, counted as "duplicates")
+// SIGTERM/SIGINT end it like the idle timeout (the pcap is flushed, the summary printed, exit 0): a
+// harness that knows the chain is done need not wait out --idle-ms.
 // Prints a JSON summary: packets, frame bytes, seconds from first to last packet, pps, Mbit/s.
 #include <pcap/pcap.h>
 #include <poll.h>
+#include <signal.h>
 #include <time.h>
 
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <unordered_set>
 
 #include "chc/cli.h"
 #include "chc/tunnel.h"
 
 namespace {
+volatile sig_atomic_t stop_requested = 0;
+void on_stop(int) { stop_requested = 1; }
+
 uint64_t now_ns() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -25,7 +34,10 @@ uint64_t now_ns() {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  chc::Args args(argc, argv, {"listen", "pcap-out", "clocks-out", "expect", "idle-ms", "start-timeout-ms", "times-out"});
+  chc::Args args(argc, argv, {"listen", "pcap-out", "clocks-out", "expect", "idle-ms", "start-timeout-ms", "times-out",
+                              "dedup"});
+  const bool dedup = args.has("dedup");
+  std::unordered_set<uint64_t> seen;
   chc::Tunnel tunnel(chc::Endpoint::parse(args.need("listen")), 16 << 20);
   const long long expect = args.num("expect", 0), idle_ms = args.num("idle-ms", 2000),
                   start_ms = args.num("start-timeout-ms", 60000);
@@ -43,16 +55,27 @@ int main(int argc, char** argv) try {
   std::fflush(stdout);
 
   std::vector<chc::Datagram> in(chc::kBatch);
-  uint64_t packets = 0, bytes = 0, bad = 0, first = 0, last = 0;
-  while (expect == 0 || static_cast<long long>(packets) < expect) {
+  uint64_t packets = 0, bytes = 0, bad = 0, first = 0, last = 0, duplicates = 0, replayed = 0;
+  struct sigaction sa {};
+  sa.sa_handler = on_stop;  // no SA_RESTART: poll returns EINTR
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  while ((expect == 0 || static_cast<long long>(packets) < expect) && !stop_requested) {
     pollfd p{tunnel.fd(), POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(packets ? idle_ms : start_ms)) == 0) break;  // idle: the chain has drained
+    int ready = ::poll(&p, 1, static_cast<int>(packets ? idle_ms : start_ms));
+    if (ready == 0) break;  // idle: the chain has drained
+    if (ready < 0) continue;  // EINTR: the loop condition sees the stop request
     std::size_t n = tunnel.recv_batch(in);
     uint64_t t = now_ns();
     for (std::size_t i = 0; i < n; ++i) {
       auto h = chc::decode(in[i].bytes, in[i].len);
       if (!h) {
         ++bad;
+        continue;
+      }
+      if (h->flags & chc::kFlagReplayed) ++replayed;
+      if (dedup && !seen.insert(h->clock).second) {
+        ++duplicates;
         continue;
       }
       if (!first) first = t;
@@ -73,8 +96,10 @@ int main(int argc, char** argv) try {
   if (dump) pcap_dump_close(dump);
   pcap_close(dead);
   double secs = static_cast<double>(last - first) / 1e9;
-  std::printf("{\"packets\":%llu,\"bad\":%llu,\"bytes\":%llu,\"seconds\":%.6f,\"pps\":%.1f,\"mbps\":%.3f}\n",
-              (unsigned long long)packets, (unsigned long long)bad, (unsigned long long)bytes, secs,
+  std::printf("{\"packets\":%llu,\"bad\":%llu,\"bytes\":%llu,\"duplicates\":%llu,\"replayed\":%llu,"
+              "\"seconds\":%.6f,\"pps\":%.1f,\"mbps\":%.3f}\n",
+              (unsigned long long)packets, (unsigned long long)bad, (unsigned long long)bytes,
+              (unsigned long long)duplicates, (unsigned long long)replayed, secs,
               secs > 0 ? packets / secs : 0.0, secs > 0 ? bytes * 8 / secs / 1e6 : 0.0);
   return 0;
 } catch (const std::exception& e) {

@@ -23,7 +23,8 @@ from nfvlab import __version__
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
 # Subsystems that add their own subcommands: module with register(subparsers).
-PLUGINS = ("nfvlab.iron.cli", "nfvlab.statealyzr.cli", "nfvlab.cloudlab.cli", "nfvlab.kernel.cli", "nfvlab.provision")
+PLUGINS = ("nfvlab.iron.cli", "nfvlab.statealyzr.cli", "nfvlab.cloudlab.cli", "nfvlab.kernel.cli", "nfvlab.provision",
+           "nfvlab.chc.cli")
 
 err = Console(stderr=True)
 

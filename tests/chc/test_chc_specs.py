@@ -15,7 +15,7 @@ from nfvlab.spec import SpecError, load_spec
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", ["chc-nf-perf", "chc-store-throughput"])
+@pytest.mark.parametrize("name", ["chc-nf-perf", "chc-store-throughput", "chc-correctness"])
 def test_spec_validates_and_rows_stay_flat(name):
     spec = load_spec(REPO / "experiments" / f"{name}.yaml")
     assert spec.kind == name and {"quick", "paper"} <= set(spec.scales)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -9,11 +10,12 @@ import redis
 
 from nfvlab.chc import store as chc_store
 
-CLK, INST = "7", "3"  # every op carries the packet clock and the instance id first
+INST = "3"  # every op carries the packet clock and the instance id first
+_CLOCKS = itertools.count(7)  # a new packet clock per op: the same clock again is a duplicate (clock log)
 
 
 def fcall(r: redis.Redis, fn: str, key: str, *args):
-    return r.fcall(fn, 1, key, CLK, INST, *args)
+    return r.fcall(fn, 1, key, str(next(_CLOCKS)), INST, *args)
 
 
 def test_increment_and_decrement(clean_standalone):
@@ -81,7 +83,7 @@ def test_cluster_ops_on_every_master(cluster):
         owners = set()
         for i in range(30):
             key = f"chc:{{v1:o{i}}}"
-            assert rc.fcall("chc_incr", 1, key, CLK, INST, i) == i
+            assert rc.fcall("chc_incr", 1, key, str(next(_CLOCKS)), INST, i) == i
             owners.add(rc.get_node_from_key(key).port)
         assert owners == {s.port for s in cluster.servers}  # keys spread over the 3 masters
         for s in cluster.servers:  # the library is on every master

@@ -15,6 +15,7 @@ enum Flags : uint8_t {
   kFlagLast = 1 << 0,      // last packet of a moved flow to the old instance (R2, issue 12)
   kFlagFirst = 1 << 1,     // first packet of a moved flow to the new instance (R2)
   kFlagReplayed = 1 << 2,  // replayed from the root's log to a clone (R5/R6)
+  kFlagDelete = 1 << 3,    // a delete request to the root (no frame): clock + XOR vector of a finished packet
 };
 
 struct Header {

@@ -39,10 +39,16 @@ class State {
  public:
   // store may be null only for T. vertex_instances > 1: the vertex's cross-flow objects are shared
   // from the start (not cached), and only instance 1 seeds them in the store.
-  State(Model model, StoreClient* store, uint16_t instance, int vertex_instances = 1);
+  // recovering: a replacement of a failed instance (R6, issue 12): it seeds nothing, caches no
+  // cross-flow object, and reads per-flow values its cache misses from the store (the failed
+  // instance's flushes), so replayed packets see the store's clock-logged results.
+  State(Model model, StoreClient* store, uint16_t instance, int vertex_instances = 1, bool recovering = false);
   Model model() const { return model_; }
   void declare(const ObjectDecl& d);
-  void begin_packet(Header* h) { pkt_ = h; }
+  void begin_packet(Header* h) {
+    pkt_ = h;
+    seq_.clear();
+  }
 
   // Counters (write mostly, read rarely): add, non-blocking under EO+C+NA.
   void counter_add(uint16_t obj, long long delta, const std::string& subkey = "");
@@ -79,18 +85,23 @@ class State {
 
  private:
   const ObjectDecl& decl(uint16_t obj) const;
-  void fold(uint16_t obj);
+  // Folds (instance, obj) into the packet's XOR vector; returns the op's tag for the store's clock
+  // log and commit signal ("<instance>:<obj>:<seq>", seq counting this packet's updates of obj).
+  std::string fold(uint16_t obj);
   uint64_t clock() const { return pkt_ ? pkt_->clock : 0; }
   // Sends an update: waits for its ACK unless the model says not to.
-  void update(const std::string& fn, const std::string& key, const std::vector<std::string>& args);
+  void update(const std::string& fn, const std::string& key, const std::vector<std::string>& args,
+              const std::string& op);
   bool caching() const { return model_ == Model::EOC || model_ == Model::EOCNA; }
-  bool seeds() const { return instance_ == 1 || vertex_instances_ == 1; }
+  bool seeds() const { return !recovering_ && (instance_ == 1 || vertex_instances_ == 1); }
 
   Model model_;
   StoreClient* store_;
   uint16_t instance_;
   int vertex_instances_;
+  bool recovering_;
   Header* pkt_ = nullptr;
+  std::map<uint16_t, uint16_t> seq_;  // updates per object of the current packet
   std::map<uint16_t, ObjectDecl> decls_;
   std::map<uint16_t, bool> exclusive_;
   std::unordered_map<std::string, std::string> flow_local_;  // T and the per-flow cache

@@ -65,18 +65,24 @@ class StoreClient {
 
   // --- the offloaded ops (Table 3.6): fn is a function of the "chc" library, args after clock+instance.
   // Non-blocking: returns at once, on_reply later (from the event loop). on_reply may be empty.
+  // `op` names the update for the store's clock log and commit signal: "<instance>:<object>:<seq>"
+  // (State makes it); empty means just the instance id (no object: nothing to match).
   void call(const std::string& fn, const std::string& key, uint64_t clock, const std::vector<std::string>& args,
-            ReplyFn on_reply);
+            ReplyFn on_reply, const std::string& op = "");
   // Blocking: sends, then runs the event loop until the reply is in. Never call from an event callback.
   Reply call_sync(const std::string& fn, const std::string& key, uint64_t clock,
-                  const std::vector<std::string>& args);
+                  const std::vector<std::string>& args, const std::string& op = "");
   // No wait for ACK (model #3): the framework keeps the op until the store acknowledges it and
   // sends it again after retransmit_timeout_ms.
-  void call_noack(const std::string& fn, const std::string& key, uint64_t clock, const std::vector<std::string>& args);
+  void call_noack(const std::string& fn, const std::string& key, uint64_t clock, const std::vector<std::string>& args,
+                  const std::string& op = "");
   // A plain command (GET, HGET, ...) on key's node, blocking. Reads go on the same connection as the
   // reader's earlier updates, so Redis applies those first (reads see the reader's own updates).
   Reply command_sync(const std::string& key, const std::vector<std::string>& argv);
   void command(const std::string& key, const std::vector<std::string>& argv, ReplyFn on_reply);
+  // A command on store node `node` (0..node_count()-1), e.g. the root's XREAD of its commit stream.
+  void command_on(std::size_t node, const std::vector<std::string>& argv, ReplyFn on_reply);
+  std::size_t node_count() const { return conns_.size(); }
 
   // Runs the event loop until every op of this client is acknowledged.
   void drain();
@@ -102,12 +108,13 @@ class StoreClient {
     std::string fn, key;
     uint64_t clock;
     std::vector<std::string> args;
+    std::string op;
     uint64_t deadline_ns;
   };
   Conn& conn_for(const std::string& key);
   void send_argv(Conn& c, const std::vector<std::string>& argv, ReplyFn on_reply);
   std::vector<std::string> fcall_argv(const std::string& fn, const std::string& key, uint64_t clock,
-                                      const std::vector<std::string>& args) const;
+                                      const std::vector<std::string>& args, const std::string& op) const;
   void load_slots();
   void on_timer();
   void handle_invalidation(const Reply& msg);

@@ -7,6 +7,21 @@
 -- and instance travel from the start so that the clock log for duplicate suppression (R5) and the
 -- commit signals to the root (R6) -- issue 12 -- slot in here without changing any caller.
 -- The op-specific arguments follow from ARGV[3].
+--
+-- Issue 12 (R5/R6 metadata, docs/chc.md "Correctness"): ARGV[2] may be "<instance>:<object>:<seq>"
+-- (the seq-th update of that object by that packet). For a packet's op (clock ~= "0"):
+--   * clock log: the result is kept in the hash KEYS[1] .. ":clog" (same hash tag, so the same slot
+--     in a cluster) under "<clock>|<ARGV[2]>"; an op arriving again with the same clock and tag (a
+--     retransmission, or a replay after failover) is not applied again: the logged result is returned
+--     and the hash's "#dups" field counts it. Replays therefore see the values the first run saw.
+--   * commit signal: the first application appends {c = clock, x = instance << 16 | object} to the
+--     stream "chc:commit:r<root id>" (root id = the clock's top 8 bits), which the root reads to match
+--     a logged packet's XOR vector before deleting it. The stream key is not declared: standalone
+--     servers only (in a cluster the XADD fails as a non-local key and is skipped; one stream per
+--     slot would be needed: not built).
+-- DEDUP is replaced by false when the harness loads the library with duplicate suppression off
+-- (the COE checker's negative control); commit signals stay on.
+local DEDUP = true
 
 local function int(s, what)
   local n = tonumber(s)
@@ -115,12 +130,48 @@ local function chc_hincr(keys, args)
   return redis.call('HINCRBY', keys[1], args[3], args[4])
 end
 
-redis.register_function('chc_incr', chc_incr)
-redis.register_function('chc_push', chc_push)
-redis.register_function('chc_pop', chc_pop)
-redis.register_function('chc_cas', chc_cas)
-redis.register_function('chc_set', chc_set)
-redis.register_function('chc_lb_pick', chc_lb_pick)
-redis.register_function('chc_trw_step', chc_trw_step)
-redis.register_function('chc_trojan_step', chc_trojan_step)
-redis.register_function('chc_hincr', chc_hincr)
+-- Plain delete of a per-flow value (through the library so it is logged and signalled like any update).
+local function chc_del(keys, args)
+  return redis.call('DEL', keys[1])
+end
+
+local ROOT_DIV = 72057594037927936  -- 2^56: the root id sits above the 56-bit packet counter
+
+local function tag_parts(tag)
+  local inst, obj = string.match(tag or '', '^(%d+):(%d+)')
+  if inst == nil then return tonumber(tag) or 0, 0 end
+  return tonumber(inst), tonumber(obj)
+end
+
+-- Wraps an op with the clock log and the commit signal (see the header of this file).
+local function logged(fn)
+  return function(keys, args)
+    local clock = args[1]
+    if clock == nil or clock == '0' then return fn(keys, args) end
+    local clog = keys[1] .. ':clog'
+    local field = clock .. '|' .. tostring(args[2])
+    local seen = redis.call('HGET', clog, field)
+    if seen then redis.call('HINCRBY', clog, '#dups', 1) end
+    if seen and DEDUP then return cjson.decode(seen)[1] end
+    local result = fn(keys, args)
+    if type(result) == 'table' and result.err then return result end  -- failed ops are not logged
+    if seen then return result end  -- applied again (DEDUP off): signalled only the first time
+    redis.call('HSET', clog, field, cjson.encode({result == nil and false or result}))
+    local inst, obj = tag_parts(args[2])
+    local root = math.floor(tonumber(clock) / ROOT_DIV)
+    -- pcall: in a Redis Cluster the stream is a non-local key and the signal is dropped (not built there)
+    redis.pcall('XADD', 'chc:commit:r' .. root, '*', 'c', clock, 'x', tostring(inst * 65536 + obj))
+    return result
+  end
+end
+
+redis.register_function('chc_incr', logged(chc_incr))
+redis.register_function('chc_push', logged(chc_push))
+redis.register_function('chc_pop', logged(chc_pop))
+redis.register_function('chc_cas', logged(chc_cas))
+redis.register_function('chc_set', logged(chc_set))
+redis.register_function('chc_lb_pick', logged(chc_lb_pick))
+redis.register_function('chc_trw_step', logged(chc_trw_step))
+redis.register_function('chc_trojan_step', logged(chc_trojan_step))
+redis.register_function('chc_hincr', logged(chc_hincr))
+redis.register_function('chc_del', logged(chc_del))

@@ -56,11 +56,17 @@ def container_argv(c: Container, argv: list[str]) -> list[str]:
 
 
 def _free_subnet(start: int) -> ipaddress.IPv4Network:
-    """The first of SUBNETS (from `start` on, cyclically) that no root-namespace address lies in."""
+    """NFVLAB_CHC_SUBNET (a /24 inside 198.18.0.0/15 given to this checkout) if free, else the first of
+    SUBNETS (from `start` on, cyclically) that no root-namespace address lies in."""
     with IPRoute() as ip:
         used = [ipaddress.ip_address(a.get_attr("IFA_ADDRESS")) for a in ip.get_addr(family=socket.AF_INET)]
-    for k in range(len(SUBNETS)):
-        net = SUBNETS[(start + k) % len(SUBNETS)]
+    preferred = []
+    if os.environ.get("NFVLAB_CHC_SUBNET"):
+        net = ipaddress.ip_network(os.environ["NFVLAB_CHC_SUBNET"])
+        if not ipaddress.ip_network("198.18.0.0/15").supernet_of(net):
+            raise DeployError(f"NFVLAB_CHC_SUBNET {net} is outside the benchmarking range 198.18.0.0/15")
+        preferred = [net]
+    for net in preferred + [SUBNETS[(start + k) % len(SUBNETS)] for k in range(len(SUBNETS))]:
         if not any(u in net for u in used):
             return net
     raise DeployError(f"every deployment subnet {SUBNETS[0]} .. {SUBNETS[-1]} is in use")

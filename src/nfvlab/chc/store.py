@@ -8,6 +8,7 @@ its own directory, persistence off. Every server is journaled so `nfvlab clean` 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -22,7 +23,18 @@ import redis
 
 from nfvlab import state
 
-PORT_RANGE = range(16379, 16480)
+
+def _port_range() -> range:
+    """Loopback ports for test/bench servers; NFVLAB_CHC_REDIS_PORTS="LOW-HIGH" moves them (one range
+    per checkout, so parallel checkouts never race for the same port)."""
+    text = os.environ.get("NFVLAB_CHC_REDIS_PORTS", "")
+    if not text:
+        return range(16379, 16480)
+    low, _, high = text.partition("-")
+    return range(int(low), int(high) + 1)
+
+
+PORT_RANGE = _port_range()
 FUNCTIONS_LUA = "chc_functions.lua"
 
 
@@ -65,6 +77,8 @@ class RedisServer:
     popen: subprocess.Popen | None = None
 
     def argv(self) -> list[str]:
+        # Absolute paths: redis-server enters --dir before it opens the log file.
+        self.workdir = self.workdir.resolve()
         args = [
             shutil.which("redis-server") or "redis-server",
             "--port", str(self.port), "--bind", self.host, "--dir", str(self.workdir),
@@ -116,9 +130,15 @@ class RedisServer:
         return f"{self.host}:{self.port}"
 
 
-def load_functions(client: redis.Redis) -> None:
-    """Load (or replace) CHC's Functions library on one server."""
-    client.function_load(functions_source(), replace=True)
+def load_functions(client: redis.Redis, dedup: bool = True) -> None:
+    """Load (or replace) CHC's Functions library on one server. dedup=False switches the clock log's
+    duplicate suppression off (the COE checker's negative control; docs/chc.md "Correctness")."""
+    src = functions_source()
+    if not dedup:
+        if "local DEDUP = true" not in src:
+            raise StoreError("the Functions library has no DEDUP switch")
+        src = src.replace("local DEDUP = true", "local DEDUP = false", 1)
+    client.function_load(src, replace=True)
 
 
 @dataclass
