@@ -339,6 +339,23 @@ def _parse_where(items: list[str]) -> dict[str, str]:
     return out
 
 
+def select_points(spec_path: Path, scale: str, where_items: list[str], tool: str) -> list:
+    """The points of an iron-interference spec at ``scale`` matching every ``leaf=value`` (SystemExit
+    naming the spec otherwise)."""
+    from nfvlab.plan import _fmt, expand, flat_params
+    from nfvlab.spec import load_spec
+
+    spec = load_spec(spec_path)
+    if spec.kind != "iron-interference":
+        raise SystemExit(f"{spec_path}: kind {spec.kind!r}; {tool} runs iron-interference specs")
+    where = _parse_where(where_items)
+    points = [p for p in expand(spec, scale).points
+              if all(_fmt(flat_params(p.params).get(k)) == v for k, v in where.items())]
+    if not points:
+        raise SystemExit(f"{spec_path}: no point matches {where}")
+    return points
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("spec", type=Path)
@@ -356,18 +373,9 @@ def main(argv: list[str] | None = None) -> int:
                          "can delay the controller thread's boundary polls)")
     a = ap.parse_args(argv)
     from nfvlab.experiments.iron_interference import Driver
-    from nfvlab.plan import _fmt, expand, flat_params
     from nfvlab.runner import DEFAULT_BUILD
-    from nfvlab.spec import load_spec
 
-    spec = load_spec(a.spec)
-    if spec.kind != "iron-interference":
-        raise SystemExit(f"{a.spec}: kind {spec.kind!r}; the ledger runs iron-interference specs")
-    where = _parse_where(a.where)
-    points = [p for p in expand(spec, a.scale).points
-              if all(_fmt(flat_params(p.params).get(k)) == v for k, v in where.items())]
-    if not points:
-        raise SystemExit(f"{a.spec}: no point matches {where}")
+    points = select_points(a.spec, a.scale, a.where, "the ledger")
     if a.overrides:
         import yaml
 

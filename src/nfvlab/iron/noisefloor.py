@@ -72,19 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
     from nfvlab.experiments.iron_interference import Driver
-    from nfvlab.iron.ledger import _parse_where
-    from nfvlab.plan import _fmt, expand, flat_params
+    from nfvlab.iron.ledger import select_points
     from nfvlab.runner import DEFAULT_BUILD
-    from nfvlab.spec import load_spec
 
-    spec = load_spec(a.spec)
-    if spec.kind != "iron-interference":
-        raise SystemExit(f"{a.spec}: kind {spec.kind!r}; the noise floor runs iron-interference specs")
-    where = _parse_where(a.where)
-    points = [p for p in expand(spec, a.scale).points
-              if all(_fmt(flat_params(p.params).get(k)) == v for k, v in where.items())]
-    if not points:
-        raise SystemExit(f"{a.spec}: no point matches {where}")
+    points = select_points(a.spec, a.scale, a.where, "the noise floor")
     # the baseline does not depend on the traffic: one point per distinct topology and Iron mode
     seen: dict[str, Any] = {}
     for pt in points:
