@@ -145,3 +145,15 @@ def test_guest_summary_reads_the_guests_latest_run(tmp_path: Path) -> None:
     assert guest_summary(tmp_path) == {}
     (tmp_path / "provenance.json").write_text(json.dumps({"latest": {"done": 3, "status": "complete"}}))
     assert guest_summary(tmp_path)["done"] == 3
+
+
+def test_vm_spec_loads_where_the_base_package_is_missing(tmp_path: Path, monkeypatch) -> None:
+    # The guest loads the same spec (with --testbed local) and has no linux-source-6.1 installed:
+    # that must not make the spec invalid there (it did, in the first vm-run on the iron kernel).
+    from nfvlab.kernel import recipe as recipe_mod
+
+    monkeypatch.setattr(recipe_mod, "debian_package_version", lambda name: None)
+    spec = load_spec(_write(tmp_path, _spec(testbed="vm", vm={"recipe": "iron"})))
+    assert spec.vm is not None and spec.vm.recipe == "iron"
+    with pytest.raises(recipe_mod.RecipeError, match="is not installed"):
+        recipe_mod.load_recipe("iron")  # a build still needs it

@@ -20,6 +20,7 @@ from pathlib import Path
 from nfvlab.provenance import now_iso
 
 from .recipe import REPO, Recipe, fragment_settings, load_recipe
+from .relocate import relocate_tree
 from .source import SourceError, apply_patches, base_tarball, unpack
 
 BUILD_ROOT = REPO / "build" / "kernel"
@@ -134,7 +135,12 @@ def _prepare_tree(recipe: Recipe, out: Path, seed_tree: Path | None, log) -> Pat
         # Objects included and mtimes kept: make then recompiles only what the patches and the
         # config change, exactly as kbuild would after editing those files.
         log(f"{recipe.name}: copying the build tree of {recipe.seed} ({seed_tree.parent.name})")
-        subprocess.run(["cp", "-a", "--reflink=auto", str(seed_tree), str(tree)], check=True)
+        subprocess.run(["nice", "-n", "19", "ionice", "-c3", "cp", "-a", "--reflink=auto", str(seed_tree),
+                        str(tree)], check=True)
+        # Without this the host tools (objtool) rebuild from their absolute paths and, being newer
+        # than every object, make kbuild recompile the whole kernel (see relocate.py).
+        n = relocate_tree(tree, seed_tree)
+        log(f"{recipe.name}: relocated {n} tool build records from {seed_tree} to {tree}")
     else:
         tar = base_tarball(recipe.base, BUILD_ROOT / "downloads")
         log(f"{recipe.name}: unpacking {tar}")
@@ -180,7 +186,7 @@ OBJ_LINE = re.compile(r"^\s+(CC|LD|AR|AS|BTF|CC \[M\]|LD \[M\]|GEN|BTFIDS)\s+(\S
 
 def _make(tree: Path, logfile: Path, targets: list[str], log, started: float, elapsed_file: Path) -> None:
     """nice'd make -jN; a progress line every PROGRESS_EVERY_S seconds (objects done, last step)."""
-    args = ["nice", "-n", "10", "make", f"-j{jobs()}", *targets]
+    args = ["nice", "-n", "19", "ionice", "-c3", "make", f"-j{jobs()}", *targets]
     state = {"objects": 0, "last": "starting"}
     done = threading.Event()
 

@@ -1,12 +1,13 @@
 """Kernel Iron, end to end, inside a guest on the `iron` kernel (run as root in the VM).
 
-    python -m nfvlab.kernel.vm.iron_smoke [--seconds 3] [--quota-pct 20]
+    python -m nfvlab.kernel.vm.iron_smoke [--seconds 3] [--quota-pct 20] [--no-iron] [--exit-wait 120]
 
 A UDP receiver in its own network namespace and cgroup (cpu.max at --quota-pct of a core,
-cpu.iron = 1) is flooded over a veth pair from a second namespace; the receiver's veth has GRO on,
-so it has a NAPI instance of its own (the hardware drop's queue). Prints one JSON object: the
-receiver's cpu.iron.stat before and after, packets sent/received, and cpu.stat's throttling. Every
-namespace, link and cgroup made here is named nfvlab-kv-* and removed at the end.
+cpu.iron = 1, or 0 with --no-iron: the control, same kernel) is flooded over a veth pair from a
+second namespace; the receiver's veth has GRO on, so it has a NAPI instance of its own (the hardware
+drop's queue). Prints one JSON object: the receiver's cpu.iron.stat before and after, packets
+sent/received, and cpu.stat's throttling. Every namespace, link and cgroup made here is named
+nfvlab-kv-* and removed at the end.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def stat(path: Path) -> dict[str, int]:
     return out
 
 
-def setup(cgroup: Path, quota_pct: int) -> None:
+def setup(cgroup: Path, quota_pct: int, iron: bool = True) -> None:
     sh("ip", "netns", "add", NS_TX)
     sh("ip", "netns", "add", NS_RX)
     sh("ip", "link", "add", "nfvlab-kv-a", "netns", NS_TX, "type", "veth", "peer", "name", "nfvlab-kv-b",
@@ -50,7 +51,7 @@ def setup(cgroup: Path, quota_pct: int) -> None:
     (CG / "cgroup.subtree_control").write_text("+cpu")
     cgroup.mkdir()
     (cgroup / "cpu.max").write_text(f"{quota_pct * 1000} 100000")
-    (cgroup / "cpu.iron").write_text("1")
+    (cgroup / "cpu.iron").write_text("1" if iron else "0")
 
 
 def teardown(cgroup: Path, procs: list[subprocess.Popen]) -> None:
@@ -87,11 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--quota-pct", type=int, default=20)
+    ap.add_argument("--no-iron", dest="iron", action="store_false", help="cpu.iron = 0: the control run")
+    # Under TCG on a loaded host a 20 %-quota receiver needs long to exit (its vCPU gets host slices
+    # the guest counts as its runtime, so it is throttled most periods): 10 s was too short once.
+    ap.add_argument("--exit-wait", type=float, default=120.0, help="seconds to wait for the receiver to exit")
     args = ap.parse_args(argv)
     cgroup = CG / "nfvlab-kv-rx"
     procs: list[subprocess.Popen] = []
     try:
-        setup(cgroup, args.quota_pct)
+        setup(cgroup, args.quota_pct, args.iron)
         # the receiver joins the cgroup before it exec's python: all its time is the container's
         rx = subprocess.Popen(["sh", "-c", f"echo $$ > {cgroup}/cgroup.procs && exec taskset -c 1 "
                                f"ip netns exec {NS_RX} {sys.executable} -c '{RECEIVER}'"],
@@ -107,11 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         tx = subprocess.run(["taskset", "-c", "0", "ip", "netns", "exec", NS_TX, sys.executable, "-c", flood],
                             capture_output=True, text=True, check=True)
         received = int(rx.stdout.readline().strip() or 0)
-        rx.wait(10)
+        rx.wait(args.exit_wait)
         after = stat(cgroup / "cpu.iron.stat")
         cpu_after = stat(cgroup / "cpu.stat")
         print(json.dumps({
-            "kernel": os.uname().release, "quota_pct": args.quota_pct, "seconds": args.seconds,
+            "kernel": os.uname().release, "iron": args.iron, "quota_pct": args.quota_pct, "seconds": args.seconds,
             "sent": int(tx.stdout.strip()), "received": received,
             "iron_before": before, "iron_after": after,
             "delta": {k: after[k] - before.get(k, 0) for k in after},
