@@ -267,9 +267,10 @@ def run(spec_path: Path, scale: str | None = "quick", repetitions: int | None = 
              "repetition": rep, "reason": getattr(err, "reason", type(err).__name__),
              "error": f"{type(err).__name__}: {err}", "at": provenance.now_iso(), "raw": str(raw) if raw else None}
         key = (point.point_id, rep) if point is not None and rep is not None else None
-        n = attempts[key] = attempts.get(key, 0) + 1 if key else 1
-        f["attempt"] = n
-        if key is not None and n <= retries and not final:
+        if key is not None:
+            attempts[key] = attempts.get(key, 0) + 1
+        f["attempt"] = attempts.get(key, 1)
+        if key is not None and f["attempt"] <= retries and not final:
             f["retried"] = True
             retrying[key] = f
             _write_failures(store, [f])

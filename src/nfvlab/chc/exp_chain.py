@@ -11,7 +11,6 @@ same repetition (paper: 11.3 µs end to end for EO+C+NA)."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,10 @@ from typing import Any, Literal
 import redis
 from pydantic import Field, field_validator, model_validator
 
-from nfvlab.chc import build, dag, dagrun, traces
+from nfvlab.chc import dag, dagrun, traces
 from nfvlab.chc.compile import compile_chain
 from nfvlab.chc.deploy import LocalDeployment
+from nfvlab.chc.driver import ChcDriver
 from nfvlab.chc.exp_nf_perf import ModelName, Strict, TraceParams, quantile
 from nfvlab.experiments.registry import ExperimentKind
 
@@ -87,16 +87,11 @@ def _times(res: dagrun.ChainRunResult, nf: str) -> list[int]:
             for s in res.vertex_samples(v)]
 
 
-class Driver:
-    def __init__(self, build_dir: Path):
-        self.bin_dir = build.build(sanitize=False)
-        self.build_dir = build_dir
+class Driver(ChcDriver):
 
     @contextlib.contextmanager
     def setup(self, p: Params) -> Iterator[Setup]:
-        digest = hashlib.sha256(repr(topology_key(p)).encode()).hexdigest()[:12]
-        work = self.build_dir / "chc-runs" / f"chain-{digest}"
-        work.mkdir(parents=True, exist_ok=True)
+        work = self.work_dir("chain", topology_key(p))
         t = p.trace
         spec = traces.TraceSpec(connections=t.connections, packets_per_connection=t.packets_per_connection,
                                 median_size=t.median_size, scanners=t.scanners, trojans=t.trojans,

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from nfvlab.chc import build
+from nfvlab.chc.driver import ChcDriver
 from nfvlab.chc.fault_kinds import FAULT_KINDS, SUITE_KINDS
 from nfvlab.experiments.registry import ExperimentKind
 
@@ -96,10 +96,7 @@ class Setup:
     session: Any  # coe_run.Session
 
 
-class Driver:
-    def __init__(self, build_dir: Path):
-        self.bin_dir = build.build(sanitize=False)
-        self.build_dir = build_dir
+class Driver(ChcDriver):
 
     @contextlib.contextmanager
     def setup(self, p: Params) -> Iterator[Setup]:
@@ -108,8 +105,7 @@ class Driver:
 
         if os.geteuid() != 0:
             raise RuntimeError("chc-correctness needs root (namespaces, cgroups)")
-        work = self.build_dir / "chc-runs" / "correctness"
-        work.mkdir(parents=True, exist_ok=True)
+        work = self.work_dir("correctness")
         case = coe_run.Case(nf=p.chain.nf, model=p.chain.model, instances=p.chain.instances,
                             connections=p.trace.connections, packets_per_connection=p.trace.packets_per_connection,
                             trace_seed=p.trace.seed, rate_pps=p.trace.rate_pps)

@@ -11,7 +11,6 @@ replaying as fast as the tunnel takes it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,9 @@ from typing import Any, Literal
 import redis
 from pydantic import BaseModel, ConfigDict, Field
 
-from nfvlab.chc import build, chain, traces
+from nfvlab.chc import chain, traces
 from nfvlab.chc.deploy import LocalDeployment
+from nfvlab.chc.driver import ChcDriver
 from nfvlab.experiments.registry import ExperimentKind
 
 # "forward" is the null NF (it only forwards): the tunnel path's own limit. (Not "null": YAML and
@@ -81,16 +81,11 @@ class Setup:
     packets: int
 
 
-class Driver:
-    def __init__(self, build_dir: Path):
-        self.bin_dir = build.build(sanitize=False)
-        self.build_dir = build_dir
+class Driver(ChcDriver):
 
     @contextlib.contextmanager
     def setup(self, p: Params) -> Iterator[Setup]:
-        digest = hashlib.sha256(repr(topology_key(p)).encode()).hexdigest()[:12]
-        work = self.build_dir / "chc-runs" / f"trace-{digest}"
-        work.mkdir(parents=True, exist_ok=True)
+        work = self.work_dir("trace", topology_key(p))
         pcap = work / "trace.pcap"
         t = p.trace
         spec = traces.TraceSpec(connections=t.connections, packets_per_connection=t.packets_per_connection,

@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nfvlab.chc import build
 from nfvlab.chc import store as chc_store
+from nfvlab.chc.driver import ChcDriver
 from nfvlab.experiments.registry import ExperimentKind
 
 
@@ -75,14 +75,11 @@ def parse_redis_benchmark(text: str) -> float:
     return float(found[-1])
 
 
-class Driver:
-    def __init__(self, build_dir: Path):
-        self.bin_dir = build.build(sanitize=False)
-        self.build_dir = build_dir
+class Driver(ChcDriver):
 
     @contextlib.contextmanager
     def setup(self, p: Params) -> Iterator[Setup]:
-        work = self.build_dir / "chc-runs" / f"store-{p.store.layout}"
+        work = self.work_dir(f"store-{p.store.layout}")
         if p.store.layout == "cluster3":
             s = chc_store.start_cluster(3, work)
         else:
