@@ -34,6 +34,9 @@ TESTBED_WAIT_S = float(os.environ.get("NFVLAB_TESTBED_WAIT_S", "600"))
 # iron.hidden_cost=online: probe while a point has fewer after-the-fact checks than this; then use the
 # median of its checks (docs/iron.md, "The hidden cost, online")
 ONLINE_PROBES = 1
+# victim_cpu_ms: events of the one run that measures this machine's sysbench rate (in CPU time, so the
+# container's quota and other load change its wall time, not the rate)
+RATE_PROBE_EVENTS = 400
 
 Interferer = Literal["udp_sender", "tcp_sender", "udp_receiver", "tcp_receiver"]
 
@@ -51,7 +54,11 @@ class TopologyParams(Strict):
 
 
 class WorkloadParams(Strict):
-    victim_events: int = Field(ge=50, description="sysbench cpu events the victim runs")
+    # The victim's job: a fixed number of sysbench events, or (machine-independent) a fixed CPU time that
+    # the driver turns into events with this machine's own sysbench rate, measured on the victim's core at
+    # the start of the run (docs/iron.md, "Victim job length"). Exactly one of the two.
+    victim_events: int | None = Field(None, ge=50, description="sysbench cpu events the victim runs")
+    victim_cpu_ms: float | None = Field(None, gt=0, description="CPU time of the victim's job, sized per machine")
     sysbench_prime: int = Field(10000, ge=100)
     payload_bytes: int = Field(1400, ge=64, le=65000)
     flows: int = Field(1, ge=1, description="senders: flows per core; receivers: flows from the peer")
@@ -64,6 +71,12 @@ class WorkloadParams(Strict):
     # "Over-credit"), so it is measured again, up to baseline_attempts times.
     baseline_min_share: float = Field(0.93, ge=0, le=1.5, description="victim CPU / its allocation, baseline run")
     baseline_attempts: int = Field(3, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _one_job_size(self) -> WorkloadParams:
+        if (self.victim_events is None) == (self.victim_cpu_ms is None):
+            raise ValueError("workload.victim_events / workload.victim_cpu_ms: set exactly one of the two")
+        return self
 
 
 class IronParams(Strict):
@@ -128,6 +141,8 @@ METRICS = (
     "foreign_base_pct",
     "foreign_net_pct",
     "baseline_runs",
+    "victim_events_run",
+    "sysbench_events_per_cpu_s",
 )
 
 
@@ -159,6 +174,7 @@ class Driver:
         self.last_iron: Any = None  # ... and of the last finished one, with its victim's quota history
         self.last_history: list[tuple] = []
         self._hidden_obs: dict[str, dict[str, list[float]]] = {}  # online: hidden-cost measurements per point so far
+        self._rate: dict[tuple, float] = {}  # sysbench events per CPU second, by (victim core, prime)
 
     @contextlib.contextmanager
     def setup(self, p: Params) -> Iterator[Topology]:
@@ -177,6 +193,7 @@ class Driver:
         load = self.testbed.wait_quiet() if self.testbed is not None else None
         from nfvlab.iron import hidden  # pure arithmetic, but the package loads the eBPF machinery
 
+        p = self.sized(topo, p, raw)
         probe_s = math.nan
         with self._iron(topo, p) as iron:
             for attempt in range(1, p.workload.baseline_attempts + 1):
@@ -210,6 +227,8 @@ class Driver:
             "foreign_base_pct": base_split.pct(base_split.foreign_ns) if base_split else math.nan,
             "foreign_net_pct": net_split.pct(net_split.foreign_ns) if net_split else math.nan,
             "baseline_runs": attempt,
+            "victim_events_run": p.workload.victim_events,  # the job this row ran (victim_cpu_ms: sized here)
+            "sysbench_events_per_cpu_s": self._rate.get((topo.victim_cpu, p.workload.sysbench_prime), math.nan),
         }
         if iron is not None:
             # after the fact, from this network run itself: the hidden cost it really had, and how much
@@ -221,6 +240,30 @@ class Driver:
         else:
             row["iron_hidden_check_ns"] = row["iron_victim_over_credit_ms"] = math.nan
         return row
+
+    def sized(self, topo: Topology, p: Params, raw: Path) -> Params:
+        """p with the victim's job in events: as given, or victim_cpu_ms at this machine's sysbench rate
+        (measured once per run and victim core: a job of the same CPU time, i.e. the same number of CFS
+        periods at its share, on a fast or a slow machine)."""
+        w = p.workload
+        if w.victim_cpu_ms is None:
+            return p
+        key = (topo.victim_cpu, w.sysbench_prime)
+        if key not in self._rate:
+            self._rate[key] = self._sysbench_rate(topo, p, raw / "sysbench-rate")
+        events = max(50, round(self._rate[key] * w.victim_cpu_ms / 1000))
+        return p.model_copy(update={"workload": w.model_copy(update={"victim_events": events})})
+
+    def _sysbench_rate(self, topo: Topology, p: Params, raw: Path) -> float:
+        argv = sysbench.sysbench_cpu_argv(RATE_PROBE_EVENTS, prime=p.workload.sysbench_prime, binary=self.sysbench)
+        proc = procs.start_in_container(topo.victim, "sysbench-rate", argv, raw)
+        try:
+            rc, cpu_s = proc.wait_with_usage(VICTIM_TIMEOUT_S)
+        finally:
+            procs.stop_all([proc])
+        if rc != 0 or not cpu_s > 0:
+            raise sysbench.SysbenchError(f"the sysbench rate probe exited {rc} after {cpu_s:.3f} s CPU (logs: {raw})")
+        return RATE_PROBE_EVENTS / cpu_s
 
     def _online_hidden_cost(self, topo: Topology, p: Params, raw: Path, iron: Any, base: Any) -> float:
         """The hidden per-IRQ cost for this repetition's network run, measured at this point's density.

@@ -80,16 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     seen: dict[str, Any] = {}
     for pt in points:
         t = pt.params
-        seen.setdefault(f"{t.topology.model_dump_json()}|{t.iron.mode}|{t.workload.victim_events}", pt)
+        seen.setdefault(f"{t.topology.model_dump_json()}|{t.iron.mode}|{t.workload.model_dump_json()}", pt)
     driver = Driver(DEFAULT_BUILD)
     raw_root = Path(os.environ.get("TMPDIR", "/tmp")) / f"nfvlab-ir-noise-{os.getpid()}"
     out: list[dict[str, Any]] = []
     for pt in seen.values():
         runs: list[dict[str, float]] = []
         with driver.setup(pt.params) as topo, driver._iron(topo, pt.params):
+            params = driver.sized(topo, pt.params, raw_root / f"p{pt.index}")  # victim_cpu_ms -> events
             for i in range(2 * a.pairs):
                 s0 = steal_ticks(topo.victim_cpu)
-                r = driver._victim_run(topo, pt.params, raw_root / f"p{pt.index}" / f"r{i}", network=False)
+                r = driver._victim_run(topo, params, raw_root / f"p{pt.index}" / f"r{i}", network=False)
                 ticks = steal_ticks(topo.victim_cpu) - s0
                 t = r["victim_time_s"]
                 runs.append({"time_s": t, "share": r["_share"],
