@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,20 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _wait_listening(proc: subprocess.Popen, port: int, timeout_s: float = 10.0) -> None:
+    """Until sshd accepts on the port; if it exits first, fail with what it said."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"sshd exited {proc.returncode} before listening: {proc.stderr.read()}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail(f"sshd not listening on 127.0.0.1:{port} after {timeout_s:.0f} s")
 
 
 @pytest.fixture
@@ -36,7 +51,11 @@ def sshd(tmp_path: Path):
                    f"AuthorizedKeysFile {keys / 'authorized_keys'}\nPidFile {tmp_path / 'sshd.pid'}\n"
                    "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
                    "PermitRootLogin prohibit-password\nSubsystem sftp /usr/lib/openssh/sftp-server\n")
-    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(cfg)], stderr=subprocess.PIPE)
+    # sshd refuses to start without its privilege-separation directory, which only its service
+    # unit creates; a fresh machine never ran the service
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(cfg)], stderr=subprocess.PIPE, text=True)
+    _wait_listening(proc, port)
     try:
         yield port, keys / "user"
     finally:

@@ -40,6 +40,41 @@ def heap_ranges():
     return out
 
 
+GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12",
+        "r13", "r14", "r15", "rip", "eflags")
+
+
+def call(fn, arg):
+    """fn(arg) in the stopped inferior, touching only the general registers.
+
+    gdb's own inferior call saves and restores the whole register file; gdb 13 writes the
+    extended (xsave) state back with its own size for it, which a kernel with AMX refuses
+    ("Couldn't write extended state status: Bad address"). So do what gdb does by hand with
+    the general registers alone: a return address at the program's entry point with a
+    breakpoint on it, the argument in rdi, an aligned stack below the red zone. We stop only at
+    function entries, where the vector registers are the caller's to lose (SysV ABI)."""
+    frame = gdb.selected_frame()
+    saved = {r: int(frame.read_register(r)) for r in GPRS}
+    ret = int(gdb.parse_and_eval("&_start"))
+    sp = ((saved["rsp"] - 512) & ~0xF) - 8          # at a callee's entry rsp is 8 mod 16
+    inf.write_memory(sp, ret.to_bytes(8, "little"))
+    trap = gdb.Breakpoint(f"*{ret:#x}", internal=True)
+    try:
+        gdb.execute(f"set $rdi = {arg}")
+        gdb.execute(f"set $rsp = {sp:#x}")
+        gdb.execute(f"set $rip = {int(gdb.parse_and_eval(f'&{fn}')):#x}")
+        gdb.execute("continue")
+        frame = gdb.selected_frame()
+        if int(frame.read_register("rip")) != ret:
+            raise gdb.GdbError(f"{fn}({arg}) did not return to the entry-point trap")
+        result = int(frame.read_register("rax"))
+    finally:
+        trap.delete()
+    for r in GPRS:
+        gdb.execute(f"set ${r} = {saved[r]:#x}")
+    return result
+
+
 def in_heap(p, hr):
     return any(a <= p < b for a, b in hr)
 
@@ -218,7 +253,7 @@ def primary():
             if n - 1 == k:
                 dump(w_all.export(), cfg["export_i"])
                 dump([o for objs in last_sent.values() for o in objs], cfg["export_iii"])
-                gdb.parse_and_eval("(int)fflush(0)")
+                call("fflush", 0)
                 gdb.execute("kill")
                 break
         gdb.execute("continue")
@@ -236,7 +271,7 @@ def standby():
         for o in objs:                     # globals keep their address; heap blocks are new
             a = o["addr"]
             if in_heap(a, hr) or not cfg["globals_lo"] <= a < cfg["globals_hi"]:
-                new[a] = int(gdb.parse_and_eval(f"(unsigned long)malloc({o['size']})"))
+                new[a] = call("malloc", o["size"])
             else:
                 new[a] = a
         for o in objs:
