@@ -192,13 +192,21 @@ class Driver:
         with self._iron(topo, p) as iron:
             if iron is not None and p.iron.hidden_cost == "online":
                 self._online_hidden_cost(topo, p, raw, iron)
-            base_s = self._with_neighbours(topo, p, raw / "baseline", network=False)
-            net_s, traffic = self._with_neighbours_traffic(topo, p, raw / "network")
+            base_s, base_cpu_s = self._with_neighbours(topo, p, raw / "baseline", network=False)
+            net_s, net_cpu_s, traffic = self._with_neighbours_traffic(topo, p, raw / "network")
             st = iron.stats() if iron is not None else {}
         return {
             "job_time_base_s": base_s,
             "job_time_net_s": net_s,
             "penalty_factor": net_s / base_s,
+            # where a penalty comes from: the victim got less CPU (its share fell) or needed more
+            # CPU for the same job (its CPU time rose: caches and memory shared with the traffic,
+            # or kernel work run on its behalf)
+            "victim_cpu_base_s": base_cpu_s,
+            "victim_cpu_net_s": net_cpu_s,
+            "victim_cpu_ratio": net_cpu_s / base_cpu_s if base_cpu_s > 0 else math.nan,
+            "victim_share_base": base_cpu_s / base_s if base_s > 0 else math.nan,
+            "victim_share_net": net_cpu_s / net_s if net_s > 0 else math.nan,
             **traffic,
             "iron_charged_ms": st.get("charged_ns_total", math.nan) / 1e6,
             "iron_gained_ms": st.get("gained_ns_total", math.nan) / 1e6,
@@ -226,16 +234,24 @@ class Driver:
                                                   binary=self.sysbench)
             started.append(procs.start_in_container(c, f"{c.name}-sysbench", argv, raw))
 
-    def _with_neighbours(self, topo: Topology, p: Params, raw: Path, network: bool) -> float:
+    def _job_with_cpu(self, topo: Topology, p: Params) -> tuple[float, float]:
+        """The job's own time and the victim container's CPU seconds over its request (the idle
+        JVM's threads are in that container too: a few ms per job)."""
+        assert self.testbed is not None
+        cpu0 = self.testbed.cpu_usage_s(topo.victim)
+        job_s = self._job(p)
+        return job_s, self.testbed.cpu_usage_s(topo.victim) - cpu0
+
+    def _with_neighbours(self, topo: Topology, p: Params, raw: Path, network: bool) -> tuple[float, float]:
         started: list[procs.Proc] = []
         try:
             self._neighbours_sysbench(topo, p, raw, started)
             time.sleep(p.workload.warmup_s)
-            return self._job(p)
+            return self._job_with_cpu(topo, p)
         finally:
             procs.stop_all(started)
 
-    def _with_neighbours_traffic(self, topo: Topology, p: Params, raw: Path) -> tuple[float, dict[str, float]]:
+    def _with_neighbours_traffic(self, topo: Topology, p: Params, raw: Path) -> tuple[float, float, dict[str, float]]:
         started: list[procs.Proc] = []
         sinks: list[procs.Proc] = []
         senders: list[procs.Proc] = []
@@ -243,13 +259,13 @@ class Driver:
             self._start_traffic(topo, p, raw, started, sinks, senders)
             time.sleep(p.workload.warmup_s)
             t0 = time.monotonic()
-            job_s = self._job(p)
+            job_s, cpu_s = self._job_with_cpu(topo, p)
             dt = time.monotonic() - t0
         finally:
             procs.stop_all(started)
         rx = sum(_last_json(s).get("bytes", 0) for s in sinks)
         msgs = sum(_last_json(s).get("messages", 0) for s in senders)
-        return job_s, {"traffic_mbps": rx * 8 / 1e6 / max(dt + p.workload.warmup_s, 1e-9), "messages": msgs}
+        return job_s, cpu_s, {"traffic_mbps": rx * 8 / 1e6 / max(dt + p.workload.warmup_s, 1e-9), "messages": msgs}
 
     def _start_traffic(self, topo: Topology, p: Params, raw: Path, started: list[procs.Proc],
                        sinks: list[procs.Proc], senders: list[procs.Proc]) -> None:
