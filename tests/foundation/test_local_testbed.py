@@ -108,6 +108,21 @@ def test_process_joins_container_cgroups(tr_names, tmp_path):
         assert not p.running()
 
 
+def test_cpu_usage_counts_what_runs_in_the_container(tr_names, tmp_path):
+    """The experiments read a container's CPU time through the testbed (the remote ones over ssh)."""
+    from nfvlab.testbeds import processes
+
+    with _mine() as tb:
+        topo = run_when_free(tb.up, ["victim", "sysbench"])
+        before_victim, before_other = tb.cpu_usage_s(topo.victim), tb.cpu_usage_s(topo.containers[1])
+        spin = [sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"]
+        p = processes.start_in_container(topo.victim, "spin", spin, tmp_path)
+        assert p.wait(30) == 0
+        used = tb.cpu_usage_s(topo.victim) - before_victim
+        assert 0.3 <= used < 2.0   # the loop's 0.3 s plus the interpreter's start
+        assert tb.cpu_usage_s(topo.containers[1]) - before_other < 0.05
+
+
 CRASHER = """
 import os, signal, subprocess
 from nfvlab.testbeds.local import LocalTestbed

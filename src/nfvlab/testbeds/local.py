@@ -297,6 +297,11 @@ class LocalTestbed:
     def stop(proc: subprocess.Popen, timeout_s: float = 3.0) -> None:
         processes.stop_popen(proc, timeout_s)
 
+    @staticmethod
+    def cpu_usage_s(c: Container) -> float:
+        """CPU time a container's cgroup has used so far (as the remote testbeds answer it)."""
+        return cgroups.cpu_usage_s(c.cgroup)
+
     def wait_quiet(self, sample_s: float = 0.5) -> CoreLoad:
         """Wait until others' interrupt work on the victim core is low (see LocalConfig); returns the
         load last sampled, for the results."""
