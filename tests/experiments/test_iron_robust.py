@@ -94,3 +94,26 @@ def test_victim_share_is_cpu_over_allocation():
     assert math.isclose(_victim_share(v, 0.6, 4.8), 1.0)  # 12.5 % of 4.8 s
     assert math.isclose(_victim_share(v, 0.3, 4.8), 0.5)  # a disturbed baseline
     assert math.isnan(_victim_share(v, 0.0, 4.8))
+
+
+def test_run_order_alternates_per_point_but_waits_for_the_online_probe():
+    from nfvlab.experiments.iron_interference import ONLINE_PROBES, Driver
+
+    k = get_kind("iron-interference")
+    base = {"topology": {"containers_per_core": 2, "interferer": "udp_receiver", "receivers": 1},
+            "workload": {"victim_events": 100}}
+    d = Driver.__new__(Driver)  # the order rule only: no flood build, no testbed
+    d._measured, d._hidden_obs = {}, {}
+    a = k.params_model.model_validate(base)
+    b = k.params_model.model_validate({**base, "workload": {"victim_events": 200}})
+    assert [d._network_first(a, None) for _ in range(4)] == [False, True, False, True]
+    assert [d._network_first(b, None) for _ in range(2)] == [False, True]  # its own count
+    fixed = k.params_model.model_validate({**base, "workload": {"victim_events": 100, "run_order": "baseline_first"}})
+    assert [d._network_first(fixed, None) for _ in range(3)] == [False] * 3
+    online = k.params_model.model_validate({**base, "iron": {"mode": "ebpf", "hidden_cost": "online"}})
+    iron = object()
+    # the probe needs a baseline cost of its own repetition, so the point stays baseline-first until
+    # it has its after-the-fact checks
+    assert [d._network_first(online, iron) for _ in range(2)] == [False, False]
+    d._hidden_obs[online.model_dump_json()] = {"probe": [1.0], "check": [2.0] * ONLINE_PROBES}
+    assert [d._network_first(online, iron) for _ in range(2)] == [False, True]

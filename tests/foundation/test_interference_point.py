@@ -79,13 +79,14 @@ def test_a_job_sized_in_cpu_time_runs_the_machines_own_rate(tr_names, write_spec
     spec = tiny_spec(name="tiny-cpu-sized", repetitions=2)
     spec["params"]["workload"] = {"victim_cpu_ms": 150, "warmup_s": 0.1}
     spec["metrics"] = ["penalty_factor", "victim_time_base_s", "victim_share_base", "victim_events_run",
-                       "sysbench_events_per_cpu_s"]
+                       "sysbench_events_per_cpu_s", "network_first"]
     path = write_spec(spec)
     run_when_free(run, path, scale=None, results_root=tmp_path / "results", build_dir=tmp_path / "build")
     df = pd.read_csv(tmp_path / "results" / "tiny-cpu-sized" / "results.csv")
     rate = df["sysbench_events_per_cpu_s"]
     assert (rate > 200).all() and rate.nunique() == 1, df.to_dict()  # measured once per run
     assert (df["victim_events_run"] == (rate * 0.150).round()).all()
+    assert sorted(df["network_first"]) == [0, 1]  # run_order alternate: the second repetition runs traffic first
     # the baseline victim used about the CPU it was sized for: share of the core x wall time
     cpu_s = df["victim_time_base_s"] * df["victim_share_base"] * 0.5  # tiny spec: 2 containers, quota 1/2
     assert ((cpu_s > 0.150 * 0.8) & (cpu_s < 0.150 * 1.25)).all(), (cpu_s.tolist(), df.to_dict())

@@ -71,6 +71,11 @@ class WorkloadParams(Strict):
     # "Over-credit"), so it is measured again, up to baseline_attempts times.
     baseline_min_share: float = Field(0.93, ge=0, le=1.5, description="victim CPU / its allocation, baseline run")
     baseline_attempts: int = Field(3, ge=1, le=10)
+    # Which of a repetition's two victim runs comes first. On this host the second of two identical
+    # runs tends to be a little faster (the A/A floor, docs/iron.md); "alternate" puts the network run
+    # first in every other repetition of a point, so such an order effect cancels in the median
+    # instead of biasing every penalty the same way. Recorded per row (network_first).
+    run_order: Literal["alternate", "baseline_first"] = "alternate"
 
     @model_validator(mode="after")
     def _one_job_size(self) -> WorkloadParams:
@@ -141,6 +146,7 @@ METRICS = (
     "foreign_base_pct",
     "foreign_net_pct",
     "baseline_runs",
+    "network_first",
     "victim_events_run",
     "sysbench_events_per_cpu_s",
 )
@@ -175,6 +181,7 @@ class Driver:
         self.last_history: list[tuple] = []
         self._hidden_obs: dict[str, dict[str, list[float]]] = {}  # online: hidden-cost measurements per point so far
         self._rate: dict[tuple, float] = {}  # sysbench events per CPU second, by (victim core, prime)
+        self._measured: dict[str, int] = {}  # repetitions measured per point so far (run_order)
 
     @contextlib.contextmanager
     def setup(self, p: Params) -> Iterator[Topology]:
@@ -196,19 +203,17 @@ class Driver:
         p = self.sized(topo, p, raw)
         probe_s = math.nan
         with self._iron(topo, p) as iron:
-            for attempt in range(1, p.workload.baseline_attempts + 1):
-                s0 = hidden.sample(topo.victim, iron) if iron is not None else None
-                base = self._victim_run(topo, p, raw / f"baseline{'' if attempt == 1 else attempt}", network=False)
-                base_split, share_base = base.pop("_split"), base.pop("_share")
-                s1 = hidden.sample(topo.victim, iron) if iron is not None else None
-                if not share_base < p.workload.baseline_min_share:  # (NaN: cannot tell, e.g. cgroup v2)
-                    break
-            if iron is not None and p.iron.hidden_cost == "online":
-                probe_s = self._online_hidden_cost(topo, p, raw, iron, hidden.run_cost(s0, s1))
-            s2 = hidden.sample(topo.victim, iron) if iron is not None else None
-            net = self._victim_run(topo, p, raw / "network", network=True)
-            net_split, share_net = net.pop("_split"), net.pop("_share")
-            s3 = hidden.sample(topo.victim, iron) if iron is not None else None
+            online = iron is not None and p.iron.hidden_cost == "online"
+            network_first = self._network_first(p, iron)
+            if network_first:  # (never while the point still needs its probe: no baseline cost yet)
+                if online:
+                    self._online_hidden_cost(topo, p, raw, iron, None)
+                net, net_split, share_net, s2, s3 = self._network_run(topo, p, raw, iron)
+            base, base_split, share_base, attempt, s0, s1 = self._baseline_run(topo, p, raw, iron)
+            if not network_first:
+                if online:
+                    probe_s = self._online_hidden_cost(topo, p, raw, iron, hidden.run_cost(s0, s1))
+                net, net_split, share_net, s2, s3 = self._network_run(topo, p, raw, iron)
             iron_stats = iron.stats() if iron is not None else {}
         row = {
             "victim_time_base_s": base["victim_time_s"],
@@ -227,6 +232,7 @@ class Driver:
             "foreign_base_pct": base_split.pct(base_split.foreign_ns) if base_split else math.nan,
             "foreign_net_pct": net_split.pct(net_split.foreign_ns) if net_split else math.nan,
             "baseline_runs": attempt,
+            "network_first": int(network_first),
             "victim_events_run": p.workload.victim_events,  # the job this row ran (victim_cpu_ms: sized here)
             "sysbench_events_per_cpu_s": self._rate.get((topo.victim_cpu, p.workload.sysbench_prime), math.nan),
         }
@@ -240,6 +246,44 @@ class Driver:
         else:
             row["iron_hidden_check_ns"] = row["iron_victim_over_credit_ms"] = math.nan
         return row
+
+    def _network_first(self, p: Params, iron: Any) -> bool:
+        """Whether this repetition runs the network run before the baseline: every other repetition
+        of the point under run_order=alternate, except while the online hidden cost still needs its
+        probe (the probe's arithmetic uses this repetition's baseline, so that one comes first)."""
+        key = p.model_dump_json()
+        k = self._measured.get(key, 0)
+        self._measured[key] = k + 1
+        if p.workload.run_order != "alternate" or k % 2 == 0:
+            return False
+        probing = (iron is not None and p.iron.hidden_cost == "online"
+                   and len(self._hidden_obs.get(key, {}).get("check", [])) < ONLINE_PROBES)
+        return not probing
+
+    def _baseline_run(self, topo: Topology, p: Params, raw: Path, iron: Any) -> tuple:
+        """The victim beside CPU-bound neighbours only, measured again (up to baseline_attempts) while
+        it got less than baseline_min_share of its allocation. Returns (result, split, share,
+        attempts, hidden-cost samples before and after)."""
+        from nfvlab.iron import hidden
+
+        for attempt in range(1, p.workload.baseline_attempts + 1):
+            s0 = hidden.sample(topo.victim, iron) if iron is not None else None
+            base = self._victim_run(topo, p, raw / f"baseline{'' if attempt == 1 else attempt}", network=False)
+            split, share = base.pop("_split"), base.pop("_share")
+            s1 = hidden.sample(topo.victim, iron) if iron is not None else None
+            if not share < p.workload.baseline_min_share:  # (NaN: cannot tell, e.g. cgroup v2)
+                break
+        return base, split, share, attempt, s0, s1
+
+    def _network_run(self, topo: Topology, p: Params, raw: Path, iron: Any) -> tuple:
+        """The victim beside the point's traffic. Returns (result, split, share, samples before/after)."""
+        from nfvlab.iron import hidden
+
+        s2 = hidden.sample(topo.victim, iron) if iron is not None else None
+        net = self._victim_run(topo, p, raw / "network", network=True)
+        split, share = net.pop("_split"), net.pop("_share")
+        s3 = hidden.sample(topo.victim, iron) if iron is not None else None
+        return net, split, share, s2, s3
 
     def sized(self, topo: Topology, p: Params, raw: Path) -> Params:
         """p with the victim's job in events: as given, or victim_cpu_ms at this machine's sysbench rate
@@ -265,18 +309,19 @@ class Driver:
             raise sysbench.SysbenchError(f"the sysbench rate probe exited {rc} after {cpu_s:.3f} s CPU (logs: {raw})")
         return RATE_PROBE_EVENTS / cpu_s
 
-    def _online_hidden_cost(self, topo: Topology, p: Params, raw: Path, iron: Any, base: Any) -> float:
+    def _online_hidden_cost(self, topo: Topology, p: Params, raw: Path, iron: Any, base: Any | None) -> float:
         """The hidden per-IRQ cost for this repetition's network run, measured at this point's density.
 
         Once the point has after-the-fact checks (earlier repetitions' network runs measured it at
         exactly this density and job length, ``iron_hidden_check_ns``), their median is used. Before that
         a probe run (a shorter job beside the same traffic, Iron enforcing) measures it on the victim.
+        ``base`` is this repetition's baseline cost (hidden.run_cost), needed only for a probe.
         Returns the probe's time (NaN without a probe)."""
         from nfvlab.iron import hidden
 
         obs = self._hidden_obs.setdefault(p.model_dump_json(), {"probe": [], "check": []})
         probe_s = math.nan
-        if len(obs["check"]) < ONLINE_PROBES:
+        if len(obs["check"]) < ONLINE_PROBES and base is not None:
             events = max(50, int(p.workload.victim_events * p.iron.probe_fraction))
             probe_p = p.model_copy(update={"workload": p.workload.model_copy(update={"victim_events": events})})
             a = hidden.sample(topo.victim, iron)
