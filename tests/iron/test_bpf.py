@@ -89,6 +89,7 @@ def test_accounting_charges_receiver_and_unloads(fixture_topo, send_udp, capsys)
     # after exit: nothing of ours is loaded or pinned, quota restored
     assert wait_unloaded(ids) == set()
     assert my_pins() == []
+    assert not PIN_ROOT.exists() or any(PIN_ROOT.iterdir())  # no empty root left (others' pins may be there)
     assert (rx.cgroup.cpu / "cpu.cfs_quota_us").read_text() == quota_before
     # stats stay readable after exit (final totals)
     assert iron.stats()[f"{rx.name}.rx_packets"] >= s[f"{rx.name}.rx_packets"]

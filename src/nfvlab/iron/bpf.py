@@ -162,7 +162,10 @@ class IronBPF:
         L = lb.lib()
         if self.pin_dir.exists():
             shutil.rmtree(self.pin_dir, ignore_errors=True)
-        self.pin_dir.mkdir(parents=True)
+        try:
+            self.pin_dir.mkdir(parents=True)
+        except FileNotFoundError:  # another instance's close removed the empty root in between
+            self.pin_dir.mkdir(parents=True)
         self.obj = lb.check_ptr(L.bpf_object__open_file(str(self.obj_path).encode(), None),
                                 f"open {self.obj_path}")
         lb.check(L.bpf_object__load(self.obj), "bpf_object__load (see libbpf messages above)")
@@ -243,6 +246,8 @@ class IronBPF:
         self.map_fds = {}
         self.reader = None
         shutil.rmtree(self.pin_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the last instance leaves no empty root behind (busy: others')
+            PIN_ROOT.rmdir()
         with contextlib.suppress(FileNotFoundError):
             self.meta_path.unlink()
         if errors:
