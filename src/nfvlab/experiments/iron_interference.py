@@ -203,17 +203,16 @@ class Driver:
         p = self.sized(topo, p, raw)
         probe_s = math.nan
         with self._iron(topo, p) as iron:
-            online = iron is not None and p.iron.hidden_cost == "online"
+            # (network first never while the point still needs its probe: that needs this baseline)
             network_first = self._network_first(p, iron)
-            if network_first:  # (never while the point still needs its probe: no baseline cost yet)
-                if online:
-                    self._online_hidden_cost(topo, p, raw, iron, None)
-                net, net_split, share_net, s2, s3 = self._network_run(topo, p, raw, iron)
-            base, base_split, share_base, attempt, s0, s1 = self._baseline_run(topo, p, raw, iron)
             if not network_first:
-                if online:
-                    probe_s = self._online_hidden_cost(topo, p, raw, iron, hidden.run_cost(s0, s1))
-                net, net_split, share_net, s2, s3 = self._network_run(topo, p, raw, iron)
+                base, base_split, share_base, attempt, s0, s1 = self._baseline_run(topo, p, raw, iron)
+            if iron is not None and p.iron.hidden_cost == "online":
+                base_cost = None if network_first else hidden.run_cost(s0, s1)
+                probe_s = self._online_hidden_cost(topo, p, raw, iron, base_cost)
+            net, net_split, share_net, s2, s3 = self._network_run(topo, p, raw, iron)
+            if network_first:
+                base, base_split, share_base, attempt, s0, s1 = self._baseline_run(topo, p, raw, iron)
             iron_stats = iron.stats() if iron is not None else {}
         row = {
             "victim_time_base_s": base["victim_time_s"],
