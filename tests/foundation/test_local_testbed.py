@@ -4,6 +4,7 @@ machine-wide lock, so that another helper's live testbed is never touched (nor b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import struct
@@ -106,6 +107,35 @@ def test_process_joins_container_cgroups(tr_names, tmp_path):
         finally:
             p.stop()
         assert not p.running()
+
+
+def test_start_all_puts_each_process_in_its_container_and_stops_all_on_a_failure(tr_names, tmp_path):
+    from nfvlab.testbeds import processes
+
+    with _mine() as tb:
+        topo = run_when_free(tb.up, ["victim", "sysbench", "sysbench"])
+        jobs = [(c, f"sleeper{c.index}", ["sleep", "30"]) for c in topo.containers]
+        ps = processes.start_all_in_containers(jobs, tmp_path)
+        try:
+            for c, p in zip(topo.containers, ps, strict=True):  # returned once every one is inside
+                assert processes.not_in(p.pid, c.cgroup, c.netns) == []
+        finally:
+            processes.stop_all(ps)
+        assert not any(p.running() for p in ps)
+        # the last launcher cannot join (its "cgroup" is a plain directory): the ones before it are stopped
+        plain = tmp_path / "not-a-cgroup"
+        plain.mkdir()
+        c = topo.containers[2]
+        fake = dataclasses.replace(c, cgroup=dataclasses.replace(c.cgroup, cpu=plain, cpuset=plain, cpuacct=plain))
+        bad = [*jobs[:2], (fake, "outside", ["sleep", "30"])]
+        before = {e.get("pid") for e in state.entries()}
+        with pytest.raises(processes.NotInContainer):
+            processes.start_all_in_containers(bad, tmp_path)
+        mine = [e["pid"] for e in state.entries()
+                if e.get("pid") not in before and e.get("name", "").startswith("sleeper")]
+        assert len(mine) == 2
+        assert not [pid for pid in mine if Path(f"/proc/{pid}").exists()
+                    and b"sleep" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
 def test_cpu_usage_counts_what_runs_in_the_container(tr_names, tmp_path):

@@ -41,3 +41,23 @@ def test_ledger_places_every_ms_and_finds_the_over_credit():
     assert math.isclose(net.hidden_true_ns_per_irq, 8000)  # (200 - 120) ms / 10000
     assert math.isclose(net.credit_vs_visible_ms, 60)  # 200 - 100 - 40
     assert "penalty 1.000" in format_pair("x", base, net, 1.0)
+
+
+def test_allotment_is_the_allocation_not_the_mean_written_quota():
+    """A baseline victim that got exactly its 50 % is within its allotment even when the controller wrote
+    lower quotas (each write refills the pool, so the loop writes less than it grants: docs/iron.md)."""
+    t = topo()
+    history = [(0.5, 40_000, 0, 0, 50_000_000)]  # one written quota of 40 ms, stamped mid-window
+    import time
+
+    start = (time.time() - time.monotonic()) * 1e3  # the history is wall-clock, samples monotonic
+    base = ledger(s(-start, 0, 0, 0, 0, stats(0, 0, 0, 0)), s(1000 - start, 1000, 0, 500, 500, stats(0, 0, 0, 0)),
+                  t, False, history=history)
+    assert math.isclose(base.victim_quota_mean_ms, 40.0)
+    assert math.isclose(base.allotment_ms, 500.0)  # 10 periods x 50 ms, nothing gained or charged
+    assert math.isclose(base.beyond_allotment_ms, 0.0)
+    # credit adds to it, a charge takes from it
+    net = ledger(s(0, 0, 0, 0, 0, stats(0, 0, 0, 0)),
+                 s(2000, 1900, 0, 1150, 700, {**stats(200, 0, 0, 0), "c0.charged_ns": 30e6}), t, True)
+    assert math.isclose(net.allotment_ms, 20 * 50 + 200 - 30)
+    assert math.isclose(net.beyond_allotment_ms, -20.0)

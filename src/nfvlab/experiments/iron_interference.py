@@ -362,11 +362,11 @@ class Driver:
         started: list[procs.Proc] = []
         flood: floods.Flood | None = None
         try:
-            for c in topo.interferers:
-                if c.role == "sysbench" or not network:
-                    argv = sysbench.sysbench_forever_argv(int(VICTIM_TIMEOUT_S) * 2, prime=w.sysbench_prime,
-                                                          binary=self.sysbench)
-                    started.append(procs.start_in_container(c, f"{c.name}-sysbench", argv, raw))
+            argv = sysbench.sysbench_forever_argv(int(VICTIM_TIMEOUT_S) * 2, prime=w.sysbench_prime,
+                                                  binary=self.sysbench)
+            started += procs.start_all_in_containers(
+                [(c, f"{c.name}-sysbench", argv) for c in topo.interferers if c.role == "sysbench" or not network],
+                raw)
             if network:
                 flood = self._start_traffic(topo, p, raw, started)
             time.sleep(w.warmup_s)

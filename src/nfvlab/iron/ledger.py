@@ -22,8 +22,11 @@ the baseline run's victim CPU minus what it absorbed there is the job's CPU, and
     hidden_true   = absorbed_true - softirq - visible hard-IRQ time  (what no tracepoint saw)
 
 ``over_credit`` says whether extra CPU came from the accounting (credit without loss); the victim's
-CPU against its allotment (quota per period x periods + gained) says whether it came from the
-controller or the kernel (CPU beyond what Iron granted).
+CPU against its allotment (its allocation per period x periods + gained - charged) says whether it
+came from the controller or the kernel (CPU beyond what Iron granted). The allotment is the
+allocation, not the mean *written* quota: every write refills the kernel pool, so what the victim ran
+between the period timer and the write is given on top of the written value, and the controller's
+loop lowers the next written quota by exactly that (docs/iron.md, "The ledger's allotment").
 """
 
 from __future__ import annotations
@@ -138,6 +141,7 @@ class Ledger:
     victim_late_wakeups: float = math.nan
     job_ms: float = math.nan
     period_ms: float = 100.0
+    quota_ms: float = math.nan  # the victim's allocation per period (its nominal quota)
     per_container_ms: dict[str, float] = field(default_factory=dict)
     top_foreign: list[tuple[str, float]] = field(default_factory=list)  # tasks outside nfvlab's cgroups, ms
 
@@ -167,8 +171,11 @@ class Ledger:
 
     @property
     def allotment_ms(self) -> float:
-        """What Iron granted the victim over the run: mean quota x periods + its credit."""
-        return self.victim_quota_mean_ms * self.wall_ms / self.period_ms + self.victim_gained_ms
+        """What Iron granted the victim over the run: its allocation x periods + credit - charge (the
+        controller's target; not the mean written quota, which the write-time refill undercounts)."""
+        charged = 0.0 if math.isnan(self.victim_charged_ms) else self.victim_charged_ms
+        gained = 0.0 if math.isnan(self.victim_gained_ms) else self.victim_gained_ms
+        return self.quota_ms * self.wall_ms / self.period_ms + gained - charged
 
     @property
     def beyond_allotment_ms(self) -> float:
@@ -201,7 +208,8 @@ def ledger(a: CoreSample, b: CoreSample, topo: Topology, network: bool, irq_extr
     led = Ledger(network=network, wall_ms=wall, victim_ms=per[victim.name], others_ms=mine - per[victim.name],
                  ksoftirqd_ms=ksirq, foreign_ms=root - mine - ksirq, idle_ms=wall - root,
                  idle_stat_ms=(b.idle_ticks - a.idle_ticks) * 1000.0 / hz, per_container_ms=per,
-                 period_ms=victim.period_us / 1000)
+                 period_ms=victim.period_us / 1000,
+                 quota_ms=victim.quota_us / 1000 if victim.quota_us > 0 else math.nan)
     busy = sorted(((k, (v - a.tasks_ns.get(k, 0)) * ms) for k, v in b.tasks_ns.items()), key=lambda kv: -kv[1])
     led.top_foreign = [(k, round(v, 1)) for k, v in busy[:6] if v >= 1.0]
     if a.iron and b.iron:
@@ -254,11 +262,12 @@ def format_pair(label: str, base: Ledger, net: Ledger, penalty: float) -> str:
         ("  softirq in its context", "victim_softirq_ms"), ("  hard IRQ in its context", "victim_irq_ms"),
         ("    of which assumed hidden", "victim_hidden_assumed_ms"), ("  credited (gained)", "victim_gained_ms"),
         ("  credit - visible absorbed", "credit_vs_visible_ms"),
-        ("  allotment (quota x periods + gained)", "allotment_ms"), ("  CPU beyond allotment", "beyond_allotment_ms"),
+        ("  allotment (alloc x periods + gained - charged)", "allotment_ms"),
+        ("  CPU beyond allotment", "beyond_allotment_ms"),
         ("  absorbed (victim - job)", "absorbed_true_ms"), ("  over-credit (gained - absorbed)", "over_credit_ms"),
         ("  hidden (absorbed - visible)", "hidden_true_ms"), ("  hidden ns per IRQ", "hidden_true_ns_per_irq"),
         ("  IRQs in its context", "victim_irqs"), ("  throttled", "victim_throttled_ms"),
-        ("  mean quota per period", "victim_quota_mean_ms"), ("  mid-period quota writes", "victim_mid_writes"),
+        ("  mean written quota per period", "victim_quota_mean_ms"), ("  mid-period quota writes", "victim_mid_writes"),
         ("  boundary lock error p90 (us)", "victim_lock_err_p90_us"),
         ("  boundary lock error max (us)", "victim_lock_err_max_us"),
         ("  phase re-learns / late wake-ups", "victim_relearns"), ("", "victim_late_wakeups"),

@@ -149,9 +149,25 @@ class CgroupJoinError(CgroupError):
     """A process is not (or no longer) in the cgroups it was put in."""
 
 
+# A cgroup directory's hierarchy does not change while it exists; resolving it (realpath and stat on
+# cgroupfs) took 4 ms a call and every process start polls it (about 1 s per Iron repetition).
+_HIERARCHY: dict[str, tuple[str, str]] = {}
+
+
 def _hierarchy(d: Path) -> tuple[str, str] | None:
     """(controller as /proc/PID/cgroup names it, path inside its hierarchy) of a cgroup directory;
-    None when d is not inside a mounted cgroup hierarchy (a write there lands in a plain file)."""
+    None when d is not inside a mounted cgroup hierarchy (a write there lands in a plain file).
+    Only found hierarchies are remembered: a directory that is not a cgroup yet is looked at again."""
+    key = str(d)
+    if key not in _HIERARCHY:
+        where = _resolve_hierarchy(d)
+        if where is None:
+            return None
+        _HIERARCHY[key] = where
+    return _HIERARCHY[key]
+
+
+def _resolve_hierarchy(d: Path) -> tuple[str, str] | None:
     real = Path(os.path.realpath(d))
     root = Path(os.path.realpath(CGROUP_ROOT))
     if not real.is_relative_to(root) or not (real / "cgroup.procs").exists() or real.parent == real:

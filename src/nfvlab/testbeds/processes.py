@@ -187,6 +187,23 @@ def start_in_container(c: Container, name: str, argv: list[str], log_dir: Path, 
     return proc
 
 
+def start_all_in_containers(jobs: list[tuple[Container, str, list[str]]], log_dir: Path) -> list[Proc]:
+    """start_in_container for several (container, name, argv) at once: every launcher is started
+    before the first is verified, so their cgroup joins overlap instead of queueing (eight CPU-bound
+    neighbours per victim run: 0.3 s a run one after the other). All are stopped if one fails."""
+    started: list[Proc] = []
+    try:
+        for c, name, argv in jobs:
+            started.append(start_in_container(c, name, argv, log_dir, verify=False))
+        for (c, _, _), proc in zip(jobs, started, strict=True):
+            if getattr(c, "node", None) is None:  # another node's container is not verified here
+                wait_inside(proc, c.cgroup, c.netns)
+    except BaseException:
+        stop_all(started)
+        raise
+    return started
+
+
 def popen_in(cgroup: CgroupPaths, netns: str, argv: list[str], name: str = "tool", **popen_kw: Any) -> subprocess.Popen:
     """Like start_in_container, for tools and tests that want Popen's own pipes: journaled, joined and
     read back by the launcher (it exits JOIN_FAILED_EXIT otherwise), dies with the harness."""
