@@ -78,8 +78,10 @@ exp-statealyzr: install
 	@scripts/statealyzr-deps.sh
 	$(call run-specs,$(STATEALYZR))
 
-# the state-transfer study (Fig 4.15/4.16) on the ground truth; `nfvlab run` takes the same spec
+# the state-transfer study (Fig 4.15/4.16) on the ground truth, p0f and tcpdump (their Debian
+# sources: deb-src and build deps from statealyzr-deps.sh); `nfvlab run` takes the same spec
 exp-statealyzr-transfer: install
+	@scripts/statealyzr-deps.sh
 	$(NFVLAB) statealyzr transfer --out results/statealyzr-transfer
 
 # Fig 2.13: Spark in local mode beside trace-driven traffic (pyspark is an optional extra: ~300 MB)

@@ -173,11 +173,12 @@ def cmd_instrument(a) -> int:
 
 
 def cmd_transfer(a) -> int:
-    from .transfer import TRANSFER_GT, run_transfer, summarize, write_study
+    from .transfer import TRANSFER_CORPUS, TRANSFER_GT, run_transfer, summarize, write_study
     out = Path(a.out)
     results = []
-    for name in a.names or TRANSFER_GT:
-        r = run_transfer(name, Path(a.workdir), a.packets, cost_packets=a.cost_packets)
+    for name in a.names or TRANSFER_GT + TRANSFER_CORPUS:
+        r = run_transfer(name, Path(a.workdir), a.packets, cost_packets=a.cost_packets,
+                         recipe_workdir=Path(a.recipe_workdir))
         results.append(r)
         print(json.dumps({"middlebox": name, **summarize(r)}))
     write_study(results, out)
@@ -225,12 +226,15 @@ def register(subparsers) -> argparse.ArgumentParser:
     x.add_argument("--workdir", default="results/statealyzr-work")
     x.add_argument("--no-ground-truth", action="store_true")
     x.set_defaults(func=cmd_table)
-    x = sp.add_parser("transfer", help="primary/hot-standby state transfer (Fig 4.15/4.16) on ground truth")
+    x = sp.add_parser("transfer", help="primary/hot-standby state transfer (Fig 4.15/4.16): ground truth, "
+                                       "p0f, tcpdump")
     x.add_argument("names", nargs="*")
     x.add_argument("--packets", type=int, default=300)
     x.add_argument("--cost-packets", type=int, default=100000, help="trace length for the instrumentation cost")
     x.add_argument("--out", default="results/statealyzr-transfer")
     x.add_argument("--workdir", default="results/statealyzr-transfer-work")
+    x.add_argument("--recipe-workdir", default="results/statealyzr-work",
+                   help="where corpus sources are fetched and analysed (shared with analyze/table)")
     x.set_defaults(func=cmd_transfer)
     x = sp.add_parser("instrument", help="patch a recipe's tree with update tracking and rebuild it")
     x.add_argument("recipe")

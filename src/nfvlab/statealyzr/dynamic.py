@@ -173,7 +173,6 @@ def _run_under_gdb(binary: Path, argv: list[str], syms: dict, workdir: Path, rec
 def dynamic_check_recipe(name: str, result_json: Path, workdir: Path, n_packets: int = 257) -> dict:
     """The same check on a real middlebox: rebuild its units at -O0 -g -no-pie from the recorded
     compile commands, run it on a generated pcap under gdb, compare with the analysis JSON."""
-    from .build import CLANG, _ir_command
     r = corpus.load_recipe(name)
     dyn = getattr(r, "dynamic", None) or {}
     if not dyn:
@@ -183,23 +182,9 @@ def dynamic_check_recipe(name: str, result_json: Path, workdir: Path, n_packets:
     entries = json.loads((tree / "compile_commands.json").read_text())
     wd = workdir / f"{name}-dynamic"
     wd.mkdir(parents=True, exist_ok=True)
-    objs, seen = [], set()
-    for e in entries:
-        src = str(Path(e["directory"], e["file"]).resolve())
-        if not src.endswith(".c") or src in seen:
-            continue   # every unit of the real build (the analysis may model some, e.g. missing/)
-        seen.add(src)
-        o = wd / (Path(src).stem + f"-{len(objs)}.o")
-        cmd, cwd = _ir_command(dict(e, file=src), o)
-        cmd = [c for c in cmd if c not in ("-S", "-emit-llvm")]
-        cmd = [CLANG, "-O0", "-g", "-fno-pie", "-w", *cmd[1:]]
-        subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
-        objs.append(o)
-    binary = wd / name
-    p = subprocess.run([CLANG, "-no-pie", *map(str, objs), "-o", str(binary), *dyn.get("libs", [])],
-                       capture_output=True, text=True)
-    if p.returncode != 0:
-        return {"middlebox": name, "error": "link failed", "log": p.stderr[-2000:]}
+    binary, err = build_recipe_binary(entries, wd, wd / name, dyn.get("libs", []))
+    if err:
+        return {"middlebox": name, "error": "link failed", "log": err}
     pcap = make_pcap(wd / "in.pcap", n_packets)
     argv = [a.format(pcap=pcap, tree=tree, out=wd / "out") for a in dyn.get("argv", ["{pcap}"])]
     syms = _data_symbols(binary)
@@ -209,6 +194,46 @@ def dynamic_check_recipe(name: str, result_json: Path, workdir: Path, n_packets:
         return {"middlebox": name, "error": "no snapshots", "gdb_log": log[-2000:]}
     res = json.loads(Path(result_json).read_text())
     return _compare(name, syms, snaps, res["variables"], n_packets)
+
+
+def _remap(entry: dict, src: Path, dst: Path) -> dict:
+    """A compile command of the tree at src, pointed at its copy at dst."""
+    a, b = str(src), str(dst)
+    e = dict(entry, directory=entry["directory"].replace(a, b), file=entry["file"].replace(a, b))
+    if "arguments" in e:
+        e["arguments"] = [x.replace(a, b) for x in e["arguments"]]
+    if "command" in e:
+        e["command"] = e["command"].replace(a, b)
+    return e
+
+
+def build_recipe_binary(entries: list[dict], wd: Path, binary: Path, libs: list[str], opt: str = "-O0",
+                        remap: tuple[Path, Path] | None = None) -> tuple[Path, str]:
+    """Every C unit of a recorded build (the analysis may model some, e.g. missing/) recompiled
+    with clang-14 -g -fno-pie at `opt` and linked -no-pie; remap=(tree, copy) builds a patched
+    copy of the tree with the same commands. Returns (binary, link error or "")."""
+    from .build import CLANG, _ir_command
+    objs, seen = [], set()
+    for e in entries:
+        if remap:
+            e = _remap(e, *remap)
+        src = str(Path(e["directory"], e["file"]).resolve())
+        if not src.endswith(".c") or src in seen:
+            continue
+        seen.add(src)
+        o = wd / (Path(src).stem + f"-{len(objs)}{opt}.o")
+        cmd, cwd = _ir_command(dict(e, file=src), o)
+        # the IR flags minus what makes IR or pins -O0 (the last -O wins: ours goes last)
+        cmd = cmd[1:]
+        i = cmd.index("-disable-O0-optnone")
+        del cmd[i - 1:i + 1]                                   # with its -Xclang
+        cmd = [c for c in cmd if c not in ("-S", "-emit-llvm", "-O0")]
+        cmd = [CLANG, "-g", "-fno-pie", "-w", *cmd, opt]
+        subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
+        objs.append(o)
+    p = subprocess.run([CLANG, "-no-pie", *map(str, objs), "-o", str(binary), *libs],
+                       capture_output=True, text=True)
+    return binary, (p.stderr[-2000:] if p.returncode != 0 else "")
 
 
 def _compare(name, syms, snaps, variables, n_packets) -> dict:

@@ -1,5 +1,7 @@
 """The state-transfer experiment (dissertation §4.5, §4.6.2, Fig 4.15/4.16), on ground-truth
-middleboxes: a primary and a hot standby; after each packet the primary sends state to the
+middleboxes and on the corpus' passive monitors (p0f, tcpdump: their Debian sources, StateAlyzr's
+analysis of them, every unit rebuilt -O0 -g from the recorded compile commands): a primary and a
+hot standby; after each packet the primary sends state to the
 standby, under
 
     model (i)    all updateable state (every updateable global and what it points to);
@@ -16,7 +18,8 @@ analysis, their layout and the pointers to follow from DWARF. Per packet we reco
 each model sends. Soundness as the paper checks it: for several switch-over points k, the
 primary processes packets 1..k, the state a standby holds at that point is imported into a fresh
 instance that processes k+1..N, and the concatenated output of primary and standby must equal
-the output of one instance on the whole trace. This import is done for model (i) and for the
+the output of one instance on the whole trace (the standby's own start-up output, before its
+first packet, is not part of that log). This import is done for model (i) and for the
 marked-updated variables sent whole ("marked": the last copy of every variable ever marked); the
 flowspace-filtered models (ii)/(iii) are measured in bytes only (a standby merging per-flow
 deltas is not built). A control standby that gets no state must produce a different output. The
@@ -26,16 +29,21 @@ instrumentation's per-packet cost is the run time of the instrumented build minu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import statistics
 import struct
 import subprocess
+import sys
 import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import corpus
-from .dynamic import _data_symbols, make_pcap
+from .dynamic import _data_symbols, build_recipe_binary, make_pcap
 from .instrument import BITS, make_patch
 
 AGENT = Path(__file__).parent / "transfer_gdb" / "agent.py"
@@ -54,6 +62,19 @@ def split_pcap(src: Path, k: int, dst: Path) -> Path:
         i += 1
     dst.write_bytes(b"".join(out))
     return dst
+
+
+def timestamps(pcap: Path) -> dict[str, int]:
+    """Trace index of every packet by its "sec.usec" timestamp (make_pcap's are unique): the
+    agent tells from a callback's pcap_pkthdr which packet it is at."""
+    data = pcap.read_bytes()
+    out, off, i = {}, 24, 0
+    while off + 16 <= len(data):
+        sec, usec, incl, _ = struct.unpack("<IIII", data[off:off + 16])
+        out[f"{sec}.{usec}"] = i
+        off += 16 + incl
+        i += 1
+    return out
 
 
 _FIELD_AT = {  # header field -> (layer, offset, length) in an Ethernet/IPv4 frame
@@ -90,14 +111,61 @@ def _build(srcs: list[Path], out: Path, flags: list[str], libs: list[str], opt: 
     return out
 
 
-def _gdb(cfg: dict, path: Path, timeout: int = 300) -> str:
+def _gdb(cfg: dict, path: Path, cwd: Path | None = None, timeout: int = 1800) -> str:
     path.write_text(json.dumps(cfg))
     cmd = ["gdb", "-q", "-batch", "-nx", "-ex", f"python CFG={str(path)!r}", "-x", str(AGENT), cfg["binary"]]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     return p.stdout + p.stderr
 
 
-def prepare(name: str, wd: Path) -> dict:
+@dataclass
+class Box:
+    """A middlebox ready for the experiment: its instrumented -O0 build, what to transfer (the
+    updateable globals and statics, as gdb names them), where packets enter, how to run it."""
+    name: str
+    binary: Path
+    variables: list[dict]
+    bits: list[str]
+    sym_of: dict[str, str]
+    entries: list[str]
+    globals: tuple[int, int]
+    argv: Callable[[Path, Path], str]            # (trace, run dir) -> argument string
+    cost_builds: Callable[[], tuple[Path, Path]]  # -O2 plain and instrumented builds
+    cwd: Path | None = None
+
+
+def gdb_names(variables: list[dict], keys: list[str]) -> dict[str, str]:
+    """gdb's name of every updateable global or static among keys (locals of the loop procedure
+    are re-filled by the standby's own receive loop). A name that several files define (p0f's
+    `sigs` in fp_tcp.c and fp_http.c, its two dump_flags()::ret) gets the file: 'f.c'::var,
+    'f.c'::fn::var."""
+    by = {v["key"]: v for v in variables}
+    # any kind: tcpdump's format_interval() has a static `i` in one file and a formal `i` in another
+    count = Counter((v["name"], v["function"]) for v in variables)
+    out = {}
+    for k in keys:
+        v = by[k]
+        if v["kind"] not in ("global", "static"):
+            continue
+        name = f"{v['function']}::{v['name']}" if v["function"] else v["name"]
+        if count[(v["name"], v["function"])] > 1:
+            name = f"'{Path(v['file']).name}'::{name}"
+        out[k] = name
+    return out
+
+
+def _globals_range(binary: Path) -> tuple[int, int]:
+    syms = _data_symbols(binary)
+    return min(a for a, _ in syms.values()), max(a + s for a, s in syms.values())
+
+
+def prepare(name: str, wd: Path, recipe_workdir: Path | None = None) -> Box:
+    if name in corpus.ground_truths():
+        return _prepare_gt(name, wd)
+    return _prepare_recipe(name, wd, Path(recipe_workdir or wd / "recipes").resolve())
+
+
+def _prepare_gt(name: str, wd: Path) -> Box:
     gt = corpus.load_ground_truth(name)
     res = corpus.analyze_ground_truth(gt)
     plan = res.instrumentation
@@ -105,101 +173,159 @@ def prepare(name: str, wd: Path) -> dict:
     isrcs = [wd / "instr" / s.name if (wd / "instr" / s.name).exists() else s for s in gt.sources]
     libs = gt.run.get("libs", ["-lpcap"])
     binary = _build(isrcs, wd / f"{name}-instr", gt.flags, libs)
-    by = {v.key: v for v in res.variables}
-    # what a standby needs: updateable globals and statics (locals of the loop procedure are
-    # re-filled by the standby's own receive loop); gdb names function statics fn::var
-    sym_of = {}
-    for k in plan["bits"]:
-        v = by[k]
-        if v.kind == "global" or (v.kind == "static" and not v.function):
-            sym_of[k] = v.name
-        elif v.kind == "static":
-            sym_of[k] = f"{v.function}::{v.name}"
-    syms = _data_symbols(binary)
-    lo = min(a for a, _ in syms.values())
-    hi = max(a + s for a, s in syms.values())
-    return {"gt": gt, "res": res, "plan": plan, "binary": binary, "sym_of": sym_of,
-            "entries": sorted(res.stats["packet_entries"]), "globals": (lo, hi), "isrcs": isrcs,
-            "libs": libs}
+    variables = res.to_json()["variables"]
+
+    def argv(pcap: Path, d: Path) -> str:
+        files = {}
+        for fname, text in (gt.run.get("files") or {}).items():
+            files[fname] = d / f"{fname}.txt"
+            files[fname].write_text(text)
+        return " ".join(a.format(pcap=pcap, out=d / "out.pcap", **files) for a in gt.run.get("argv", ["{pcap}"]))
+
+    def cost_builds() -> tuple[Path, Path]:
+        return (_build(gt.sources, wd / "plain-O2", gt.flags, libs, "-O2"),
+                _build(isrcs, wd / "instr-O2", gt.flags, libs, "-O2"))
+    return Box(name, binary, variables, plan["bits"], gdb_names(variables, plan["bits"]),
+               sorted(res.stats["packet_entries"]), _globals_range(binary), argv, cost_builds)
 
 
-def _args(gt, pcap: Path, wd: Path) -> str:
-    files = {}
-    for fname, text in (gt.run.get("files") or {}).items():
-        files[fname] = wd / f"{fname}.txt"
-        files[fname].write_text(text)
-    argv = [a.format(pcap=pcap, out=wd / "out.pcap", **files) for a in gt.run.get("argv", ["{pcap}"])]
-    return " ".join(argv)
+def _analysis_key(recipe_file: Path) -> str:
+    """The analysis' code and the recipe: a cached result is reused only for both unchanged."""
+    h = hashlib.sha256(recipe_file.read_bytes())
+    for f in sorted(Path(__file__).parent.glob("*.py")):
+        if not f.name.startswith("transfer"):
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
 
 
-TRANSFER_GT = ["hostcount", "conntrack", "hostflow", "wrapcount", "copykey"]
+def analyze_recipe(name: str, rwd: Path) -> tuple[dict, dict]:
+    """StateAlyzr's result and instrumentation plan for a corpus middlebox (analysed in a child
+    process: tcpdump's analysis peaks at several GB), cached by _analysis_key."""
+    key = _analysis_key(corpus.RECIPE_DIR / f"{name}.yaml")
+    out = rwd / "transfer-analysis" / f"{name}-{key}.json"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".partial.json")
+        r = subprocess.run([sys.executable, "-m", "nfvlab.statealyzr.cli", "analyze", name, "--json", str(tmp),
+                            "--plan", str(out.with_suffix(".plan.json")), "--workdir", str(rwd), "--quiet"],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"analysis of {name} failed:\n{r.stderr[-3000:]}")
+        tmp.rename(out)
+    return json.loads(out.read_text()), json.loads(out.with_suffix(".plan.json").read_text())
+
+
+def _prepare_recipe(name: str, wd: Path, rwd: Path) -> Box:
+    """A corpus middlebox: its tree patched with the Fig 4.12 instrumentation into a copy, every
+    unit rebuilt from the recorded compile commands (-O0 -g, non-PIE) for the gdb agent."""
+    r = corpus.load_recipe(name)
+    dyn = r.dynamic or {}
+    if not dyn:
+        raise ValueError(f"recipe {name} has no dynamic: section (how to run it on a trace)")
+    res, plan = analyze_recipe(name, rwd)
+    tree = corpus.fetch(r, rwd)
+    entries = json.loads((tree / "compile_commands.json").read_text())
+    itree = wd / "instr-tree"
+    shutil.copytree(tree, itree, symlinks=True)
+    make_patch(plan, itree, root=tree)
+    libs = dyn.get("libs", [])
+
+    def build(tag: str, opt: str, remap: tuple[Path, Path] | None) -> Path:
+        d = wd / f"obj-{tag}"
+        d.mkdir(exist_ok=True)
+        b, err = build_recipe_binary(entries, d, wd / tag, libs, opt, remap)
+        if err:
+            raise RuntimeError(f"{name}: link of {tag} failed:\n{err}")
+        return b
+    binary = build("instr-O0", "-O0", (tree, itree))
+
+    def argv(pcap: Path, d: Path) -> str:
+        return " ".join(a.format(pcap=pcap, tree=tree, out=d / "out") for a in dyn.get("argv", ["{pcap}"]))
+
+    def cost_builds() -> tuple[Path, Path]:
+        return build("plain-O2", "-O2", None), build("instr-O2", "-O2", (tree, itree))
+    return Box(name, binary, res["variables"], plan["bits"], gdb_names(res["variables"], plan["bits"]),
+               sorted(res["stats"]["packet_entries"]), _globals_range(binary), argv, cost_builds, cwd=tree)
+
+
+TRANSFER_GT = ["hostcount", "conntrack", "hostflow", "wrapcount", "copykey", "hdralloc"]
+TRANSFER_CORPUS = ["p0f", "tcpdump"]
+
+
+def _logs_equal(d: Path, model: str, wd: Path) -> bool:
+    """Primary's output, then the standby's from where its packet processing started, against
+    the single instance's (stdout and stderr each)."""
+    off = json.loads((d / f"offsets_{model}.json").read_text())
+    return all((d / f"primary.{s}").read_text(errors="replace")
+               + (d / f"standby_{model}.{s}").read_bytes()[off[f"std{s}"]:].decode(errors="replace")
+               == (wd / f"single.{s}").read_text(errors="replace") for s in ("out", "err"))
 
 
 def run_transfer(name: str, workdir: Path, n_packets: int = 300, switch_points=(0.25, 0.5, 0.75),
-                 cost_packets: int = 100000, cost_reps: int = 9) -> dict:
-    wd = Path(workdir) / name
+                 cost_packets: int = 100000, cost_reps: int = 9, recipe_workdir: Path | None = None) -> dict:
+    wd = (Path(workdir) / name).resolve()
     shutil.rmtree(wd, ignore_errors=True)
     wd.mkdir(parents=True)
-    pr = prepare(name, wd)
-    gt = pr["gt"]
+    box = prepare(name, wd, recipe_workdir)
     pcap = make_pcap(wd / "trace.pcap", n_packets)
-    single_out, single_err = wd / "single.out", wd / "single.err"
-    with single_out.open("w") as o, single_err.open("w") as e:
-        subprocess.run(f"{pr['binary']} {_args(gt, pcap, wd)}", shell=True, stdout=o, stderr=e, check=False,
-                       timeout=120)
-    by = {v.key: v for v in pr["res"].variables}
-    keyed = {sym: by[k].flowspace for k, sym in pr["sym_of"].items() if by[k].flowspace}
-    base = {"binary": str(pr["binary"]), "entries": pr["entries"], "bits": pr["plan"]["bits"],
-            "keyed": keyed, "packet_fields": packet_fields(pcap),
-            "sym_of": pr["sym_of"], "model_i": sorted(pr["sym_of"].values()),
-            "globals_lo": pr["globals"][0], "globals_hi": pr["globals"][1]}
-    checks, rows = [], None
+    by = {v["key"]: v for v in box.variables}
+    keyed = {sym: by[k]["flowspace"] for k, sym in box.sym_of.items() if by[k]["flowspace"]}
+    base = {"binary": str(box.binary), "entries": box.entries, "bits": box.bits,
+            "keyed": keyed, "packet_fields": packet_fields(pcap), "ts_index": timestamps(pcap),
+            "sym_of": box.sym_of, "model_i": sorted(box.sym_of.values()),
+            "globals_lo": box.globals[0], "globals_hi": box.globals[1]}
+    _gdb(dict(base, mode="single", args=box.argv(pcap, wd), stdout=str(wd / "single.out"),
+              stderr=str(wd / "single.err")), wd / "single.json", box.cwd)
+    checks = []
     for frac in switch_points:
         k = max(1, int(n_packets * frac))
         d = wd / f"k{k}"
         d.mkdir()
-        cfg = dict(base, mode="primary", switch_at=k, args=_args(gt, pcap, d), stdout=str(d / "primary.out"),
-                   stderr=str(d / "primary.err"), rows=str(d / "rows.json"),
-                   export_i=str(d / "export_i.json"), export_iii=str(d / "export_marked.json"))
-        log = _gdb(cfg, d / "primary.json")
+        cfg = dict(base, mode="primary", switch_at=k, measure=False, args=box.argv(pcap, d),
+                   stdout=str(d / "primary.out"), stderr=str(d / "primary.err"), rows=str(d / "rows.json"),
+                   export_i=str(d / "export_i.json"), export_iii=str(d / "export_marked.json"),
+                   switch=str(d / "switch.json"))
+        log = _gdb(cfg, d / "primary.json", box.cwd)
         if not (d / "export_i.json").exists():
             raise RuntimeError(f"{name}: primary did not reach packet {k}:\n{log[-2000:]}")
+        # the standby starts at the packet the primary stopped before (trace packets the
+        # middlebox's filter dropped in between never reached it)
+        k = json.loads((d / "switch.json").read_text())["switch_index"]
         tail = split_pcap(pcap, k, d / "tail.pcap")
         (d / "export_none.json").write_text("[]")     # control: a standby that got nothing
         for model in ("i", "marked", "none"):
-            sc = dict(base, mode="standby", args=_args(gt, tail, d), stdout=str(d / f"standby_{model}.out"),
-                      stderr=str(d / f"standby_{model}.err"), **{"import": str(d / f"export_{model}.json")})
-            slog = _gdb(sc, d / f"standby_{model}.json")
-            same = all(
-                (d / f"primary.{s}").read_text() + (d / f"standby_{model}.{s}").read_text()
-                == (wd / f"single.{s}").read_text() for s in ("out", "err"))
+            sc = dict(base, mode="standby", args=box.argv(tail, d), stdout=str(d / f"standby_{model}.out"),
+                      stderr=str(d / f"standby_{model}.err"), offsets=str(d / f"offsets_{model}.json"),
+                      **{"import": str(d / f"export_{model}.json")})
+            slog = _gdb(sc, d / f"standby_{model}.json", box.cwd)
+            same = (d / f"offsets_{model}.json").exists() and _logs_equal(d, model, wd)
             checks.append({"switch_at": k, "model": model, "logs_equal": same,
                            "gdb_tail": "" if same else slog[-800:]})
     # per-packet bytes from a primary that runs the whole trace
     d = wd / "full"
     d.mkdir()
-    cfg = dict(base, mode="primary", switch_at=n_packets + 1, args=_args(gt, pcap, d), stdout=str(d / "p.out"),
+    cfg = dict(base, mode="primary", switch_at=n_packets + 1, args=box.argv(pcap, d), stdout=str(d / "p.out"),
                stderr=str(d / "p.err"), rows=str(d / "rows.json"), export_i=str(d / "e_i.json"),
-               export_iii=str(d / "e_iii.json"))
-    _gdb(cfg, d / "primary.json")
+               export_iii=str(d / "e_iii.json"), switch=str(d / "switch.json"))
+    log = _gdb(cfg, d / "primary.json", box.cwd)
+    if not (d / "rows.json").exists():
+        raise RuntimeError(f"{name}: measuring primary failed:\n{log[-2000:]}")
     rows = json.loads((d / "rows.json").read_text())
     return {"middlebox": name, "packets": n_packets, "rows": rows, "checks": checks,
-            "instrumentation": instrumentation_cost(pr, wd, cost_packets, cost_reps),
-            "transferred_variables": sorted(pr["sym_of"])}
+            "instrumentation": instrumentation_cost(box, wd, cost_packets, cost_reps),
+            "transferred_variables": sorted(box.sym_of)}
 
 
-def instrumentation_cost(pr: dict, wd: Path, n_packets: int = 100000, reps: int = 9) -> dict:
+def instrumentation_cost(box: Box, wd: Path, n_packets: int = 100000, reps: int = 9) -> dict:
     """Per-packet cost of the updated-bit settings: -O2 builds with and without them."""
-    gt = pr["gt"]
-    plain = _build(gt.sources, wd / "plain-O2", gt.flags, pr["libs"], "-O2")
-    instr = _build(pr["isrcs"], wd / "instr-O2", gt.flags, pr["libs"], "-O2")
+    plain, instr = box.cost_builds()
     pcap = make_pcap(wd / "big.pcap", n_packets, seed=11)
     times: dict[str, list[float]] = {"plain": [], "instr": []}
     for _ in range(reps):
         for tag, b in (("plain", plain), ("instr", instr)):
             t0 = time.perf_counter()
-            subprocess.run(f"{b} {_args(gt, pcap, wd)}", shell=True, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=120)
+            subprocess.run(f"{b} {box.argv(pcap, wd)}", shell=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=600, cwd=box.cwd)
             times[tag].append(time.perf_counter() - t0)
     mp, mi = statistics.median(times["plain"]), statistics.median(times["instr"])
     diffs = sorted((i - p) / n_packets * 1e6 for p, i in zip(times["plain"], times["instr"], strict=True))

@@ -25,7 +25,8 @@ class Strict(BaseModel):
 
 
 class TransferParams(Strict):
-    middlebox: str = Field(description="ground-truth middlebox (transfer.TRANSFER_GT)")
+    middlebox: str = Field(description="ground-truth middlebox (transfer.TRANSFER_GT) or corpus recipe with a "
+                                       "dynamic: section (transfer.TRANSFER_CORPUS)")
     packets: int = Field(300, ge=20, description="trace length")
     cost_packets: int = Field(100000, ge=1000, description="trace length for the instrumentation cost")
 
@@ -37,6 +38,7 @@ class Params(Strict):
 class Driver:
     def __init__(self, build_dir: Path):
         self.workdir = Path(build_dir) / "statealyzr-transfer-work"
+        self.recipe_workdir = Path(build_dir) / "statealyzr-work"      # shared with the table specs
 
     @contextlib.contextmanager
     def setup(self, p: Params) -> Iterator[None]:
@@ -46,7 +48,7 @@ class Driver:
         from .transfer import run_transfer, summarize, write_study
         raw.mkdir(parents=True, exist_ok=True)
         r = run_transfer(p.transfer.middlebox, self.workdir, p.transfer.packets,
-                         cost_packets=p.transfer.cost_packets)
+                         cost_packets=p.transfer.cost_packets, recipe_workdir=self.recipe_workdir)
         write_study([r], raw)
         (raw / "transfer.json").write_text(json.dumps({k: v for k, v in r.items() if k != "rows"}, indent=1))
         return summarize(r)
