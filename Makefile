@@ -99,7 +99,7 @@ clean-testbed: install
 	$(NFVLAB) clean
 
 # --- CHC (chc/: C++17 data plane; src/nfvlab/chc: control plane; docs/chc.md) ---------------------
-.PHONY: chc chc-asan exp-chc-perf exp-chc-chain exp-chc-correctness
+.PHONY: chc chc-asan exp-chc-perf exp-chc-chain exp-chc-correctness exp-chc-ordering
 chc: install
 	@nice -n 10 $(MAKE) -s -C chc -j2 BUILD=$(CURDIR)/build/chc
 
@@ -115,10 +115,15 @@ exp-chc-perf: install chc
 exp-chc-chain: install chc
 	$(call run-specs,chc-chain)
 
-# CHC correctness under faults (issue 12): randomized fault injections checked for chain output
-# equivalence, plus negative controls with duplicate suppression off (docs/chc.md "Correctness").
+# CHC correctness (issue 12): randomized fault injections checked for chain output equivalence, with
+# negative controls (docs/chc.md "Correctness"), and R4 chain-wide ordering (Trojan detector behind
+# scrubbers of different speed). `make exp-chc-ordering` runs only the latter.
+CHC_CORRECTNESS := chc-correctness chc-ordering
 exp-chc-correctness: install chc
-	$(call run-specs,chc-correctness)
+	$(call run-specs,$(CHC_CORRECTNESS))
+
+exp-chc-ordering: install chc
+	$(call run-specs,chc-ordering)
 
 # Kernel recipes (kernels/<name>/recipe.yaml): build .debs + bzImage, cached by recipe hash (docs/kernel.md).
 # `make kernel-iron` builds the patched Iron kernel; `make kernel-boot-iron` boots it in qemu and checks uname -r.

@@ -10,6 +10,7 @@ std::unique_ptr<NetworkFunction> make_forward(const Config& config);
 std::unique_ptr<NetworkFunction> make_portscan(const Config& config);
 std::unique_ptr<NetworkFunction> make_trojan(const Config& config);
 std::unique_ptr<NetworkFunction> make_lb(const Config& config);
+std::unique_ptr<NetworkFunction> make_scrub(const Config& config);
 
 Config parse_config(const std::string& text) {
   Config c;
@@ -27,7 +28,8 @@ std::unique_ptr<NetworkFunction> make_nf(const std::string& type, const Config& 
   if (type == "portscan") return make_portscan(config);
   if (type == "trojan") return make_trojan(config);
   if (type == "lb") return make_lb(config);
-  throw std::invalid_argument("unknown NF type " + type + " (nat, portscan, trojan, lb, forward)");
+  if (type == "scrub") return make_scrub(config);
+  throw std::invalid_argument("unknown NF type " + type + " (nat, portscan, trojan, lb, forward, scrub)");
 }
 
 }  // namespace chc

@@ -21,7 +21,18 @@ uint64_t scope_hash(const std::string& scope, const FiveTuple& t) {
     if (a > b) std::swap(a, b);
     return mix(mix(a) ^ (b * 31) ^ t.proto);
   }
-  throw std::invalid_argument("unknown scope " + scope + " (5tuple, srcip, dstip)");
+  if (scope == "service") {
+    // R4's scrubbers (§3.6.3): each instance gets one service, both directions -- SSH -> 0, FTP -> 1,
+    // IRC -> 2 (mod the instance count); other traffic by its 5-tuple.
+    for (uint16_t port : {t.dst_port, t.src_port}) {
+      if (t.proto != kProtoTcp) break;
+      if (port == 22) return 0;
+      if (port == 21 || port == 20) return 1;
+      if (port == 6667) return 2;
+    }
+    return scope_hash("5tuple", t);
+  }
+  throw std::invalid_argument("unknown scope " + scope + " (5tuple, srcip, dstip, service)");
 }
 
 void Splitter::set_rule(const std::string& scope, const std::vector<Endpoint>& downstream) {

@@ -4,6 +4,7 @@
 //   chc-root --pcap FILE --next IP:PORT[,..] [--scope 5tuple] [--root-id R] [--rate-pps N|0]
 //            [--loops K] [--log-ring N] [--bind IP:PORT] [--control PATH]
 //            [--deletes [--log local|store] [--log-max N] [--store H:P[,..]] [--xor-check]] [--times-out FILE]
+//            [--persist-clock N [--recover] [--input-from K]]
 // --times-out: "clock send_ns" per packet (first send, CLOCK_MONOTONIC, shared by every namespace of
 // the host), so the harness can join it with the sink's arrival times for end-to-end latency.
 // Without --deletes the log is a ring of the last --log-ring packets and the root exits once all are
@@ -13,6 +14,12 @@
 // the root stops admitting input while the log holds --log-max packets, and exits when every packet
 // is sent and the log is empty (or on "stop"). --log store keeps the frames in the store's hash
 // "chc:{log:r<root id>}" (clock -> frame) instead of the root's memory.
+// --persist-clock N (§3.4.4 root failover, §3.6.2): the root writes its packet counter to the store's
+// hash "chc:{root:r<id>}" every N packets and admits packet c only once a written value >= c - N is
+// acknowledged (a lease: a new root that starts at stored + N never reuses a clock, even when the
+// last write was in flight). --recover: the failover root reads the stored counter L and period N and
+// continues at counter L + N; --input-from K: its input starts at packet K of the trace (the packets
+// the framework buffered while no root ran; the harness knows K, see faults.py kill-root).
 // Control socket: stats | go | pause-at N | hold I | replay I | stop (docs/chc.md). --paused: admit
 // nothing until "go"; "pause-at N": stop admitting once packet N is admitted, until "go" (so a
 // harness injects a fault exactly there, whatever its own scheduling delay). Prints a JSON summary.
@@ -57,13 +64,14 @@ struct LogEntry {
 
 struct Totals {
   uint64_t sent = 0, unparsed = 0, frame_bytes = 0, delete_requests = 0, deleted = 0, commits = 0, replayed = 0,
-           stalls = 0, max_logged = 0, stray = 0;
+           stalls = 0, max_logged = 0, stray = 0, stray_commits = 0, stray_deletes = 0;
 };
 }  // namespace
 
 int main(int argc, char** argv) try {
   chc::Args args(argc, argv, {"pcap", "next", "scope", "root-id", "rate-pps", "loops", "log-ring", "bind", "control",
-                              "deletes", "log", "log-max", "store", "xor-check", "times-out", "paused"});
+                              "deletes", "log", "log-max", "store", "xor-check", "times-out", "paused",
+                              "persist-clock", "recover", "input-from"});
   char err[PCAP_ERRBUF_SIZE];
   pcap_t* pc = pcap_open_offline(args.need("pcap").c_str(), err);
   if (!pc) throw std::runtime_error(std::string("cannot read pcap: ") + err);
@@ -91,8 +99,17 @@ int main(int argc, char** argv) try {
   const std::size_t log_max = static_cast<std::size_t>(args.num("log-max", 4096));
   const std::string rid = std::to_string(root_id);
   const std::string log_key = "chc:{log:r" + rid + "}", commit_key = "chc:commit:r" + rid;
+  const std::string clock_key = "chc:{root:r" + rid + "}";
+  uint64_t persist_every = static_cast<uint64_t>(args.num("persist-clock", 0));
+  const bool recover = args.has("recover");
+  if ((persist_every || recover) && !args.has("store")) throw std::invalid_argument("--persist-clock and --recover need --store");
+  if (recover && !persist_every) throw std::invalid_argument("--recover needs --persist-clock");
+  const long long input_from = args.num("input-from", 0);
+  if (input_from < 0) throw std::invalid_argument("--input-from must be >= 0");
 
   event_base* base = event_base_new();
+  // Freed last, also when an error unwinds the block below (its store clients need the base).
+  std::unique_ptr<event_base, decltype(&event_base_free)> base_owner(base, &event_base_free);
   bool running = true, paused = args.has("paused");
   int rc = 0;
   {
@@ -105,6 +122,37 @@ int main(int argc, char** argv) try {
       if (xor_check) commits = std::make_unique<chc::StoreClient>(base, opts, 0, 0);
     }
     if (in_store) store->command_sync(log_key, {"DEL", log_key});
+
+    // The clock lease: `counter` is the last counter used; packets up to persisted + persist_every may
+    // be admitted. A failover root continues at the stored counter + the stored period.
+    uint64_t counter = 0, persisted = 0, clock_waits = 0, resumed_from = 0, read_ns = 0, recovery_ns = 0;
+    const uint64_t recovery_t0 = now_ns();
+    if (recover) {
+      store->command_sync(clock_key, {"PING"});  // connected: what follows is what a standby root pays
+      const uint64_t read_t0 = now_ns();
+      chc::Reply r = store->command_sync(clock_key, {"HMGET", clock_key, "counter", "every"});
+      read_ns = now_ns() - read_t0;
+      if (r.elements.size() != 2 || r.elements[0].is_nil() || r.elements[1].is_nil())
+        throw std::runtime_error("--recover: no persisted clock in " + clock_key);
+      resumed_from = std::stoull(r.elements[0].str);
+      persist_every = std::stoull(r.elements[1].str);
+      counter = resumed_from + persist_every;
+    }
+    if (persist_every) {  // the starting point is durable before the first packet
+      chc::Reply r = store->command_sync(clock_key, {"HSET", clock_key, "counter", std::to_string(counter), "every",
+                                                     std::to_string(persist_every)});
+      if (r.is_error()) throw std::runtime_error("cannot persist the clock: " + r.str);
+      persisted = counter;
+    }
+    // What root failover costs in the root (§3.6.3: "< 41.2 µs"): read_ns is the clock read on a
+    // connected client (a standby root); recovery_ns adds connecting and making the new starting point
+    // durable (process start and the harness not included).
+    if (recover) recovery_ns = now_ns() - recovery_t0;
+    uint64_t written = counter;  // the last counter value sent to the store
+    const uint64_t start_counter = counter;
+    std::size_t next = static_cast<std::size_t>(input_from);
+    uint64_t admitted = 0;  // packets this root admitted (its pacing and pause-at count these)
+    const std::size_t total = frames.size() * static_cast<std::size_t>(loops);
 
     std::map<uint64_t, LogEntry> log;
     std::unordered_map<uint64_t, uint32_t> want;     // clock -> XOR vector of its delete request
@@ -149,6 +197,10 @@ int main(int argc, char** argv) try {
                                   if (kv[i].str == "x") x = static_cast<uint32_t>(std::stoul(kv[i + 1].str));
                                 }
                                 ++t.commits;
+                                if (!log.count(clock)) {  // an earlier root's packet, or already deleted
+                                  ++t.stray_commits;
+                                  continue;
+                                }
                                 signals[clock] ^= x;
                                 try_delete(clock);
                               }
@@ -241,7 +293,8 @@ int main(int argc, char** argv) try {
         std::ostringstream s;
         s << "ok sent=" << t.sent << " logged=" << log.size() << " deleted=" << t.deleted
           << " delete_requests=" << t.delete_requests << " commits=" << t.commits << " replayed=" << t.replayed
-          << " stalls=" << t.stalls << " paused=" << (paused ? 1 : 0);
+          << " stalls=" << t.stalls << " paused=" << (paused ? 1 : 0) << " counter=" << counter
+          << " persisted=" << persisted << " input=" << next << " input_done=" << (next >= total ? 1 : 0);
         return s.str();
       }
       if (op == "go") {
@@ -272,14 +325,11 @@ int main(int argc, char** argv) try {
 
     constexpr uint64_t kSpinNs = 20000;
     prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);  // wake on time (default slack 50 µs)
-    const std::size_t total = frames.size() * static_cast<std::size_t>(loops);
-    std::size_t next = 0;
-    uint64_t counter = 0;
     while (running) {
       // Admit input: as fast as allowed, paced by --rate-pps, while the log has room.
       bool stalled = false;
       while (!paused && next < total && nout < out.size()) {
-        if (pause_at && counter >= pause_at) {
+        if (pause_at && admitted >= pause_at) {
           paused = true;
           paused_since = now_ns();
           pause_at = 0;
@@ -289,10 +339,23 @@ int main(int argc, char** argv) try {
           stalled = true;
           break;
         }
-        if (rate > 0 && now_ns() < t0 + (counter + 1) * 1000000000ull / static_cast<uint64_t>(rate)) break;
+        if (persist_every && counter >= persisted + persist_every) {  // the lease is used up: wait for the ack
+          stalled = true;
+          ++clock_waits;
+          break;
+        }
+        if (rate > 0 && now_ns() < t0 + (admitted + 1) * 1000000000ull / static_cast<uint64_t>(rate)) break;
         const auto& f = frames[next++ % frames.size()];
         chc::Header h;
         h.clock = chc::Header::make_clock(root_id, ++counter);
+        ++admitted;
+        if (persist_every && counter >= written + persist_every) {
+          written = counter;
+          store->command(clock_key, {"HSET", clock_key, "counter", std::to_string(counter)},
+                         [&persisted, c = counter](const chc::Reply& r) {
+                           if (!r.is_error()) persisted = std::max(persisted, c);
+                         });
+        }
         chc::Datagram& d = out[nout];
         d.set(h, f.data(), f.size());
         auto fr = chc::Frame::parse(d.frame(), f.size());
@@ -327,7 +390,10 @@ int main(int argc, char** argv) try {
           continue;
         }
         ++t.delete_requests;
-        if (!log.count(h->clock)) continue;  // a duplicate request (replay) for a deleted packet
+        if (!log.count(h->clock)) {  // a duplicate request (replay) for a deleted packet, or an earlier root's
+          ++t.stray_deletes;
+          continue;
+        }
         want[h->clock] = h->xor_vec;
         try_delete(h->clock);
       }
@@ -337,7 +403,7 @@ int main(int argc, char** argv) try {
       if (busy && n == 0 && rate > 0) {
         // Paced and the next packet not yet due: sleep through long gaps (a spinning root starves the
         // instances sharing its core on a small machine), at most 1 ms so deletes and control wait little.
-        const uint64_t due = t0 + (counter + 1) * 1000000000ull / static_cast<uint64_t>(rate);
+        const uint64_t due = t0 + (admitted + 1) * 1000000000ull / static_cast<uint64_t>(rate);
         const uint64_t now = now_ns();
         if (due > now + kSpinNs) {
           const uint64_t wake = std::min<uint64_t>(due - kSpinNs, now + 1000000ull);
@@ -356,11 +422,16 @@ int main(int argc, char** argv) try {
     }
     std::printf(
         "{\"sent\":%llu,\"unparsed\":%llu,\"logged\":%zu,\"seconds\":%.6f,\"pps\":%.1f,\"mbps\":%.3f,"
-        "\"last_clock\":%llu,\"admitted\":%zu,\"delete_requests\":%llu,\"deleted\":%llu,\"commits\":%llu,"
-        "\"replayed\":%llu,\"stalls\":%llu,\"max_logged\":%llu,\"log\":\"%s\"}\n",
+        "\"last_clock\":%llu,\"admitted\":%llu,\"input_from\":%lld,\"input_end\":%zu,\"start_counter\":%llu,"
+        "\"resumed_from\":%llu,\"clock_read_us\":%.1f,\"recovery_us\":%.1f,\"persist_every\":%llu,\"persisted\":%llu,\"clock_waits\":%llu,"
+        "\"delete_requests\":%llu,\"deleted\":%llu,\"commits\":%llu,\"stray_deletes\":%llu,"
+        "\"stray_commits\":%llu,\"replayed\":%llu,\"stalls\":%llu,\"max_logged\":%llu,\"log\":\"%s\"}\n",
         (unsigned long long)t.sent, (unsigned long long)t.unparsed, log.size(), secs, t.sent / secs,
-        t.frame_bytes * 8 / secs / 1e6, (unsigned long long)chc::Header::make_clock(root_id, counter), next,
-        (unsigned long long)t.delete_requests, (unsigned long long)t.deleted, (unsigned long long)t.commits,
+        t.frame_bytes * 8 / secs / 1e6, (unsigned long long)chc::Header::make_clock(root_id, counter),
+        (unsigned long long)admitted, input_from, next, (unsigned long long)start_counter,
+        (unsigned long long)resumed_from, read_ns / 1e3, recovery_ns / 1e3, (unsigned long long)persist_every, (unsigned long long)persisted,
+        (unsigned long long)clock_waits, (unsigned long long)t.delete_requests, (unsigned long long)t.deleted,
+        (unsigned long long)t.commits, (unsigned long long)t.stray_deletes, (unsigned long long)t.stray_commits,
         (unsigned long long)t.replayed, (unsigned long long)t.stalls, (unsigned long long)t.max_logged,
         log_mode.c_str());
     event_free(rx);
@@ -371,7 +442,6 @@ int main(int argc, char** argv) try {
     store.reset();
     if (deletes && !log.empty()) rc = 3;  // stopped with packets not yet done
   }
-  event_base_free(base);
   return rc;
 } catch (const std::exception& e) {
   std::cerr << "chc-root: " << e.what() << "\n";

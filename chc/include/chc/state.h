@@ -43,6 +43,7 @@ class State {
   // cross-flow object, and reads per-flow values its cache misses from the store (the failed
   // instance's flushes), so replayed packets see the store's clock-logged results.
   State(Model model, StoreClient* store, uint16_t instance, int vertex_instances = 1, bool recovering = false);
+  uint16_t instance() const { return instance_; }
   Model model() const { return model_; }
   void declare(const ObjectDecl& d);
   void begin_packet(Header* h) {

@@ -125,6 +125,48 @@ local function chc_trojan_step(keys, args)
   return new
 end
 
+-- Custom op (Trojan detector ordered by logical clock, R4 §3.4.2): KEYS[1] is a hash host -> the
+-- host's events "ev:clock ev:clock ...", ARGV[1] the packet's clock, ARGV[3] host, ARGV[4] the event.
+-- The sequence is judged by the clocks (the order packets entered the chain), not by the order they
+-- reach this NF: the earliest SSH, then for each of HTML, ZIP, EXE its earliest download after that
+-- SSH, then an IRC event after the last of those. Returns 1 once the host's events form the sequence.
+-- Clocks of one root have the same number of digits, so comparing (length, text) orders them exactly
+-- (Lua's doubles cannot hold a 64-bit clock).
+local function clock_lt(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+
+local function trojan_by_clock(events)
+  local first = {}
+  local ssh = nil
+  for _, e in ipairs(events) do
+    if e[1] == 0 and (ssh == nil or clock_lt(e[2], ssh)) then ssh = e[2] end
+  end
+  if ssh == nil then return 0 end
+  local last = ssh
+  for ev = 1, 3 do
+    for _, e in ipairs(events) do
+      if e[1] == ev and clock_lt(ssh, e[2]) and (first[ev] == nil or clock_lt(e[2], first[ev])) then first[ev] = e[2] end
+    end
+    if first[ev] == nil then return 0 end
+    if clock_lt(last, first[ev]) then last = first[ev] end
+  end
+  for _, e in ipairs(events) do
+    if e[1] == 4 and clock_lt(last, e[2]) then return 1 end
+  end
+  return 0
+end
+
+local function chc_trojan_clock(keys, args)
+  local old = redis.call('HGET', keys[1], args[3]) or ''
+  local text = old .. (old == '' and '' or ' ') .. args[4] .. ':' .. args[1]
+  redis.call('HSET', keys[1], args[3], text)
+  local events = {}
+  for ev, clock in string.gmatch(text, '(%d+):(%d+)') do events[#events + 1] = {tonumber(ev), clock} end
+  return trojan_by_clock(events)
+end
+
 -- Increment a field of a hash (per-server counters of the load balancer); returns the new value.
 local function chc_hincr(keys, args)
   return redis.call('HINCRBY', keys[1], args[3], args[4])
@@ -173,5 +215,6 @@ redis.register_function('chc_set', logged(chc_set))
 redis.register_function('chc_lb_pick', logged(chc_lb_pick))
 redis.register_function('chc_trw_step', logged(chc_trw_step))
 redis.register_function('chc_trojan_step', logged(chc_trojan_step))
+redis.register_function('chc_trojan_clock', logged(chc_trojan_clock))
 redis.register_function('chc_hincr', logged(chc_hincr))
 redis.register_function('chc_del', logged(chc_del))

@@ -4,6 +4,8 @@
                                                        index and delay from each seed)
     nfvlab chc fault --seed 7                          one seed again (every failing line prints this)
     nfvlab chc fault --kind kill-nf --at-packet 300    one explicit fault
+    nfvlab chc fault --kind kill-root --at-packet 300 --persist-clock 0 --expect fail
+                                                       root failover without the persisted clock
     nfvlab chc fault --seeds 1-5 --no-store-dedup --expect fail   a negative control
 
 Every case runs the trace through an ideal single-instance chain (once per invocation) and through
@@ -21,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from nfvlab.chc.fault_kinds import FAULT_KINDS, SUITE_KINDS
+from nfvlab.chc.fault_kinds import AT_PACKET_ONLY, FAULT_KINDS, SUITE_KINDS
 
 
 def _repro(args: argparse.Namespace, seed: int | None) -> str:
@@ -32,7 +34,8 @@ def _repro(args: argparse.Namespace, seed: int | None) -> str:
         argv += ["--kind", args.kind, "--instance", str(args.instance), "--delay-ms", str(args.delay_ms)]
         argv += ["--at-packet", str(args.at_packet)] if args.at_packet is not None else ["--at-s", str(args.at_s)]
     for flag, default in (("kinds", ",".join(SUITE_KINDS)), ("nf", "nat"), ("model", "EO+C+NA"), ("instances", 1),
-                          ("connections", 40), ("trace_seed", 7), ("rate_pps", 2000), ("log", "local")):
+                          ("connections", 40), ("trace_seed", 7), ("rate_pps", 2000), ("log", "local"),
+                          ("persist_clock", 10)):
         if getattr(args, flag) != default:
             argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     for flag in ("no_store_dedup", "no_sink_dedup", "no_xor_check"):
@@ -57,6 +60,9 @@ def cmd_fault(args: argparse.Namespace) -> int:
         if args.at_packet is None and args.at_s is None:
             print("--kind needs --at-packet or --at-s", file=sys.stderr)
             return 2
+        if args.kind in AT_PACKET_ONLY and args.at_packet is None:
+            print(f"--kind {args.kind} needs --at-packet (the input position of the kill)", file=sys.stderr)
+            return 2
         seeds = [None]
     else:
         print("give --seeds, --seed or --kind", file=sys.stderr)
@@ -64,6 +70,9 @@ def cmd_fault(args: argparse.Namespace) -> int:
     kinds = tuple(args.kinds.split(","))
     if not set(kinds) <= set(FAULT_KINDS) - {"none"}:
         print(f"--kinds must name fault kinds of {FAULT_KINDS[1:]}", file=sys.stderr)
+        return 2
+    if args.persist_clock < 0:
+        print("--persist-clock must be >= 0 (0: off)", file=sys.stderr)
         return 2
     if args.instances != 1:
         print("--instances: the checker is exact for one NAT instance only (docs/chc.md)", file=sys.stderr)
@@ -74,7 +83,7 @@ def cmd_fault(args: argparse.Namespace) -> int:
     case = coe_run.Case(nf=args.nf, model=args.model, instances=args.instances, connections=args.connections,
                         trace_seed=args.trace_seed, rate_pps=args.rate_pps)
     options = faults.Options(store_dedup=not args.no_store_dedup, sink_dedup=not args.no_sink_dedup,
-                             log_mode=args.log, xor_check=not args.no_xor_check)
+                             log_mode=args.log, xor_check=not args.no_xor_check, persist_clock=args.persist_clock)
     build.build()
     bin_dir = build.binary("chc-nf").parent
     work = Path(args.work or tempfile.mkdtemp(prefix="nfvlab-chc-fault-")).resolve()
@@ -127,6 +136,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--no-store-dedup", action="store_true", help="switch the clock log's duplicate suppression off")
     s.add_argument("--no-sink-dedup", action="store_true", help="switch the sink's duplicate-output suppression off")
     s.add_argument("--no-xor-check", action="store_true", help="delete logged packets on the delete request alone")
+    s.add_argument("--persist-clock", type=int, default=10,
+                   help="the root persists its clock every N packets (root failover); 0: off")
     s.add_argument("--expect", choices=["pass", "fail"], default="pass", help="exit 0 iff every case ends so")
     s.add_argument("--out", default=None, help="write the outcomes as JSON lines here")
     s.add_argument("--work", default=None, help="work directory (default: a new temporary one)")

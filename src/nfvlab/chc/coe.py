@@ -10,6 +10,12 @@ the same model. Equivalence means
     output batch, and only packets routed to the killed instance;
   * decisions: each NF's report (counters, alerts, blocks, mappings it reports) equals the ideal's.
 
+After a root failover the new root's clocks start past a gap (it continues at the persisted clock +
+the persist period, never at a clock the old root used). Clock values are labels -- no output byte
+and no state object holds one -- so the new root's clocks are shifted back by the gap before the
+comparison. A failover root that reused clocks (a gap below zero) is compared as it is: its packets
+collide with the old root's in the clock log and at the sink, which the comparison must catch.
+
 Seeds: `fault_for_seed` derives the fault (kind, instance, packet index, delay) from a seed, so
 `nfvlab chc fault --seed N` reproduces any run of the suite.
 """
@@ -25,6 +31,7 @@ from nfvlab.chc.fault_kinds import SUITE_KINDS
 from nfvlab.chc.faults import Fault, RunResult
 
 OUTPUT_BATCH = 32  # chc-nf sends one batch of delete requests, then the batch's outputs
+COUNTER_MASK = (1 << 56) - 1  # the clock's packet counter (the root id is in the top 8 bits)
 
 
 @dataclass
@@ -57,13 +64,22 @@ def _flow(frame: bytes) -> tuple:
     return (ip.p, *sorted([a, b]))
 
 
+def relabeled_outputs(run: RunResult) -> list[tuple[int, bytes]]:
+    """The run's outputs with a failover root's clocks shifted back by the gap it left."""
+    if run.clock_gap is None or run.clock_gap[1] < run.clock_gap[0]:
+        return run.outputs
+    old, start = run.clock_gap
+    return [(c - (start - old) if c & COUNTER_MASK > start else c, f) for c, f in run.outputs]
+
+
 def check(ideal: RunResult, run: RunResult, inputs: dict[int, bytes], killed_clocks: set[int] | None = None) -> Verdict:
     """Compare `run` (under its fault) with `ideal`. inputs: clock -> the root's input frame.
     killed_clocks: the clocks the root routed to a killed instance (None: all of them)."""
     problems: list[str] = []
     ideal_out = dict(ideal.outputs)
+    outputs = relabeled_outputs(run)
     seen: dict[int, int] = {}
-    for clock, _ in run.outputs:
+    for clock, _ in outputs:
         seen[clock] = seen.get(clock, 0) + 1
     dups = {c: n for c, n in seen.items() if n > 1}
     if dups:
@@ -82,13 +98,13 @@ def check(ideal: RunResult, run: RunResult, inputs: dict[int, bytes], killed_clo
     if unexplained:
         problems.append(f"{len(unexplained)} outputs missing that the fault does not explain "
                         f"(clocks {unexplained[:5]})")
-    differ = [c for c, f in run.outputs if c in ideal_out and ideal_out[c] != f]
+    differ = [c for c, f in outputs if c in ideal_out and ideal_out[c] != f]
     if differ:
         problems.append(f"{len(set(differ))} outputs differ from the ideal run's bytes "
                         f"(clocks {sorted(set(differ))[:5]})")
     last: dict[tuple, int] = {}
     reordered = 0
-    for clock, _ in run.outputs:
+    for clock, _ in outputs:
         flow = _flow(inputs[clock]) if clock in inputs else ("?",)
         if clock < last.get(flow, -1):
             reordered += 1
@@ -109,4 +125,9 @@ def check(ideal: RunResult, run: RunResult, inputs: dict[int, bytes], killed_clo
                "state_diff": len(state_diff), "sink_suppressed": int(run.sink.get("duplicates", 0)),
                "store_repeats": int(run.sink.get("store_duplicates", 0)),
                "replayed": int(run.root.get("replayed", 0))}
+    if run.clock_gap is not None:
+        numbers["clock_gap"] = run.clock_gap[1] - run.clock_gap[0]
+        if run.root.get("persist_every"):  # a failover root that recovered its clock from the store
+            numbers["root_clock_read_us"] = round(float(run.root["clock_read_us"]))
+            numbers["root_recovery_us"] = round(float(run.root["recovery_us"]))
     return Verdict(not problems, problems, numbers)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -34,13 +35,16 @@ def ask(path: Path, line: str, timeout_s: float = 10.0) -> str:
     return reply[3:]
 
 
-def wait_ready(path: Path, timeout_s: float = 30.0) -> None:
+def wait_ready(path: Path, timeout_s: float = 30.0, alive: Callable[[], bool] | None = None) -> None:
+    """Until the process behind `path` answers; with `alive`, give up as soon as it says the process ended."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             ask(path, "stats", timeout_s=1.0)
             return
         except OSError:
+            if alive is not None and not alive():
+                raise ControlError(f"the process behind {path} ended before its control socket answered") from None
             time.sleep(0.05)
     raise ControlError(f"control socket {path} did not answer within {timeout_s} s")
 

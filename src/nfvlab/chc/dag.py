@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from nfvlab.spec import _format_pydantic
 
-NFType = Literal["nat", "portscan", "trojan", "lb", "forward"]
+NFType = Literal["nat", "portscan", "trojan", "lb", "forward", "scrub"]
 ModelName = Literal["T", "EO", "EO+C", "EO+C+NA"]
 # Each NF's state scopes, fine -> coarse, as its C++ scopes() declares them (chc/src/nf_*.cpp).
 NF_SCOPES: dict[str, tuple[str, ...]] = {
@@ -41,6 +41,7 @@ NF_SCOPES: dict[str, tuple[str, ...]] = {
     "trojan": ("srcip",),
     "lb": ("5tuple",),
     "forward": ("5tuple",),
+    "scrub": ("5tuple", "service"),  # service: SSH, FTP, IRC each to its own instance (R4's scrubbers)
 }
 # A deployment holds at most 36 containers (deploy.py): root, sink and a store server take three.
 MAX_INSTANCES = 33

@@ -4,16 +4,24 @@ for chain output equivalence against the ideal single-instance run (nfvlab.chc.c
 A point is a block of seeds (listed in the spec, so every case is named) under one protocol variant:
 `on` (everything of issue 12 that is built), or a negative control with one duplicate suppression
 switched off (`store-dedup-off`: the store's clock log; `sink-dedup-off`: the sink's by-clock
-suppression), which must make the checker fail. Negative controls draw their faults from
-`fault.negative_kinds` (faults that certainly cause duplicates) and run only the block's first
-`fault.negative_cases` seeds. The per-case outcomes (fault,
+suppression; `root-clock-off`: the root's persisted clock, so a failover root starts its clock
+again at 1), which must make the checker fail. The dedup controls draw their faults from
+`fault.negative_kinds` (faults that certainly cause duplicates), the clock control only root kills;
+each runs only the block's first `fault.negative_cases` seeds. `root-clock-off` also deletes logged
+packets on the delete request alone: with the XOR check on, the reused clocks' updates are suppressed,
+no commit signal comes, and the chain stalls instead of finishing wrong -- the checker is to judge it.
+`root-failover` runs the block's first `fault.negative_cases` seeds as root kills with everything on
+(they must pass) and measures what the failover root spends on recovering: its clock read from the
+store (§3.6.3: "< 41.2 µs") and the whole recovery (connect, read, durable restart point). The per-case outcomes (fault,
 verdict, numbers, what the injector did when) are in the repetition's raw directory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +80,7 @@ class FaultParams(Strict):
 
 
 class ProtocolParams(Strict):
-    variant: Literal["on", "store-dedup-off", "sink-dedup-off"] = "on"
+    variant: Literal["on", "store-dedup-off", "sink-dedup-off", "root-clock-off", "root-failover"] = "on"
     log: Literal["local", "store"] = "local"
 
 
@@ -84,7 +92,7 @@ class Params(Strict):
 
 
 METRICS = ("cases", "passed", "pass_fraction", "duplicates", "state_diffs", "missing", "missing_explained",
-           "store_repeats", "sink_suppressed", "replayed")
+           "store_repeats", "sink_suppressed", "replayed", "root_kills", "root_clock_read_us", "root_recovery_us")
 
 
 def topology_key(p: Params) -> tuple:
@@ -116,9 +124,13 @@ class Driver(ChcDriver):
         from nfvlab.chc import coe_run, faults
 
         v = p.protocol.variant
+        clock_off = v == "root-clock-off"
         options = faults.Options(store_dedup=v != "store-dedup-off", sink_dedup=v != "sink-dedup-off",
-                                 log_mode=p.protocol.log)
-        kinds = tuple((p.fault.kinds if v == "on" else p.fault.negative_kinds).split(","))
+                                 log_mode=p.protocol.log, persist_clock=0 if clock_off else 10, xor_check=not clock_off)
+        if v in ("root-clock-off", "root-failover"):
+            kinds: tuple[str, ...] = ("kill-root",)
+        else:
+            kinds = tuple((p.fault.kinds if v == "on" else p.fault.negative_kinds).split(","))
         seeds = coe_run.parse_seeds(p.fault.seeds)
         if v != "on":
             seeds = seeds[:p.fault.negative_cases]
@@ -130,7 +142,11 @@ class Driver(ChcDriver):
                  for k in ("duplicates", "state_diff", "missing", "missing_explained", "store_repeats",
                            "sink_suppressed", "replayed")}
         passed = sum(o.verdict.ok for o in outcomes)
-        return {"cases": len(outcomes), "passed": passed, "pass_fraction": passed / len(outcomes),
+        recovery = {k: [o.verdict.numbers[k] for o in outcomes if k in o.verdict.numbers]
+                    for k in ("root_clock_read_us", "root_recovery_us")}
+        return {"root_kills": sum(o.fault.kind == "kill-root" for o in outcomes),
+                **{k: statistics.median(vs) if vs else math.nan for k, vs in recovery.items()},
+                "cases": len(outcomes), "passed": passed, "pass_fraction": passed / len(outcomes),
                 "duplicates": total["duplicates"], "state_diffs": total["state_diff"], "missing": total["missing"],
                 "missing_explained": total["missing_explained"], "store_repeats": total["store_repeats"],
                 "sink_suppressed": total["sink_suppressed"], "replayed": total["replayed"]}

@@ -10,6 +10,13 @@ Faults (all by pid, never a polite stop):
                `at_s` s); the root holds that instance's traffic (the failure detector's verdict), a
                replacement starts in the same container with --recover (same vertex, instance id and
                address), and the root replays every logged packet of that instance (R6 NF failover).
+  kill-root    SIGKILL the root while it is paused at `at_packet` (in-flight packets downstream, their
+               delete requests and commit signals still to come), then R6 root failover: a new root in
+               the same container reads the clock the old one persisted every `persist_clock` packets
+               (L) and continues at L + persist_clock, so no clock is used twice; its input starts
+               where the old root's stopped (the framework buffers input while no root runs). The
+               downstream allocation is the framework manager's hash rule (--next/--scope), handed to
+               the new root as to the old.
   kill-store   SIGKILL the redis-server (store failover is not built: the chain cannot recover).
   delay-nf     SIGSTOP the instance for `delay_ms`, then SIGCONT.
   delay-store  SIGSTOP the redis-server for `delay_ms`, then SIGCONT (no-ACK ops time out and are
@@ -37,11 +44,11 @@ from nfvlab.chc import control
 from nfvlab.chc import store as chc_store
 from nfvlab.chc.chain import MODELS, TUNNEL_PORT, ChainError, _json_line, _space_kv
 from nfvlab.chc.deploy import LocalDeployment
-from nfvlab.chc.fault_kinds import FAULT_KINDS
+from nfvlab.chc.fault_kinds import AT_PACKET_ONLY, FAULT_KINDS
 
 # Keys that hold CHC's own metadata, not NF state: clock logs, commit streams, in-store packet logs.
 _META_SUFFIXES = (":clog",)
-_META_PREFIXES = ("chc:commit:", "chc:{log:")
+_META_PREFIXES = ("chc:commit:", "chc:{log:", "chc:{root:")
 
 
 @dataclass
@@ -57,6 +64,8 @@ class Fault:
             raise ValueError(f"fault kind must be one of {FAULT_KINDS}, got {self.kind!r}")
         if self.kind != "none" and self.at_packet is None and self.at_s is None:
             raise ValueError("a fault needs at_packet or at_s")
+        if self.kind in AT_PACKET_ONLY and self.at_packet is None:
+            raise ValueError(f"a {self.kind} fault needs at_packet (the input position of the kill)")
 
 
 @dataclass
@@ -69,6 +78,7 @@ class Options:
     log_max: int = 4096  # the root stops admitting input while this many packets are logged
     xor_check: bool = True  # delete a logged packet only once its commit signals match its XOR vector
     retransmit_ms: int = 50
+    persist_clock: int = 10  # the root persists its clock every this many packets; 0: off (negative control)
 
 
 @dataclass
@@ -82,6 +92,9 @@ class RunResult:
     state: dict[str, object]  # the store's NF state after the run (normalised keys)
     events: list[dict] = field(default_factory=list)  # what the injector did, with times
     killed_routes: int | None = None  # kill-nf: index of the killed instance at the root
+    # kill-root: (last counter of the old root, first counter - 1 of the new one): clocks in between
+    # were never used, so the run relabels onto the ideal's clocks by that gap
+    clock_gap: tuple[int, int] | None = None
 
     def summary(self) -> dict:
         return {"fault": asdict(self.fault), "root": self.root, "sink": self.sink, "events": self.events,
@@ -189,6 +202,8 @@ def run(dep: LocalDeployment, bin_dir: Path, store: chc_store.Store, pcap: Path,
                  "--log-max", str(opt.log_max), "--store", ",".join(store.addresses), "--paused"]
     if opt.xor_check:
         root_argv.append("--xor-check")
+    if opt.persist_clock:
+        root_argv += ["--persist-clock", str(opt.persist_clock)]
     events: list[dict] = []
     t0 = time.monotonic()
 
@@ -196,6 +211,7 @@ def run(dep: LocalDeployment, bin_dir: Path, store: chc_store.Store, pcap: Path,
         events.append({"t_s": round(time.monotonic() - t0, 4), "event": what, **kw})
 
     root = dep.start(root_c, f"{run_dir.name}-root", root_argv)
+    old_counter: int | None = None  # kill-root: the killed root's last counter
     try:
         control.wait_ready(root_sock)  # the root admits nothing before "go": the trigger cannot miss
         if fault.kind != "none" and fault.at_packet is not None:
@@ -215,9 +231,13 @@ def run(dep: LocalDeployment, bin_dir: Path, store: chc_store.Store, pcap: Path,
 
             # The injector resumes the root only once the fault's first signal is sent, so a slow
             # (nice 19, loaded) harness cannot let the rest of the trace pass before the fault.
-            _inject(dep, fault, store, procs, sockets, nf_cs, nf_argv, root_sock, sock_dir, run_dir, nf, note,
-                    resume)
-        if root.wait(timeout_s) not in (0, 3):
+            if fault.kind == "kill-root":
+                root, root_sock, old_counter = _fail_over_root(dep, root, root_c, root_argv, root_sock, sock_dir,
+                                                               run_dir, note)
+            else:
+                _inject(dep, fault, store, procs, sockets, nf_cs, nf_argv, root_sock, sock_dir, run_dir, nf, note,
+                        resume)
+        if _wait_root(root, root_sock, timeout_s) not in (0, 3):
             raise ChainError(f"chc-root failed: {root.stderr()[-800:]}")
         note("root done")
         # Every packet's delete request is in, and the last NF sends its outputs right after those:
@@ -243,9 +263,37 @@ def run(dep: LocalDeployment, bin_dir: Path, store: chc_store.Store, pcap: Path,
     outputs = _read_outputs(out_pcap, clocks_file)
     res = RunResult(fault, outputs, _json_line(root.stdout()), _json_line(sink.stdout()), summaries, reports, state,
                     events, fault.instance - 1 if fault.kind.startswith("kill-nf") else None)
+    if old_counter is not None:
+        res.clock_gap = (old_counter, int(res.root["start_counter"]))
     if fault.kind != "kill-store":
         res.sink["store_duplicates"] = duplicate_count(store)
     return res
+
+
+def _wait_root(root, sock: Path, timeout_s: float, stuck_s: float = 5.0) -> int:
+    """The root's exit status. A root whose input is done but whose log has not shrunk for stuck_s
+    (delete requests or commit signals no longer match its packets) is reported as stuck, with its
+    counters, instead of waiting out the whole timeout."""
+    deadline = time.monotonic() + timeout_s
+    last, since = None, time.monotonic()
+    while root.running():
+        try:
+            st = _stats(sock)
+        except (OSError, control.ControlError):
+            st = {}
+        now = time.monotonic()
+        progress = (st.get("deleted"), st.get("sent"))
+        if progress != last:
+            last, since = progress, now
+        elif st.get("input_done") == "1" and now - since >= stuck_s:
+            raise ChainError(f"the root's log stopped emptying: {st.get('logged')} packets still logged "
+                             f"{stuck_s:.0f} s after the last delete (sent {st.get('sent')}, deleted "
+                             f"{st.get('deleted')}, delete requests {st.get('delete_requests')}, commit signals "
+                             f"{st.get('commits')})")
+        if now >= deadline:
+            raise ChainError(f"chc-root did not finish in {timeout_s:.0f} s: {st}")
+        time.sleep(0.1)
+    return root.wait(5)
 
 
 def _wait_trigger(root, root_sock: Path, fault: Fault, t0: float) -> None:
@@ -260,6 +308,34 @@ def _wait_trigger(root, root_sock: Path, fault: Fault, t0: float) -> None:
             except (OSError, control.ControlError):
                 pass
         time.sleep(0.001)
+
+
+def _fail_over_root(dep, root, root_c, root_argv: list[str], root_sock: Path, sock_dir: Path, run_dir: Path,
+                    note) -> tuple[object, Path, int]:
+    """R6 root failover: SIGKILL the paused root, start a new one that continues its clock from the
+    store and its input where the old one stopped. Returns the new root and the old one's last counter."""
+    st = _stats(root_sock)  # paused: nothing changes between this and the kill
+    last_counter, input_at = int(st["counter"]), int(st["input"])
+    os.kill(root.pid, signal.SIGKILL)
+    note("killed", name=root.name, pid=root.pid, counter=last_counter, persisted=int(st["persisted"]))
+    root.wait(10)
+    sock = sock_dir / "root-r.sock"
+    argv = [a for a in root_argv if a != "--paused"]
+    argv[argv.index("--control") + 1] = str(sock)
+    argv += ["--input-from", str(input_at)]
+    if "--persist-clock" in argv:
+        argv.append("--recover")
+    new = dep.start(root_c, f"{run_dir.name}-root-failover", argv)
+    try:
+        control.wait_ready(sock, alive=new.running)
+        note("failover root up", pid=new.pid, counter=int(_stats(sock)["counter"]))
+    except (OSError, control.ControlError) as e:
+        # Late in the trace the new root may send the rest and exit before the harness sees it up.
+        if new.running() or new.wait(5) not in (0, 3):
+            new.stop()
+            raise ChainError(f"failover root did not start: {new.stderr()[-800:]}") from e
+        note("failover root done before the harness saw it up", pid=new.pid)
+    return new, sock, last_counter
 
 
 def _inject(dep, fault, store, procs, sockets, nf_cs, nf_argv, root_sock, sock_dir, run_dir, nf, note,

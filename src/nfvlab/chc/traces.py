@@ -35,6 +35,10 @@ class TraceSpec:
     scan_targets: int = 20
     trojans: int = 0  # hosts performing the full Trojan sequence
     reordered_trojans: int = 0  # hosts doing the same steps in another order (not a Trojan)
+    # R4 (§3.6.3): each Trojan's five step packets (SSH SYN, the three RETRs, IRC SYN) back to back in
+    # the trace, so upstream paths of different speed can reorder them (the connections' other packets
+    # come before and after); False: each step a whole connection 1-5 ms after the last
+    trojan_burst: bool = False
     hosts: int = 20
     seed: int = 1
 
@@ -125,6 +129,29 @@ class _Builder:
         self.packets.append(Packet(t, tcp_frame(client, server, sport, dport, F.TH_SYN)))
         self.packets.append(Packet(t + 1e-4, tcp_frame(server, client, dport, sport, F.TH_RST | F.TH_ACK)))
 
+    def trojan_burst(self, t: float, host, order: list[str]) -> None:
+        """The steps' five event packets consecutively at t (1 µs apart), in the given order; the FTP
+        session's handshake before them, every connection's remaining packets after."""
+        F, ftp, fport = dpkt.tcp, self.server(), self.port()
+        add = self.packets.append
+        add(Packet(t - 1e-3, tcp_frame(host, ftp, fport, 21, F.TH_SYN, b"", 1000)))
+        add(Packet(t - 9e-4, tcp_frame(ftp, host, 21, fport, F.TH_SYN | F.TH_ACK, b"", 5000, 1001)))
+        add(Packet(t - 8e-4, tcp_frame(host, ftp, fport, 21, F.TH_ACK, b"", 1001, 5001)))
+        seq = 1001
+        for k, step in enumerate(order):
+            at = t + k * 1e-6
+            if step in ("ssh", "irc"):
+                server, dport, sport = self.server(), 22 if step == "ssh" else 6667, self.port()
+                add(Packet(at, tcp_frame(host, server, sport, dport, F.TH_SYN, b"", 1000)))
+                later = at + 1e-3 + k * 1e-4  # the server's answer and the client's FIN come after the burst
+                add(Packet(later, tcp_frame(server, host, dport, sport, F.TH_SYN | F.TH_ACK, b"", 7000, 1001)))
+                add(Packet(later + 1e-5, tcp_frame(host, server, sport, dport, F.TH_FIN | F.TH_ACK, b"", 1001, 7001)))
+            else:
+                cmd = f"RETR file.{step}\r\n".encode()
+                add(Packet(at, tcp_frame(host, ftp, fport, 21, F.TH_ACK | F.TH_PUSH, cmd, seq, 5001)))
+                seq += len(cmd)
+        add(Packet(t + 2e-3, tcp_frame(host, ftp, fport, 21, F.TH_FIN | F.TH_ACK, b"", seq, 5001)))
+
     def trojan(self, t: float, host, order: list[str]) -> None:
         """Trojan steps in the given order: ssh, html, zip, exe (FTP downloads), irc."""
         ftp = self.server()
@@ -167,11 +194,12 @@ def generate(spec: TraceSpec, path: Path) -> TraceInfo:
     for k in range(spec.trojans):
         host = INTERNAL[300 + k]
         info.trojan_hosts.append(str(host))
-        b.trojan(b.rng.uniform(0, duration / 2), host, sequence)
+        (b.trojan_burst if spec.trojan_burst else b.trojan)(b.rng.uniform(0, duration / 2), host, sequence)
     for k in range(spec.reordered_trojans):
         host = INTERNAL[400 + k]
         info.reordered_hosts.append(str(host))
-        b.trojan(b.rng.uniform(0, duration / 2), host, ["irc", "html", "ssh", "exe", "zip"])
+        (b.trojan_burst if spec.trojan_burst else b.trojan)(b.rng.uniform(0, duration / 2), host,
+                                                             ["irc", "html", "ssh", "exe", "zip"])
     b.packets.sort(key=lambda p: p.t)
     with open(path, "wb") as f:
         w = dpkt.pcap.Writer(f, linktype=dpkt.pcap.DLT_EN10MB)

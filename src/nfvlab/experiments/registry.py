@@ -24,6 +24,7 @@ _KINDS: dict[str, str] = {
     "chc-nf-perf": "nfvlab.chc.exp_nf_perf:KIND",
     "chc-store-throughput": "nfvlab.chc.exp_store:KIND",
     "chc-chain": "nfvlab.chc.exp_chain:KIND",
+    "chc-ordering": "nfvlab.chc.exp_ordering:KIND",
     "chc-correctness": "nfvlab.chc.exp_correctness:KIND",
     "statealyzr-transfer": "nfvlab.statealyzr.transfer_experiment:KIND",
 }
