@@ -106,8 +106,9 @@ chc: install
 chc-asan: install
 	@nice -n 10 $(MAKE) -s -C chc -j2 BUILD=$(CURDIR)/build/chc-asan SANITIZE=1
 
-# CHC state-management experiments (Fig 3.13, Fig 3.15, store throughput, the §3.6.1 chain), then the report.
-CHC_PERF := chc-nf-perf chc-store-throughput chc-chain
+# CHC state-management experiments (Fig 3.13, Fig 3.15, store throughput, the §3.6.1 chain, the §3.6.2
+# metadata costs), then the report.
+CHC_PERF := chc-nf-perf chc-store-throughput chc-chain chc-metadata
 exp-chc-perf: install chc
 	$(call run-specs,$(CHC_PERF))
 

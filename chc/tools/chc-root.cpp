@@ -26,6 +26,7 @@
 #include <event2/event.h>
 #include <pcap/pcap.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <time.h>
 
@@ -284,7 +285,8 @@ int main(int argc, char** argv) try {
       return clocks.size();
     };
 
-    uint64_t t0 = now_ns(), paused_since = t0, pause_at = 0;
+    uint64_t t0 = now_ns(), paused_since = t0, pause_at = 0, input_done_ns = 0;
+    uint64_t lease_blocked_since = 0, lease_wait_ns = 0;  // time input waited for a clock write's ack
     auto handle = [&](const std::string& line) -> std::string {
       std::istringstream cmd(line);
       std::string op;
@@ -342,7 +344,12 @@ int main(int argc, char** argv) try {
         if (persist_every && counter >= persisted + persist_every) {  // the lease is used up: wait for the ack
           stalled = true;
           ++clock_waits;
+          if (!lease_blocked_since) lease_blocked_since = now_ns();
           break;
+        }
+        if (lease_blocked_since) {
+          lease_wait_ns += now_ns() - lease_blocked_since;
+          lease_blocked_since = 0;
         }
         if (rate > 0 && now_ns() < t0 + (admitted + 1) * 1000000000ull / static_cast<uint64_t>(rate)) break;
         const auto& f = frames[next++ % frames.size()];
@@ -381,6 +388,7 @@ int main(int argc, char** argv) try {
       }
       if (stalled) ++t.stalls;
       flush();
+      if (!input_done_ns && next >= total) input_done_ns = now_ns();  // the last packet is out
       // Delete requests from the last NF.
       std::size_t n = tunnel.recv_batch(in);
       for (std::size_t i = 0; i < n; ++i) {
@@ -414,6 +422,10 @@ int main(int argc, char** argv) try {
       event_base_loop(base, busy ? EVLOOP_NONBLOCK | EVLOOP_ONCE : EVLOOP_ONCE);
     }
     double secs = static_cast<double>(now_ns() - t0) / 1e9;
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    const double cpu_secs = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                            static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
     if (store) store->drain();
     if (times) {
       std::ofstream f(args.need("times-out"));
@@ -421,12 +433,14 @@ int main(int argc, char** argv) try {
         f << chc::Header::make_clock(root_id, k + 1) << " " << sent_at[k] << "\n";
     }
     std::printf(
-        "{\"sent\":%llu,\"unparsed\":%llu,\"logged\":%zu,\"seconds\":%.6f,\"pps\":%.1f,\"mbps\":%.3f,"
+        "{\"sent\":%llu,\"unparsed\":%llu,\"logged\":%zu,\"seconds\":%.6f,\"send_seconds\":%.6f,\"cpu_seconds\":%.6f,\"lease_wait_seconds\":%.6f,\"pps\":%.1f,\"mbps\":%.3f,"
         "\"last_clock\":%llu,\"admitted\":%llu,\"input_from\":%lld,\"input_end\":%zu,\"start_counter\":%llu,"
         "\"resumed_from\":%llu,\"clock_read_us\":%.1f,\"recovery_us\":%.1f,\"persist_every\":%llu,\"persisted\":%llu,\"clock_waits\":%llu,"
         "\"delete_requests\":%llu,\"deleted\":%llu,\"commits\":%llu,\"stray_deletes\":%llu,"
         "\"stray_commits\":%llu,\"replayed\":%llu,\"stalls\":%llu,\"max_logged\":%llu,\"log\":\"%s\"}\n",
-        (unsigned long long)t.sent, (unsigned long long)t.unparsed, log.size(), secs, t.sent / secs,
+        (unsigned long long)t.sent, (unsigned long long)t.unparsed, log.size(), secs,
+        input_done_ns ? static_cast<double>(input_done_ns - t0) / 1e9 : secs, cpu_secs,
+        static_cast<double>(lease_wait_ns) / 1e9, t.sent / secs,
         t.frame_bytes * 8 / secs / 1e6, (unsigned long long)chc::Header::make_clock(root_id, counter),
         (unsigned long long)admitted, input_from, next, (unsigned long long)start_counter,
         (unsigned long long)resumed_from, read_ns / 1e3, recovery_ns / 1e3, (unsigned long long)persist_every, (unsigned long long)persisted,

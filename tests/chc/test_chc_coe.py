@@ -66,6 +66,8 @@ def test_root_persists_its_clock_and_a_failover_root_continues_past_it(clean_sta
     assert r["admitted"] == r["sent"] == n and r["start_counter"] == 0
     stored = int(c.hget("chc:{root:r1}", "counter"))
     assert stored == n // 5 * 5 and r["persisted"] == stored  # every 5th counter, the last one acknowledged
+    # unpaced, the root used up each lease and waited for the write's acknowledgement
+    assert r["clock_waits"] > 0 and r["lease_wait_seconds"] > 0 and r["cpu_seconds"] > 0
     # A failover root: the clock continues at stored + 5, the input at the given position.
     second = json.loads(root("--persist-clock", "1", "--recover", "--input-from", "7").stdout)
     assert second["resumed_from"] == stored and second["persist_every"] == 5  # the period is the store's

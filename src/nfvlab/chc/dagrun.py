@@ -85,10 +85,12 @@ def _read_pairs(path: Path) -> dict[int, int]:
 def run_chain(dep: LocalDeployment, bin_dir: Path, dag: PhysicalDAG, pcap: Path, *,
               store_addresses: list[str] | None = None, rate_pps: int = 0, tag: str = "dag",
               timeout_s: float = 120.0, manager: Callable[[RunningChain], None] | None = None,
-              idle_ms: int = 1500) -> ChainRunResult:
+              idle_ms: int = 1500, root_args: tuple[str, ...] = ()) -> ChainRunResult:
     """One run of `pcap` through `dag`. Containers "<tag>-<role>" are created on first use and reused
     by later runs with the same tag (the same DAG shape). `manager`, if given, runs while the root
-    replays (it may re-split over the control sockets)."""
+    replays (it may re-split over the control sockets). `root_args`: more chc-root options (the
+    correctness metadata of issue 12: --deletes, --log, --xor-check, --persist-clock, with --store
+    added); with --deletes the last on-path vertex's instances send the root their delete requests."""
     needs_store = any(i.model != "T" for i in dag.instances)
     if needs_store and not store_addresses:
         raise ChainError(f"chain {dag.name}: models other than T need store addresses")
@@ -126,6 +128,8 @@ def run_chain(dep: LocalDeployment, bin_dir: Path, dag: PhysicalDAG, pcap: Path,
                 argv += ["--config", inst.config_arg()]
             if inst.model != "T":
                 argv += ["--store", ",".join(store_addresses or [])]
+            if "--deletes" in root_args and inst.vertex == dag.path[-1]:
+                argv += ["--root", addresses[ROOT], "--last"]
             procs[inst.role] = dep.start(boxes[inst.role], f"{run_dir.name}-{inst.role}", argv)
             sockets[inst.role] = sock
             if inst.index == 1:  # instance 1 seeds the vertex's shared objects before the others start
@@ -135,7 +139,9 @@ def run_chain(dep: LocalDeployment, bin_dir: Path, dag: PhysicalDAG, pcap: Path,
         root_split = dag.splitter(ROOT)
         root = dep.start(boxes[ROOT], f"{run_dir.name}-root", [
             str(bin_dir / "chc-root"), "--pcap", str(pcap), "--next", _endpoints(addresses, root_split),
-            "--scope", root_split.scope, "--rate-pps", str(rate_pps), "--times-out", str(run_dir / "root-times.txt")])
+            "--scope", root_split.scope, "--rate-pps", str(rate_pps), "--times-out", str(run_dir / "root-times.txt"),
+            "--bind", addresses[ROOT], *root_args,
+            *(["--store", ",".join(store_addresses or [])] if root_args and store_addresses else [])])
         running = RunningChain(dag, sockets, addresses, root)
         if manager is not None:
             manager(running)

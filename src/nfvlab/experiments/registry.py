@@ -25,6 +25,7 @@ _KINDS: dict[str, str] = {
     "chc-store-throughput": "nfvlab.chc.exp_store:KIND",
     "chc-chain": "nfvlab.chc.exp_chain:KIND",
     "chc-ordering": "nfvlab.chc.exp_ordering:KIND",
+    "chc-metadata": "nfvlab.chc.exp_metadata:KIND",
     "chc-correctness": "nfvlab.chc.exp_correctness:KIND",
     "statealyzr-transfer": "nfvlab.statealyzr.transfer_experiment:KIND",
 }
