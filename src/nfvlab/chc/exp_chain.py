@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import redis
 from pydantic import Field, field_validator, model_validator
 
 from nfvlab.chc import dag, dagrun, traces
 from nfvlab.chc.compile import compile_chain
-from nfvlab.chc.deploy import LocalDeployment
 from nfvlab.chc.driver import ChcDriver
 from nfvlab.chc.exp_nf_perf import ModelName, Strict, TraceParams, quantile
+from nfvlab.chc.trace_setup import TraceDeployment, trace_deployment
 from nfvlab.experiments.registry import ExperimentKind
 
 REPO = Path(__file__).resolve().parents[3]
@@ -72,14 +70,6 @@ def topology_key(p: Params) -> tuple:
     return (*sorted(p.trace.model_dump().items()), p.chain.logical)
 
 
-@dataclass
-class Setup:
-    dep: LocalDeployment
-    store_addresses: list[str]
-    pcap: Path
-    info: traces.TraceInfo
-
-
 def _times(res: dagrun.ChainRunResult, nf: str) -> list[int]:
     if nf == "chain":
         return res.latency_ns
@@ -90,26 +80,22 @@ def _times(res: dagrun.ChainRunResult, nf: str) -> list[int]:
 class Driver(ChcDriver):
 
     @contextlib.contextmanager
-    def setup(self, p: Params) -> Iterator[Setup]:
+    def setup(self, p: Params) -> Iterator[TraceDeployment]:
         work = self.work_dir("chain", topology_key(p))
         t = p.trace
         spec = traces.TraceSpec(connections=t.connections, packets_per_connection=t.packets_per_connection,
                                 median_size=t.median_size, scanners=t.scanners, trojans=t.trojans,
                                 hosts=max(4, t.connections // 5), seed=t.seed)
-        info = traces.generate(spec, work / "trace.pcap")
-        with LocalDeployment(work / "deploy") as dep:
-            store = dep.start_store(1)
-            yield Setup(dep, store.addresses, info.path, info)
+        with trace_deployment(work, spec) as s:
+            yield s
 
-    def _run(self, s: Setup, p: Params, model: str) -> dagrun.ChainRunResult:
-        for addr in s.store_addresses:  # every run starts from an empty store
-            host, port = addr.rsplit(":", 1)
-            redis.Redis(host=host, port=int(port)).flushall()
+    def _run(self, s: TraceDeployment, p: Params, model: str) -> dagrun.ChainRunResult:
+        s.flush_stores()
         phys = compile_chain(p.chain.load().with_model(model))
         return dagrun.run_chain(s.dep, self.bin_dir, phys, s.pcap, store_addresses=s.store_addresses,
                                 rate_pps=p.chain.rate_pps, tag="chain", timeout_s=300)
 
-    def measure(self, s: Setup, p: Params, raw: Path) -> dict[str, Any]:
+    def measure(self, s: TraceDeployment, p: Params, raw: Path) -> dict[str, Any]:
         res, base = self._run(s, p, p.chain.model), self._run(s, p, "T")
         nf = p.chain.nf
         times, t_times = _times(res, nf), _times(base, nf)

@@ -20,18 +20,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import redis
 from pydantic import Field
 
 from nfvlab.chc import dag, dagrun, traces
 from nfvlab.chc.compile import compile_chain
-from nfvlab.chc.deploy import LocalDeployment
 from nfvlab.chc.driver import ChcDriver
 from nfvlab.chc.exp_nf_perf import Strict
+from nfvlab.chc.trace_setup import TraceDeployment, trace_deployment
 from nfvlab.experiments.registry import ExperimentKind
 
 REPO = Path(__file__).resolve().parents[3]
@@ -74,36 +72,24 @@ def topology_key(p: Params) -> tuple:
     return tuple(sorted(p.trace.model_dump().items()))
 
 
-@dataclass
-class Setup:
-    dep: LocalDeployment
-    store_addresses: list[str]
-    pcap: Path
-    packets: int
-
-
 class Driver(ChcDriver):
 
     @contextlib.contextmanager
-    def setup(self, p: Params) -> Iterator[Setup]:
+    def setup(self, p: Params) -> Iterator[TraceDeployment]:
         work = self.work_dir("metadata", topology_key(p))
         t = p.trace
         spec = traces.TraceSpec(connections=t.connections, packets_per_connection=t.packets_per_connection,
                                 median_size=t.median_size, hosts=max(4, t.connections // 5), seed=t.seed)
-        info = traces.generate(spec, work / "trace.pcap")
-        with LocalDeployment(work / "deploy") as dep:
-            store = dep.start_store(1)
-            yield Setup(dep, store.addresses, info.path, info.packets)
+        with trace_deployment(work, spec) as s:
+            yield s
 
-    def _run(self, s: Setup, variant: str, rate_pps: int) -> dagrun.ChainRunResult:
-        for addr in s.store_addresses:  # every run starts from an empty store
-            host, port = addr.rsplit(":", 1)
-            redis.Redis(host=host, port=int(port)).flushall()
+    def _run(self, s: TraceDeployment, variant: str, rate_pps: int) -> dagrun.ChainRunResult:
+        s.flush_stores()
         return dagrun.run_chain(s.dep, self.bin_dir, compile_chain(dag.load_chain(CHAIN)), s.pcap,
                                 store_addresses=s.store_addresses, rate_pps=rate_pps, tag="meta", timeout_s=300,
                                 root_args=root_args(variant, 2 * s.packets))
 
-    def measure(self, s: Setup, p: Params, raw: Path) -> dict[str, Any]:
+    def measure(self, s: TraceDeployment, p: Params, raw: Path) -> dict[str, Any]:
         rate = p.metadata.rate_pps
         base, run = self._run(s, "none", rate), self._run(s, p.metadata.variant, rate)
 

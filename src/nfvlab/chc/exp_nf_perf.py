@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import redis
 from pydantic import BaseModel, ConfigDict, Field
 
 from nfvlab.chc import chain, traces
-from nfvlab.chc.deploy import LocalDeployment
 from nfvlab.chc.driver import ChcDriver
+from nfvlab.chc.trace_setup import TraceDeployment, trace_deployment
 from nfvlab.experiments.registry import ExperimentKind
 
 # "forward" is the null NF (it only forwards): the tunnel path's own limit. (Not "null": YAML and
@@ -73,37 +71,24 @@ def quantile(values: list[int], q: float) -> float:
     return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))] / 1000.0
 
 
-@dataclass
-class Setup:
-    dep: LocalDeployment
-    store_addresses: list[str]
-    pcap: Path
-    packets: int
-
-
 class Driver(ChcDriver):
 
     @contextlib.contextmanager
-    def setup(self, p: Params) -> Iterator[Setup]:
+    def setup(self, p: Params) -> Iterator[TraceDeployment]:
         work = self.work_dir("trace", topology_key(p))
-        pcap = work / "trace.pcap"
         t = p.trace
         spec = traces.TraceSpec(connections=t.connections, packets_per_connection=t.packets_per_connection,
                                 median_size=t.median_size, scanners=t.scanners, trojans=t.trojans,
                                 hosts=max(4, t.connections // 5), seed=t.seed)
-        info = traces.generate(spec, pcap)
-        with LocalDeployment(work / "deploy") as dep:
-            store = dep.start_store(1)
-            yield Setup(dep, store.addresses, pcap, info.packets)
+        with trace_deployment(work, spec) as s:
+            yield s
 
-    def _one(self, s: Setup, nf: str, model: str, tag: str) -> chain.NFRunResult:
-        for addr in s.store_addresses:  # every run starts from an empty store
-            host, port = addr.rsplit(":", 1)
-            redis.Redis(host=host, port=int(port)).flushall()
+    def _one(self, s: TraceDeployment, nf: str, model: str, tag: str) -> chain.NFRunResult:
+        s.flush_stores()
         return chain.run_nf(s.dep, self.bin_dir, s.pcap, nf, model, store_addresses=s.store_addresses,
                             config=CONFIG.get(nf), tag=tag, timeout_s=300)
 
-    def measure(self, s: Setup, p: Params, raw: Path) -> dict[str, Any]:
+    def measure(self, s: TraceDeployment, p: Params, raw: Path) -> dict[str, Any]:
         c = p.chain
         res = self._one(s, c.nf, c.model, "perf")
         base = res if c.model == "T" else self._one(s, c.nf, "T", "perf")

@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import redis
 import yaml
 from pydantic import Field
 
 from nfvlab.chc import dag, dagrun, traces
 from nfvlab.chc.compile import compile_chain
-from nfvlab.chc.deploy import LocalDeployment
 from nfvlab.chc.driver import ChcDriver
 from nfvlab.chc.exp_nf_perf import ModelName, Strict
+from nfvlab.chc.trace_setup import TraceDeployment, trace_deployment
 from nfvlab.experiments.registry import ExperimentKind
 
 REPO = Path(__file__).resolve().parents[3]
@@ -76,31 +74,20 @@ def logical_chain(p: ChainParams) -> dag.LogicalChain:
     return chain.model_copy(update={"vertices": v}).with_model(p.model)
 
 
-@dataclass
-class Setup:
-    dep: LocalDeployment
-    store_addresses: list[str]
-    info: traces.TraceInfo
-
-
 class Driver(ChcDriver):
 
     @contextlib.contextmanager
-    def setup(self, p: Params) -> Iterator[Setup]:
+    def setup(self, p: Params) -> Iterator[TraceDeployment]:
         work = self.work_dir("ordering", topology_key(p))
         t = p.trace
         spec = traces.TraceSpec(connections=t.connections, packets_per_connection=t.packets_per_connection,
                                 trojans=t.trojans, reordered_trojans=t.reordered, trojan_burst=True,
                                 hosts=max(4, t.connections // 5), seed=t.seed)
-        info = traces.generate(spec, work / "trace.pcap")
-        with LocalDeployment(work / "deploy") as dep:
-            store = dep.start_store(1)
-            yield Setup(dep, store.addresses, info)
+        with trace_deployment(work, spec) as s:
+            yield s
 
-    def measure(self, s: Setup, p: Params, raw: Path) -> dict[str, Any]:
-        for addr in s.store_addresses:  # every run starts from an empty store
-            host, port = addr.rsplit(":", 1)
-            redis.Redis(host=host, port=int(port)).flushall()
+    def measure(self, s: TraceDeployment, p: Params, raw: Path) -> dict[str, Any]:
+        s.flush_stores()
         chain = logical_chain(p.chain)
         res = dagrun.run_chain(s.dep, self.bin_dir, compile_chain(chain), s.info.path,
                                store_addresses=s.store_addresses, rate_pps=p.chain.rate_pps, tag="order",
