@@ -160,6 +160,11 @@ def _draw_box(ax: plt.Axes, data: pd.DataFrame, fig: Figure, hue_labels: list[st
                boxprops={"facecolor": color, "alpha": 0.75, "edgecolor": "0.25"},
                medianprops={"color": "red", "linewidth": 1.8}, whiskerprops={"color": "0.25"},
                capprops={"color": "0.25"}, manage_ticks=False)
+        # A box without height (every repetition the same) is only its red median: mark it in the
+        # hue's colour so the reader can tell whose it is.
+        flat = [(x, st["med"]) for x, st in zip(positions, stats, strict=True) if st["q1"] == st["q3"]]
+        if flat:
+            ax.scatter(*zip(*flat, strict=True), color=color, marker="D", s=28, edgecolor="0.25", zorder=3)
         if fig.hue:
             ax.plot([], [], color=color, linewidth=8, alpha=0.75, label=label)
     ax.set_xticks(range(len(cats)))
@@ -231,7 +236,7 @@ def draw_figure(fig: Figure, df: pd.DataFrame, out_dir: Path, metrics: Iterable[
                 if ax.get_legend() is not None:
                     ax.get_legend().remove()
             _one_legend(axes[0], fig.hue)
-            plot_fig.suptitle(fig.title)
+            _fit_labels(plot_fig, axes[0], fig.title)
             plot_fig.tight_layout()
             out_dir.mkdir(parents=True, exist_ok=True)
             for f, path in targets.items():
@@ -240,6 +245,23 @@ def draw_figure(fig: Figure, df: pd.DataFrame, out_dir: Path, metrics: Iterable[
         finally:
             plt.close(plot_fig)
     return result
+
+
+CHARS_PER_INCH = 11  # of the figure's title and tick labels at its font size
+
+
+def _fit_labels(plot_fig, axes, title: str) -> None:
+    """Wrap the title to the figure's width and slant crowded x tick labels, so none runs off the
+    figure or into its neighbour."""
+    import textwrap
+
+    plot_fig.suptitle(textwrap.fill(title, int(plot_fig.get_figwidth() * CHARS_PER_INCH)))
+    for ax in axes:
+        labels = ax.get_xticklabels()
+        if sum(len(t.get_text()) + 2 for t in labels) > FACET_W * CHARS_PER_INCH:
+            for t in labels:
+                t.set_rotation(25)
+                t.set_horizontalalignment("right")
 
 
 def make_figures(spec: Spec, df: pd.DataFrame, out_dir: Path) -> list[FigureOutput]:

@@ -84,6 +84,15 @@ def home_item(spec: Spec, items: dict[str, PaperItem]) -> str:
 def ensure_item(items: dict[str, PaperItem], fig_id: str, spec: Spec) -> PaperItem:
     """The item for an id no reference file names (a spec's own section)."""
     if fig_id not in items:
-        items[fig_id] = PaperItem(fig_id, fig_id, spec.description.strip().splitlines()[0] if spec.description else "",
-                                  spec.paper.section or "", "")
+        items[fig_id] = PaperItem(fig_id, fig_id, first_sentence(spec.description), spec.paper.section or "", "")
     return items[fig_id]
+
+
+def first_sentence(text: str) -> str:
+    """The description's first sentence, across its line breaks (a YAML block wraps it), so the table
+    never shows half a line."""
+    flat = " ".join((text or "").split())
+    for i in range(len(flat) - 1):
+        if flat[i] in ".:" and flat[i + 1] == " " and flat[:i].count("(") == flat[:i].count(")"):
+            return flat[: i + (flat[i] == ".")]
+    return flat

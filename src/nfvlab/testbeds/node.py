@@ -268,6 +268,7 @@ class SshNode(Node):
         from invoke.exceptions import CommandTimedOut
 
         text = _command_text(cmd)
+        t0 = time.monotonic()
         try:
             # in_stream=False sends nothing, but the remote stdin would stay open: give it /dev/null
             out = self.connection.run(f"{{ {text}\n}} </dev/null", hide=True, warn=True, timeout=timeout,
@@ -278,6 +279,10 @@ class SshNode(Node):
             self.close()
             raise NodeError(self.name, text, f"could not run over ssh ({self.user}@{self.address}:{self.port}): "
                             f"{type(e).__name__}: {e}") from e
+        if out.exited in (-1, None) and time.monotonic() - t0 >= timeout:
+            # invoke's timer thread kills the command by closing the channel; when that close itself
+            # fails (EOFError, the transport already gone) the run returns exit -1, not CommandTimedOut
+            raise NodeError(self.name, text, f"timed out after {timeout:g} s")
         res = CommandResult(self.name, text, out.exited, out.stdout, out.stderr)
         if check and not res.ok:
             raise NodeError(self.name, text, f"exited {res.returncode}: {res.stderr.strip()[-400:]}")
