@@ -115,6 +115,9 @@ int main(int argc, char** argv) try {
   int rc = 0;
   {
     // Two store clients: log writes on one, the blocking XREAD of the commit stream on the other.
+    // Declared before the store clients, so it outlives them: the clock-write callbacks write it,
+    // and a client freed while unwinding an error still calls its pending callbacks.
+    uint64_t persisted = 0;  // the last persisted counter the store acknowledged
     std::unique_ptr<chc::StoreClient> store, commits;
     if (args.has("store")) {
       chc::StoreOptions opts;
@@ -126,7 +129,7 @@ int main(int argc, char** argv) try {
 
     // The clock lease: `counter` is the last counter used; packets up to persisted + persist_every may
     // be admitted. A failover root continues at the stored counter + the stored period.
-    uint64_t counter = 0, persisted = 0, clock_waits = 0, resumed_from = 0, read_ns = 0, recovery_ns = 0;
+    uint64_t counter = 0, clock_waits = 0, resumed_from = 0, read_ns = 0, recovery_ns = 0;
     const uint64_t recovery_t0 = now_ns();
     if (recover) {
       store->command_sync(clock_key, {"PING"});  // connected: what follows is what a standby root pays
