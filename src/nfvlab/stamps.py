@@ -13,12 +13,14 @@ The file set behind ``code_hash``, per kind: the kind's driver module and every 
 imports, transitively (also imports inside functions, e.g. ``from nfvlab.iron import IronRuntime``;
 a package's ``__init__`` counts when anything below it is imported; the harness's bookkeeping modules,
 BOOKKEEPING, are left out: they store and stamp rows, they do not measure them), plus the C sources and data
-files (``*.c``, ``*.h``, ``*.cc``, ``*.cpp``, ``*.yaml``) inside the directories of those packages
+files (``*.c``, ``*.h``, ``*.cc``, ``*.cpp``, ``*.yaml``, ``*.lua``) inside the directories of those packages
 that are not Python packages themselves: Iron's BPF C (``iron/bpf/``) when the driver reaches
 ``nfvlab.iron``, the workload C sources (``workloads/c/``) when it reaches ``nfvlab.workloads``, the
-StateAlyzr corpus when it reaches ``nfvlab.statealyzr``. Testbed code (``nfvlab.testbeds``) comes in
-through the same closure. Files are hashed by content and path, so a moved or edited file changes
-the hash; comments count (cheap to re-measure, never wrong to).
+StateAlyzr corpus when it reaches ``nfvlab.statealyzr``; and sources outside the package that a
+package builds (``EXTERNAL_SOURCES``: CHC's C++ data plane ``chc/`` when it reaches ``nfvlab.chc``).
+Testbed code (``nfvlab.testbeds``) comes in through the same closure. Files are hashed by content
+and path, so a moved or edited file changes the hash; comments count (cheap to re-measure, never
+wrong to).
 """
 
 from __future__ import annotations
@@ -35,7 +37,10 @@ from typing import Any
 import yaml
 
 PACKAGE_DIR = Path(__file__).resolve().parent  # src/nfvlab
-SOURCE_SUFFIXES = (".c", ".h", ".cc", ".cpp", ".yaml")
+SOURCE_SUFFIXES = (".c", ".h", ".cc", ".cpp", ".yaml", ".lua")
+REPO_DIR = PACKAGE_DIR.parents[1]
+# Sources a package builds from outside src/ (relative to the repository), by the package that builds them.
+EXTERNAL_SOURCES = {"nfvlab.chc": "chc"}
 # The harness's bookkeeping: where rows are stored, stamped, planned and reported, not how they are
 # measured. Neither hashed nor followed (an edit to the result store must not re-measure every row).
 BOOKKEEPING = ("nfvlab", "nfvlab.stamps", "nfvlab.results", "nfvlab.provenance", "nfvlab.runner", "nfvlab.plan",
@@ -113,13 +118,17 @@ def code_files(driver_module: str) -> list[Path]:
             owner = next(d for d in f.parents if (d / "__init__.py").exists() or d == pkg)
             if owner == pkg:
                 files.add(f)
+    for package, rel in EXTERNAL_SOURCES.items():
+        if any(m == package or m.startswith(package + ".") for m in closure):
+            files.update(f for f in (REPO_DIR / rel).rglob("*") if f.is_file() and f.name.endswith(SOURCE_SUFFIXES))
     return sorted(files)
 
 
 def hash_files(files: list[Path], root: Path = PACKAGE_DIR) -> str:
     h = hashlib.sha256()
     for f in files:
-        h.update(str(f.relative_to(root)).encode() + b"\0")
+        name = f.relative_to(root) if f.is_relative_to(root) else Path("@repo") / f.relative_to(REPO_DIR)
+        h.update(str(name).encode() + b"\0")
         h.update(f.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 

@@ -90,6 +90,16 @@ def test_code_hash_covers_driver_iron_workloads_and_testbed_sources():
     assert "statealyzr/corpus/groundtruth/conntrack.c" in sa and not any(f.startswith("iron/") for f in sa)
 
 
+def test_code_hash_of_chc_kinds_covers_the_data_plane_built_outside_the_package():
+    chc = {str(f.relative_to(stamps.REPO_DIR)) for f in stamps.code_files("nfvlab.chc.exp_correctness")}
+    for must in ("chc/tools/chc-root.cpp", "chc/src/nf_nat.cpp", "chc/include/chc/store.h",
+                 "src/nfvlab/chc/chc_functions.lua", "src/nfvlab/chc/faults.py"):
+        assert must in chc, must
+    iron = stamps.code_files("nfvlab.experiments.iron_interference")
+    assert not any(stamps.REPO_DIR / "chc" in f.parents for f in iron)
+    assert stamps.hash_files(sorted(stamps.code_files("nfvlab.chc.exp_correctness")))  # repo files hash too
+
+
 def test_stale_reasons_name_each_changed_stamp():
     now = {"code_hash": "a", "testbed_hash": "b", "calibration_id": "c", "run_id": "r2"}
     assert stamps.stale_reasons({"code_hash": "a", "testbed_hash": "b", "calibration_id": "c", "run_id": "r1"},
