@@ -39,7 +39,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import corpus
@@ -132,6 +132,8 @@ class Box:
     argv: Callable[[Path, Path], str]            # (trace, run dir) -> argument string
     cost_builds: Callable[[], tuple[Path, Path]]  # -O2 plain and instrumented builds
     cwd: Path | None = None
+    # start-up values drawn at random, fixed in every run: [{after: function, set: var, value: n}]
+    deterministic: list[dict] = field(default_factory=list)
 
 
 def gdb_names(variables: list[dict], keys: list[str]) -> dict[str, str]:
@@ -245,7 +247,8 @@ def _prepare_recipe(name: str, wd: Path, rwd: Path) -> Box:
     def cost_builds() -> tuple[Path, Path]:
         return build("plain-O2", "-O2", None), build("instr-O2", "-O2", (tree, itree))
     return Box(name, binary, res["variables"], plan["bits"], gdb_names(res["variables"], plan["bits"]),
-               sorted(res["stats"]["packet_entries"]), _globals_range(binary), argv, cost_builds, cwd=tree)
+               sorted(res["stats"]["packet_entries"]), _globals_range(binary), argv, cost_builds, cwd=tree,
+               deterministic=dyn.get("deterministic", []))
 
 
 TRANSFER_GT = ["hostcount", "conntrack", "hostflow", "wrapcount", "copykey", "hdralloc"]
@@ -273,7 +276,7 @@ def run_transfer(name: str, workdir: Path, n_packets: int = 300, switch_points=(
     base = {"binary": str(box.binary), "entries": box.entries, "bits": box.bits,
             "keyed": keyed, "packet_fields": packet_fields(pcap), "ts_index": timestamps(pcap),
             "sym_of": box.sym_of, "model_i": sorted(box.sym_of.values()),
-            "globals_lo": box.globals[0], "globals_hi": box.globals[1]}
+            "globals_lo": box.globals[0], "globals_hi": box.globals[1], "deterministic": box.deterministic}
     _gdb(dict(base, mode="single", args=box.argv(pcap, wd), stdout=str(wd / "single.out"),
               stderr=str(wd / "single.err")), wd / "single.json", box.cwd)
     checks = []

@@ -499,5 +499,30 @@ def packet_entries():
     return cb or cfg["entries"]
 
 
+class _AssignOnReturn(gdb.FinishBreakpoint):
+    def __init__(self, frame, var: str, value: int):
+        super().__init__(frame, internal=True)
+        self.var, self.value = var, value
+
+    def stop(self):
+        gdb.parse_and_eval(f"{self.var} = {self.value}")
+        return False
+
+
+class _FixAfter(gdb.Breakpoint):
+    """When `function` returns, set `var` to `value`: a start-up value drawn at random (p0f's
+    hash_seed from /dev/urandom) made the same in the single run, the primary and the standby, so
+    their hash tables -- built at start-up in each process -- agree with the transferred state."""
+
+    def __init__(self, function: str, var: str, value: int):
+        super().__init__(function, internal=True)
+        self.var, self.value = var, value
+
+    def stop(self):
+        _AssignOnReturn(gdb.newest_frame(), self.var, self.value)
+        return False
+
+
+FIXED = [_FixAfter(d["after"], d["set"], int(d["value"])) for d in cfg.get("deterministic", [])]
 BPS = [gdb.Breakpoint(e, internal=True) for e in packet_entries()]
 {"primary": primary, "standby": standby, "single": single}[cfg["mode"]]()
