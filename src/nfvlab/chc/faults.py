@@ -364,7 +364,12 @@ def _inject(dep, fault, store, procs, sockets, nf_cs, nf_argv, root_sock, sock_d
     note("stopped", name="redis-server", pid=store_pid)
     try:
         resume()  # the instance processes packets while the store is stopped (the log cannot empty)
+        # kill only once some packets went out since the stop (a loaded harness host may not let the
+        # root send any within a fixed 20 ms: then nothing is outstanding and nothing can repeat)
+        sent0, deadline = int(_stats(root_sock)["sent"]), time.monotonic() + 2.0
         time.sleep(0.02)
+        while time.monotonic() < deadline and int(_stats(root_sock)["sent"]) < sent0 + 10:
+            time.sleep(0.002)
         _fail_over(dep, fault, procs, sockets, nf_cs, nf_argv, root_sock, sock_dir, run_dir, nf, note, store_pid,
                    lambda: None)
     finally:  # whatever went wrong, the server runs again (the next run needs it)
