@@ -99,7 +99,8 @@ clean-testbed: install
 	$(NFVLAB) clean
 
 # --- CHC (chc/: C++17 data plane; src/nfvlab/chc: control plane; docs/chc.md) ---------------------
-.PHONY: chc chc-asan exp-chc-perf exp-chc-chain exp-chc-correctness exp-chc-ordering
+.PHONY: chc chc-asan exp-chc-perf exp-chc-chain exp-chc-correctness exp-chc-ordering exp-chc-availability \
+	exp-chc-shared-state
 chc: install
 	@nice -n 10 $(MAKE) -s -C chc -j2 BUILD=$(CURDIR)/build/chc
 
@@ -117,14 +118,22 @@ exp-chc-chain: install chc
 	$(call run-specs,chc-chain)
 
 # CHC correctness (issue 12): randomized fault injections checked for chain output equivalence, with
-# negative controls (docs/chc.md "Correctness"), and R4 chain-wide ordering (Trojan detector behind
-# scrubbers of different speed). `make exp-chc-ordering` runs only the latter.
-CHC_CORRECTNESS := chc-correctness chc-ordering
+# negative controls (docs/chc.md "Correctness"), R4 chain-wide ordering (Trojan detector behind
+# scrubbers of different speed), R1 state availability against FTMB-style checkpointing (Fig 3.17) and R3
+# strongly consistent shared state against an OpenNF-style controller (Fig 3.16). `make exp-chc-ordering`,
+# `make exp-chc-availability` and `make exp-chc-shared-state` run one of them.
+CHC_CORRECTNESS := chc-correctness chc-ordering chc-availability chc-shared-state
 exp-chc-correctness: install chc
 	$(call run-specs,$(CHC_CORRECTNESS))
 
 exp-chc-ordering: install chc
 	$(call run-specs,chc-ordering)
+
+exp-chc-availability: install chc
+	$(call run-specs,chc-availability)
+
+exp-chc-shared-state: install chc
+	$(call run-specs,chc-shared-state)
 
 # Kernel recipes (kernels/<name>/recipe.yaml): build .debs + bzImage, cached by recipe hash (docs/kernel.md).
 # `make kernel-iron` builds the patched Iron kernel; `make kernel-boot-iron` boots it in qemu and checks uname -r.

@@ -65,6 +65,11 @@ void State::update(const std::string& fn, const std::string& k, const std::vecto
 }
 
 void State::counter_add(uint16_t obj, long long delta, const std::string& subkey) {
+  if (replicated(obj)) {
+    if (!subkey.empty()) refuse_replicated(obj);
+    replica_pending_.push_back({obj, "add", std::to_string(delta)});  // sent with the packet's event
+    return;
+  }
   if (model_ == Model::Traditional) {
     if (subkey.empty()) counters_local_[obj] += delta;
     else subcounters_local_[key(obj, subkey)] += delta;
@@ -90,6 +95,7 @@ void State::flow_del(uint16_t obj, const std::string& subkey) {
 
 Reply State::field_op(uint16_t obj, const std::string& field, const std::string& fn,
                       const std::vector<std::string>& args, const FieldOp& local) {
+  if (replicated(obj)) refuse_replicated(obj);
   std::vector<std::string> full{field};
   full.insert(full.end(), args.begin(), args.end());
   if (cached(obj)) {
@@ -107,6 +113,7 @@ Reply State::field_op(uint16_t obj, const std::string& field, const std::string&
 }
 
 Reply State::map_op(uint16_t obj, const std::string& fn, const std::vector<std::string>& args, const MapOp& local) {
+  if (replicated(obj)) refuse_replicated(obj);
   if (cached(obj)) {
     Reply result = local(hashes_local_[obj]);
     if (model_ != Model::Traditional) update(fn, key(obj), args, fold(obj));
@@ -192,6 +199,12 @@ void State::list_init(uint16_t obj, const std::vector<std::string>& values) {
 }
 
 std::optional<std::string> State::list_pop(uint16_t obj) {
+  if (replicated(obj)) {  // the NF needs the value now: the packet's event goes out here
+    replica_pending_.push_back({obj, "pop", ""});
+    auto results = replica_->execute(replica_pending_);
+    replica_pending_.clear();
+    return results.empty() ? std::nullopt : results.back();
+  }
   if (cached(obj)) {
     auto& l = lists_local_[obj];
     if (l.empty()) return std::nullopt;
@@ -208,6 +221,10 @@ std::optional<std::string> State::list_pop(uint16_t obj) {
 }
 
 void State::list_push(uint16_t obj, const std::string& value) {
+  if (replicated(obj)) {
+    replica_pending_.push_back({obj, "push", value});
+    return;
+  }
   if (cached(obj)) {
     lists_local_[obj].push_back(value);
     if (model_ == Model::Traditional) return;
@@ -235,6 +252,43 @@ void State::set_exclusive(uint16_t obj, bool exclusive) {
     }
   }
   exclusive_[obj] = exclusive;
+}
+
+void State::set_replica(ReplicaClient* replica) {
+  if (replica && model_ != Model::Traditional)
+    throw std::invalid_argument("the OpenNF baseline keeps state in the instances: model T only");
+  replica_ = replica;
+}
+
+void State::refuse_replicated(uint16_t obj) const {
+  throw std::logic_error("the OpenNF baseline replicates counters and lists only, not " + decl(obj).name);
+}
+
+void State::end_packet() {
+  pkt_ = nullptr;
+  if (replica_ && !replica_pending_.empty()) {
+    replica_->execute(replica_pending_);
+    replica_pending_.clear();
+  }
+}
+
+std::optional<std::string> State::apply_replicated(const ReplicaOp& op) {
+  if (op.op == "add") {
+    counters_local_[op.obj] += std::stoll(op.arg);
+    return std::nullopt;
+  }
+  auto& l = lists_local_[op.obj];
+  if (op.op == "push") {
+    l.push_back(op.arg);
+    return std::nullopt;
+  }
+  if (op.op == "pop") {
+    if (l.empty()) return std::nullopt;
+    std::string v = l.front();
+    l.pop_front();
+    return v;
+  }
+  throw std::invalid_argument("unknown replica op " + op.op);
 }
 
 void State::drain() {

@@ -4,10 +4,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <stdexcept>
 #include <vector>
 
 #include "chc/header.h"
 #include "chc/packet.h"
+#include "chc/replica.h"
+#include "chc/state.h"
 #include "chc/store.h"
 #include "chc/tunnel.h"
 
@@ -119,6 +123,29 @@ int main() {
     total += n;
   }
   CHECK(total == 40);
+
+  // OpenNF baseline: one packet's shared ops survive the wire format; the replicated copy applies them
+  std::vector<chc::ReplicaOp> ops{{3, "add", "1"}, {2, "add", "-4"}, {1, "pop", ""}, {1, "push", "10007"}};
+  auto back = chc::decode_ops(chc::encode_ops(ops));
+  CHECK(back.size() == 4 && back[1].obj == 2 && back[1].arg == "-4" && back[2].op == "pop" && back[2].arg.empty());
+  CHECK(back[3].op == "push" && back[3].arg == "10007");
+  bool refused = false;
+  try {
+    chc::encode_ops({{1, "push", "a,b"}});
+  } catch (const std::invalid_argument&) {
+    refused = true;
+  }
+  CHECK(refused);
+  chc::State st(chc::Model::Traditional, nullptr, 1, 2);
+  st.declare({1, "ports", chc::Scope::CrossFlow, chc::Access::ReadWriteOften});
+  st.declare({3, "total", chc::Scope::CrossFlow, chc::Access::WriteMostly});
+  st.list_init(1, {"10000", "10001"});
+  CHECK(st.apply_replicated({1, "pop", ""}) == std::optional<std::string>("10000"));
+  st.apply_replicated({3, "add", "5"});
+  st.apply_replicated({3, "add", "2"});
+  CHECK(st.counter_read(3) == 7);
+  CHECK(st.apply_replicated({1, "pop", ""}) == std::optional<std::string>("10001"));
+  CHECK(!st.apply_replicated({1, "pop", ""}));  // empty list: no port
 
   if (failures) return 1;
   std::printf("test_dataplane: all checks passed\n");

@@ -3,7 +3,8 @@
 //   chc-nf --nf nat --model EO+C+NA --listen IP:PORT --next IP:PORT[,..] [--scope 5tuple]
 //          [--store H:P[,..] [--cluster]] --vertex V --instance I [--config k=v,..]
 //          [--control PATH] [--samples FILE] [--vertex-instances N] [--tap IP:PORT[,..] [--tap-scope S]]
-//          [--root IP:PORT [--last]] [--recover]
+//          [--root IP:PORT [--last]] [--recover] [--opennf IP:PORT]
+//          [--pause-us N --pause-every-ms M [--pause-phase-ms P]]
 // --tap: an off-path vertex (e.g. the Trojan detector at the NAT) gets a copy of every packet this
 // instance receives, as it arrived (before the NF rewrites it), through its own splitter; the copy
 // carries the same header (clock, XOR vector) so R2-R6 can treat it like any other packet.
@@ -12,6 +13,12 @@
 // for every packet this instance drops and, with --last (the chain's last NF), for every packet it
 // forwards -- before the output leaves (§3.4.4). --recover: this process replaces a failed instance
 // (same vertex and instance id): nothing is seeded, per-flow values come from the store (R6).
+// --opennf: the OpenNF-style shared-state baseline (§3.6.3 R3; model T, chc/replica.h): the
+// cross-flow counters and lists are local copies kept strongly consistent through that controller.
+// --pause-us/--pause-every-ms: FTMB-style checkpointing emulated as the paper did (§3.6.3 R1): the
+// instance stops taking packets for N µs every M ms (first pause P ms, default M, after the first
+// packet); packets queue in its socket meanwhile. The summary counts the pauses that delayed traffic
+// (a packet arrived after them), not those of the idle tail before the harness stops the instance.
 // Per-packet processing time (ns, measured around the NF's process() including its store waits) is
 // written to --samples, one line per packet; a JSON summary goes to stdout on exit (SIGTERM/SIGINT
 // or "stop" on the control socket).
@@ -19,6 +26,7 @@
 #include <signal.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -53,7 +61,8 @@ std::vector<chc::Endpoint> parse_endpoints(const std::string& list) {
 int main(int argc, char** argv) try {
   chc::Args args(argc, argv, {"nf", "model", "listen", "next", "scope", "store", "cluster", "vertex", "instance",
                               "config", "control", "samples", "retransmit-ms", "vertex-instances", "tap", "tap-scope", "scopes",
-                              "root", "last", "recover"});
+                              "root", "last", "recover", "opennf", "pause-us", "pause-every-ms",
+                              "pause-phase-ms"});
   const chc::Model model = chc::parse_model(args.get("model", "T"));
   const uint16_t vertex = static_cast<uint16_t>(args.num("vertex", 1));
   const uint16_t instance = static_cast<uint16_t>(args.num("instance", 1));
@@ -63,6 +72,11 @@ int main(int argc, char** argv) try {
     std::printf("\n");
     return 0;
   }
+  const uint64_t pause_ns = static_cast<uint64_t>(args.num("pause-us", 0)) * 1000ull;
+  const uint64_t pause_every_ns = static_cast<uint64_t>(args.num("pause-every-ms", 0)) * 1000000ull;
+  if (pause_ns && !pause_every_ns) throw std::invalid_argument("--pause-us needs --pause-every-ms");
+  const uint64_t pause_phase_ns =
+      static_cast<uint64_t>(args.num("pause-phase-ms", static_cast<long long>(pause_every_ns / 1000000ull))) * 1000000ull;
   chc::Tunnel tunnel(chc::Endpoint::parse(args.need("listen")));
   chc::Splitter splitter;
   if (args.has("next")) splitter.set_rule(args.get("scope", "5tuple"), parse_endpoints(args.get("next", "")));
@@ -81,20 +95,37 @@ int main(int argc, char** argv) try {
       store = std::make_unique<chc::StoreClient>(base, opts, vertex, instance);
     }
     const int vertex_instances = static_cast<int>(args.num("vertex-instances", 1));
-    if (vertex_instances > 1 && model == chc::Model::Traditional)
-      throw std::invalid_argument("traditional NFs keep all state local: one instance per vertex");
+    if (vertex_instances > 1 && model == chc::Model::Traditional && !args.has("opennf"))
+      throw std::invalid_argument("traditional NFs keep all state local: one instance per vertex (or --opennf)");
     chc::State state(model, store.get(), instance, vertex_instances, args.has("recover"));
+    std::unique_ptr<chc::ReplicaClient> replica;
+    if (args.has("opennf"))
+      replica = std::make_unique<chc::ReplicaClient>(chc::Endpoint::parse(args.need("opennf")), instance,
+                                                     [&state](const chc::ReplicaOp& op) { return state.apply_replicated(op); });
+    uint64_t next_pause = 0, last_rx = 0;  // next_pause: set at the first packet
+    std::vector<uint64_t> pause_times;
     const bool deletes = args.has("root"), last = args.has("last");
     sockaddr_in root_addr{};
     if (deletes) root_addr = chc::Endpoint::parse(args.need("root")).sockaddr();
     uint64_t deletes_sent = 0;
     nf->setup(state);
+    if (replica) {  // after setup: every instance starts from the same copy of the shared objects
+      replica->register_with_controller(10000);
+      state.set_replica(replica.get());
+    }
     std::unique_ptr<chc::ControlSocket> control;
     if (args.has("control")) control = std::make_unique<chc::ControlSocket>(base, args.need("control"));
 
     // Wake the loop when datagrams arrive or a signal asks us to stop.
     event* rx = event_new(base, tunnel.fd(), EV_READ | EV_PERSIST, [](evutil_socket_t, short, void*) {}, nullptr);
     event_add(rx, nullptr);
+    event* replica_rx = nullptr;  // the controller's forwards of other instances' updates, while idle
+    if (replica) {
+      replica_rx = event_new(base, replica->fd(), EV_READ | EV_PERSIST,
+                             [](evutil_socket_t, short, void* r) { static_cast<chc::ReplicaClient*>(r)->poll(); },
+                             replica.get());
+      event_add(replica_rx, nullptr);
+    }
     auto stop_cb = [](evutil_socket_t, short, void* flag) { *static_cast<bool*>(flag) = false; };
     event* sigterm = evsignal_new(base, SIGTERM, stop_cb, &running);
     event* sigint = evsignal_new(base, SIGINT, stop_cb, &running);
@@ -156,7 +187,17 @@ int main(int argc, char** argv) try {
     };
 
     while (running) {
+      if (pause_ns && next_pause && now_ns() >= next_pause) {  // the emulated checkpoint
+        timespec pause{static_cast<time_t>(pause_ns / 1000000000ull), static_cast<long>(pause_ns % 1000000000ull)};
+        pause_times.push_back(now_ns());
+        nanosleep(&pause, nullptr);
+        next_pause += pause_every_ns;
+      }
       std::size_t n = tunnel.recv_batch(in);
+      if (pause_ns && n) {
+        last_rx = now_ns();
+        if (!next_pause) next_pause = last_rx + pause_phase_ns;
+      }
       std::size_t nout = 0, ntap = 0, ndel = 0;
       for (std::size_t i = 0; i < n; ++i) {
         ++c.received;
@@ -177,7 +218,7 @@ int main(int argc, char** argv) try {
         uint64_t t0 = now_ns();
         state.begin_packet(&pkt.header);
         nf->process(pkt, state);
-        state.begin_packet(nullptr);
+        state.end_packet();
         samples.push_back(static_cast<uint32_t>(std::min<uint64_t>(now_ns() - t0, UINT32_MAX)));
         if (deletes && (pkt.drop || splitter.empty() || last)) {  // this packet is done: ask the root to delete it
           chc::Header del = pkt.header;
@@ -204,6 +245,7 @@ int main(int argc, char** argv) try {
       event_base_loop(base, n ? EVLOOP_NONBLOCK | EVLOOP_ONCE : EVLOOP_ONCE);
     }
     state.drain();
+    const auto pauses = std::count_if(pause_times.begin(), pause_times.end(), [&](uint64_t t) { return t < last_rx; });
     if (args.has("samples")) {
       std::ofstream f(args.need("samples"));
       for (auto s : samples) f << s << "\n";
@@ -213,12 +255,17 @@ int main(int argc, char** argv) try {
       if (ch == '\n') ch = ';';
     std::printf(
         "{\"model\":\"%s\",\"received\":%llu,\"forwarded\":%llu,\"dropped\":%llu,\"malformed\":%llu,"
-        "\"tapped\":%llu,\"store_ops\":%llu,\"retransmissions\":%llu,\"report\":\"%s\"}\n",
+        "\"tapped\":%llu,\"store_ops\":%llu,\"retransmissions\":%llu,\"pauses\":%llu,\"replica_events\":%llu,"
+        "\"replica_applied\":%llu,\"replica_wait_us\":%.1f,\"report\":\"%s\"}\n",
         chc::model_name(model).c_str(), (unsigned long long)c.received, (unsigned long long)c.forwarded,
         (unsigned long long)c.dropped, (unsigned long long)c.malformed, (unsigned long long)tapped,
         (unsigned long long)(store ? store->stats().ops_sent : 0),
-        (unsigned long long)(store ? store->stats().retransmissions : 0), rep.c_str());
+        (unsigned long long)(store ? store->stats().retransmissions : 0), (unsigned long long)pauses,
+        (unsigned long long)(replica ? replica->stats().executed : 0),
+        (unsigned long long)(replica ? replica->stats().applied : 0),
+        replica ? static_cast<double>(replica->stats().wait_ns) / 1e3 : 0.0, rep.c_str());
     event_free(rx);
+    if (replica_rx) event_free(replica_rx);
     event_free(sigterm);
     event_free(sigint);
     control.reset();

@@ -17,6 +17,7 @@ from importlib import import_module
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from nfvlab import __version__
 
@@ -50,7 +51,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         try:
             spec = load_spec(path)
         except SpecError as e:
-            err.print(f"[red]{e}[/]", highlight=False)
+            err.print(f"[red]{escape(str(e))}[/]", highlight=False)
             status = 2
             continue
         counts = {s: expand(spec, s).total_runs for s in spec.scales} or {"default": expand(spec).total_runs}
@@ -67,15 +68,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = run(Path(args.spec), args.scale, args.repetitions, keep_stale=args.keep_stale,
                       testbed=args.testbed, retries=RETRIES if args.retries is None else args.retries)
     except RunFailed as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
         s = e.summary
         err.print(f"{s.spec}: {s.done} run, {len(s.failures)} failed, {s.skipped} current; run again to retry")
         return 1
     except SpecError as e:
-        err.print(f"[red]{e}[/]", highlight=False)
+        err.print(f"[red]{escape(str(e))}[/]", highlight=False)
         return 2
     except (RunError, ValueError) as e:
-        err.print(f"[red]error:[/] {e}")
+        err.print(f"[red]error:[/] {escape(str(e))}")
         return 2 if isinstance(e, ValueError) else 1
     except KeyboardInterrupt:
         err.print("[yellow]interrupted: finished repetitions are kept; run again to resume[/]")
@@ -109,12 +110,12 @@ def cmd_clean(args: argparse.Namespace) -> int:
     try:
         removed = clean(force=args.force, prefix=args.prefix)
     except CleanRefused as e:
-        err.print(f"[red]clean refused:[/] {e}")
+        err.print(f"[red]clean refused:[/] {escape(str(e))}")
         return 1
     except CleanIncomplete as e:
         for item in e.removed:
             print(f"removed {item}")
-        err.print(f"[red]clean incomplete:[/] {e}")
+        err.print(f"[red]clean incomplete:[/] {escape(str(e))}")
         return 1
     for item in removed:
         print(f"removed {item}")

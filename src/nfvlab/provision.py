@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from nfvlab.testbeds.inventory import Inventory, InventoryError, load_inventory
@@ -202,7 +203,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     try:
         inv = load_inventory(args.inventory)
     except InventoryError as e:
-        err.print(f"[red]{e}[/]")
+        err.print(f"[red]{escape(str(e))}[/]")
         return 2
     extra = dict(kv.split("=", 1) for kv in args.extra or [])
     with tempfile.TemporaryDirectory(prefix="nfvlab-wheel-") as d:

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "chc/header.h"
+#include "chc/replica.h"
 #include "chc/store.h"
 
 namespace chc {
@@ -50,6 +51,15 @@ class State {
     pkt_ = h;
     seq_.clear();
   }
+  // The packet is processed: under the OpenNF baseline its remaining shared updates go out as one
+  // strongly consistent event (the NF waits for the controller's release).
+  void end_packet();
+
+  // The OpenNF-style baseline of §3.6.3 R3 (T only): cross-flow counters and lists stay local
+  // copies, and every packet's updates of them are applied at all instances in the controller's global
+  // order (chc/replica.h). Hash objects (field_op, map_op) are not replicated: refused.
+  void set_replica(ReplicaClient* replica);
+  std::optional<std::string> apply_replicated(const ReplicaOp& op);  // the controller's forward, here
 
   // Counters (write mostly, read rarely): add, non-blocking under EO+C+NA.
   void counter_add(uint16_t obj, long long delta, const std::string& subkey = "");
@@ -95,6 +105,8 @@ class State {
               const std::string& op);
   bool caching() const { return model_ == Model::EOC || model_ == Model::EOCNA; }
   bool seeds() const { return !recovering_ && (instance_ == 1 || vertex_instances_ == 1); }
+  bool replicated(uint16_t obj) const { return replica_ && decl(obj).scope == Scope::CrossFlow; }
+  void refuse_replicated(uint16_t obj) const;
 
   Model model_;
   StoreClient* store_;
@@ -102,6 +114,8 @@ class State {
   int vertex_instances_;
   bool recovering_;
   Header* pkt_ = nullptr;
+  ReplicaClient* replica_ = nullptr;
+  std::vector<ReplicaOp> replica_pending_;  // this packet's shared updates not sent yet
   std::map<uint16_t, uint16_t> seq_;  // updates per object of the current packet
   std::map<uint16_t, ObjectDecl> decls_;
   std::map<uint16_t, bool> exclusive_;

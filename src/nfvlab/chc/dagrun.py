@@ -85,12 +85,14 @@ def _read_pairs(path: Path) -> dict[int, int]:
 def run_chain(dep: LocalDeployment, bin_dir: Path, dag: PhysicalDAG, pcap: Path, *,
               store_addresses: list[str] | None = None, rate_pps: int = 0, tag: str = "dag",
               timeout_s: float = 120.0, manager: Callable[[RunningChain], None] | None = None,
-              idle_ms: int = 1500, root_args: tuple[str, ...] = ()) -> ChainRunResult:
+              idle_ms: int = 1500, root_args: tuple[str, ...] = (),
+              nf_args: dict[str, tuple[str, ...]] | None = None) -> ChainRunResult:
     """One run of `pcap` through `dag`. Containers "<tag>-<role>" are created on first use and reused
     by later runs with the same tag (the same DAG shape). `manager`, if given, runs while the root
     replays (it may re-split over the control sockets). `root_args`: more chc-root options (the
     correctness metadata of issue 12: --deletes, --log, --xor-check, --persist-clock, with --store
-    added); with --deletes the last on-path vertex's instances send the root their delete requests."""
+    added); with --deletes the last on-path vertex's instances send the root their delete requests.
+    `nf_args`: more chc-nf options per vertex name (the baselines of §3.6.3: --pause-us, --opennf)."""
     needs_store = any(i.model != "T" for i in dag.instances)
     if needs_store and not store_addresses:
         raise ChainError(f"chain {dag.name}: models other than T need store addresses")
@@ -128,6 +130,7 @@ def run_chain(dep: LocalDeployment, bin_dir: Path, dag: PhysicalDAG, pcap: Path,
                 argv += ["--config", inst.config_arg()]
             if inst.model != "T":
                 argv += ["--store", ",".join(store_addresses or [])]
+            argv += list((nf_args or {}).get(inst.vertex, ()))
             if "--deletes" in root_args and inst.vertex == dag.path[-1]:
                 argv += ["--root", addresses[ROOT], "--last"]
             procs[inst.role] = dep.start(boxes[inst.role], f"{run_dir.name}-{inst.role}", argv)

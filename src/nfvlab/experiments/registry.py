@@ -26,6 +26,8 @@ _KINDS: dict[str, str] = {
     "chc-chain": "nfvlab.chc.exp_chain:KIND",
     "chc-ordering": "nfvlab.chc.exp_ordering:KIND",
     "chc-metadata": "nfvlab.chc.exp_metadata:KIND",
+    "chc-availability": "nfvlab.chc.exp_availability:KIND",
+    "chc-shared-state": "nfvlab.chc.exp_shared_state:KIND",
     "chc-correctness": "nfvlab.chc.exp_correctness:KIND",
     "statealyzr-transfer": "nfvlab.statealyzr.transfer_experiment:KIND",
 }

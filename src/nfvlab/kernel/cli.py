@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from .recipe import RecipeError, load_recipe
 
@@ -25,12 +26,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     try:
         recipe = load_recipe(args.recipe)
     except RecipeError as e:
-        err.print(f"[red]{e}[/]", highlight=False)
+        err.print(f"[red]{escape(str(e))}[/]", highlight=False)
         return 2
     try:
         result = build(recipe, log=lambda m: print(m, flush=True))
     except BuildError as e:
-        err.print(f"[red]build failed:[/] {e}", highlight=False)
+        err.print(f"[red]build failed:[/] {escape(str(e))}", highlight=False)
         return 1
     print(f"kernel {result.release}: {result.bzimage}")
     for deb in result.debs:
@@ -51,7 +52,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
             check = boot_image(args.image, release, args.recipe or Path(args.image).name, kvm=not args.no_kvm,
                                timeout_s=args.timeout)
         except BootError as e:
-            err.print(f"[red]boot check failed to start:[/] {e}", highlight=False)
+            err.print(f"[red]boot check failed to start:[/] {escape(str(e))}", highlight=False)
             return 1
         print(check.summary())
         return 0 if check.passed else 1
@@ -61,7 +62,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
     try:
         recipe = load_recipe(args.recipe)
     except RecipeError as e:
-        err.print(f"[red]{e}[/]", highlight=False)
+        err.print(f"[red]{escape(str(e))}[/]", highlight=False)
         return 2
     built = cached_result(recipe)
     if built is None:
@@ -70,7 +71,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
     try:
         check = boot_check(built, kvm=not args.no_kvm, timeout_s=args.timeout)
     except BootError as e:
-        err.print(f"[red]boot check failed to start:[/] {e}", highlight=False)
+        err.print(f"[red]boot check failed to start:[/] {escape(str(e))}", highlight=False)
         return 1
     print(check.summary())
     return 0 if check.passed else 1
@@ -89,7 +90,7 @@ def cmd_vm_run(args: argparse.Namespace) -> int:
     try:
         recipe = load_recipe(args.recipe)
     except RecipeError as e:
-        err.print(f"[red]{e}[/]", highlight=False)
+        err.print(f"[red]{escape(str(e))}[/]", highlight=False)
         return 2
     built = cached_result(recipe)
     if built is None:
@@ -116,7 +117,7 @@ def cmd_vm_exec(args: argparse.Namespace) -> int:
     try:
         recipe = load_recipe(args.recipe)
     except RecipeError as e:
-        err.print(f"[red]{e}[/]", highlight=False)
+        err.print(f"[red]{escape(str(e))}[/]", highlight=False)
         return 2
     built = cached_result(recipe)
     if built is None:
