@@ -66,8 +66,8 @@ def test_chc_shares_the_same_objects_through_the_store(deployment, bin_dir, trac
     dep, store = deployment
     for srv in store.servers:
         srv.client().flushall()
-    res = dagrun.run_chain(dep, bin_dir, exp_shared_state.nat_chain(2), trace.path, store_addresses=store.addresses, rate_pps=3000,
-                           tag="bl")
+    res = dagrun.run_chain(dep, bin_dir, exp_shared_state.nat_chain(2), trace.path, store_addresses=store.addresses,
+                           rate_pps=3000, tag="bl")
     received = sum(int(r.summary["received"]) for r in res.instances.values())
     assert received == trace.packets
     # the store's one counter is what both instances report
