@@ -100,7 +100,7 @@ clean-testbed: install
 
 # --- CHC (chc/: C++17 data plane; src/nfvlab/chc: control plane; docs/chc.md) ---------------------
 .PHONY: chc chc-asan exp-chc-perf exp-chc-chain exp-chc-correctness exp-chc-ordering exp-chc-availability \
-	exp-chc-shared-state
+	exp-chc-shared-state exp-chc-nf-recovery
 chc: install
 	@nice -n 10 $(MAKE) -s -C chc -j2 BUILD=$(CURDIR)/build/chc
 
@@ -120,9 +120,10 @@ exp-chc-chain: install chc
 # CHC correctness (issue 12): randomized fault injections checked for chain output equivalence, with
 # negative controls (docs/chc.md "Correctness"), R4 chain-wide ordering (Trojan detector behind
 # scrubbers of different speed), R1 state availability against FTMB-style checkpointing (Fig 3.17) and R3
-# strongly consistent shared state against an OpenNF-style controller (Fig 3.16). `make exp-chc-ordering`,
-# `make exp-chc-availability` and `make exp-chc-shared-state` run one of them.
-CHC_CORRECTNESS := chc-correctness chc-ordering chc-availability chc-shared-state
+# strongly consistent shared state against an OpenNF-style controller (Fig 3.16), and the R6 NF recovery
+# timeline (Fig 3.19). `make exp-chc-ordering`, `exp-chc-availability`, `exp-chc-shared-state` and
+# `exp-chc-nf-recovery` run one of them.
+CHC_CORRECTNESS := chc-correctness chc-ordering chc-availability chc-shared-state chc-nf-recovery
 exp-chc-correctness: install chc
 	$(call run-specs,$(CHC_CORRECTNESS))
 
@@ -134,6 +135,9 @@ exp-chc-availability: install chc
 
 exp-chc-shared-state: install chc
 	$(call run-specs,chc-shared-state)
+
+exp-chc-nf-recovery: install chc
+	$(call run-specs,chc-nf-recovery)
 
 # Kernel recipes (kernels/<name>/recipe.yaml): build .debs + bzImage, cached by recipe hash (docs/kernel.md).
 # `make kernel-iron` builds the patched Iron kernel; `make kernel-boot-iron` boots it in qemu and checks uname -r.

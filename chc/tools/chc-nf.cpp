@@ -20,7 +20,8 @@
 // packet); packets queue in its socket meanwhile. The summary counts the pauses that delayed traffic
 // (a packet arrived after them), not those of the idle tail before the harness stops the instance.
 // Per-packet processing time (ns, measured around the NF's process() including its store waits) is
-// written to --samples, one line per packet; a JSON summary goes to stdout on exit (SIGTERM/SIGINT
+// written to --samples, one line per packet (with --sample-times: "start_ns duration_ns", CLOCK_MONOTONIC,
+// for timelines such as the recovery of Fig 3.19); a JSON summary goes to stdout on exit (SIGTERM/SIGINT
 // or "stop" on the control socket).
 #include <event2/event.h>
 #include <signal.h>
@@ -62,7 +63,7 @@ int main(int argc, char** argv) try {
   chc::Args args(argc, argv, {"nf", "model", "listen", "next", "scope", "store", "cluster", "vertex", "instance",
                               "config", "control", "samples", "retransmit-ms", "vertex-instances", "tap", "tap-scope", "scopes",
                               "root", "last", "recover", "opennf", "pause-us", "pause-every-ms",
-                              "pause-phase-ms"});
+                              "pause-phase-ms", "sample-times"});
   const chc::Model model = chc::parse_model(args.get("model", "T"));
   const uint16_t vertex = static_cast<uint16_t>(args.num("vertex", 1));
   const uint16_t instance = static_cast<uint16_t>(args.num("instance", 1));
@@ -135,6 +136,8 @@ int main(int argc, char** argv) try {
     Counters c;
     uint64_t tapped = 0;
     std::vector<uint32_t> samples;
+    std::vector<uint64_t> sample_starts;  // --sample-times
+    const bool sample_times = args.has("sample-times");
     std::vector<chc::Datagram> in(chc::kBatch), out(chc::kBatch), taps(tap.empty() ? 0 : chc::kBatch), dels(chc::kBatch);
     auto handle = [&](const std::string& line) -> std::string {
       std::istringstream cmd(line);
@@ -220,6 +223,7 @@ int main(int argc, char** argv) try {
         nf->process(pkt, state);
         state.end_packet();
         samples.push_back(static_cast<uint32_t>(std::min<uint64_t>(now_ns() - t0, UINT32_MAX)));
+        if (sample_times) sample_starts.push_back(t0);
         if (deletes && (pkt.drop || splitter.empty() || last)) {  // this packet is done: ask the root to delete it
           chc::Header del = pkt.header;
           del.flags = static_cast<uint8_t>(del.flags | chc::kFlagDelete);
@@ -248,7 +252,10 @@ int main(int argc, char** argv) try {
     const auto pauses = std::count_if(pause_times.begin(), pause_times.end(), [&](uint64_t t) { return t < last_rx; });
     if (args.has("samples")) {
       std::ofstream f(args.need("samples"));
-      for (auto s : samples) f << s << "\n";
+      for (std::size_t k = 0; k < samples.size(); ++k) {
+        if (sample_times) f << sample_starts[k] << " ";
+        f << samples[k] << "\n";
+      }
     }
     std::string rep = nf->report(state);
     for (auto& ch : rep)

@@ -106,3 +106,31 @@ def test_baseline_specs_validate_with_flat_rows(name):
     leaves = [p.split(".")[-1] for p in kind.parameter_names()]
     assert len(set(leaves)) == len(leaves) and not set(leaves) & set(kind.metrics)
     assert any(c.counts_as_reproduction for c in spec.claims)
+
+
+def test_recovery_windows_settle_after_the_spike():
+    from nfvlab.chc.exp_recovery import recovery_windows, windows
+
+    samples = [(0, 4000_000), (100_000, 2000_000), (600_000, 900_000)] + \
+        [(1_000_000 + k * 500_000, 5_000) for k in range(20)]
+    means = windows(samples, 500_000)
+    assert means[:3] == [3000.0, 900.0, 5.0] and len(means) == 22
+    settled, normal = recovery_windows(means, 2.0, 5)
+    assert normal == 5.0 and settled == 2  # windows 0 and 1 are above 2x normal
+    assert recovery_windows([1.0, 50.0, 1.0, 1.0], 2.0, 5)[0] == 4  # never settles for 5 windows
+
+
+@needs_root
+def test_failover_replacement_time_stamps_its_packets(deployment, bin_dir, trace):
+    from nfvlab.chc import faults
+    from nfvlab.chc.exp_recovery import NAT_CONFIG
+
+    dep, store = deployment
+    res = faults.run(dep, bin_dir, store, trace.path, "nat", "EO+C+NA", config=NAT_CONFIG, rate_pps=2000,
+                     fault=faults.Fault("kill-nf", at_packet=trace.packets // 2), tag="rec", samples=True)
+    assert set(res.samples) == {"nat1-r"}  # the SIGKILLed instance wrote none
+    starts = [t for t, _ in res.samples["nat1-r"]]
+    up = next(e["mono_ns"] for e in res.events if e["event"] == "replacement up")
+    killed = next(e["mono_ns"] for e in res.events if e["event"] == "killed")
+    assert starts == sorted(starts) and starts[0] > killed and starts[0] >= up - 50_000_000
+    assert len({c for c, _ in res.outputs}) == trace.packets

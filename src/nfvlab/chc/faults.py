@@ -95,6 +95,9 @@ class RunResult:
     # kill-root: (last counter of the old root, first counter - 1 of the new one): clocks in between
     # were never used, so the run relabels onto the ideal's clocks by that gap
     clock_gap: tuple[int, int] | None = None
+    # with samples=True: per instance process ("nat1", "nat1-r" for a replacement) its packets'
+    # (start ns, in-NF ns), CLOCK_MONOTONIC; a SIGKILLed instance writes none
+    samples: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
 
     def summary(self) -> dict:
         return {"fault": asdict(self.fault), "root": self.root, "sink": self.sink, "events": self.events,
@@ -145,8 +148,9 @@ def _stats(sock: Path) -> dict[str, str]:
 def run(dep: LocalDeployment, bin_dir: Path, store: chc_store.Store, pcap: Path, nf: str, model: str, *,
         instances: int = 1, config: dict[str, str] | None = None, fault: Fault | None = None,
         options: Options | None = None, rate_pps: int = 2000, scope: str = "5tuple", tag: str = "coe",
-        timeout_s: float = 30.0) -> RunResult:
-    """One run of `pcap` through `instances` instances of `nf` with `fault` injected."""
+        timeout_s: float = 30.0, samples: bool = False) -> RunResult:
+    """One run of `pcap` through `instances` instances of `nf` with `fault` injected; `samples`: the
+    instances time-stamp their per-packet times (RunResult.samples; events carry mono_ns)."""
     fault = fault or Fault()
     opt = options or Options()
     if model not in MODELS or model == "T":
@@ -184,6 +188,8 @@ def run(dep: LocalDeployment, bin_dir: Path, store: chc_store.Store, pcap: Path,
                 "--root", root_addr, "--last", "--retransmit-ms", str(opt.retransmit_ms)]
         if cfg:
             argv += ["--config", cfg]
+        if samples:
+            argv += ["--samples", str(run_dir / f"{nf}{i}{'-r' if recover else ''}.samples"), "--sample-times"]
         return argv + (["--recover"] if recover else [])
 
     procs, sockets = [], []
@@ -208,7 +214,8 @@ def run(dep: LocalDeployment, bin_dir: Path, store: chc_store.Store, pcap: Path,
     t0 = time.monotonic()
 
     def note(what: str, **kw: object) -> None:
-        events.append({"t_s": round(time.monotonic() - t0, 4), "event": what, **kw})
+        now = time.monotonic_ns()  # CLOCK_MONOTONIC, the data plane's clock
+        events.append({"t_s": round(now / 1e9 - t0, 4), "mono_ns": now, "event": what, **kw})
 
     root = dep.start(root_c, f"{run_dir.name}-root", root_argv)
     old_counter: int | None = None  # kill-root: the killed root's last counter
@@ -267,6 +274,8 @@ def run(dep: LocalDeployment, bin_dir: Path, store: chc_store.Store, pcap: Path,
         res.clock_gap = (old_counter, int(res.root["start_counter"]))
     if fault.kind != "kill-store":
         res.sink["store_duplicates"] = duplicate_count(store)
+    for f in sorted(run_dir.glob("*.samples")):
+        res.samples[f.stem] = [(int(a), int(b)) for a, b in (ln.split() for ln in f.read_text().splitlines())]
     return res
 
 
