@@ -29,6 +29,8 @@ from nfvlab.testbeds.inventory import Inventory, InventoryError, load_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = REPO / "playbooks"
+CHC_SOURCE = REPO / "chc"  # the data plane the chc role builds on NF hosts
+CHC_FUNCTIONS = REPO / "src" / "nfvlab" / "chc" / "chc_functions.lua"
 PLAYBOOK_NAMES = ("site", "base", "nic-tuning", "trex", "chc", "kernel")
 
 
@@ -100,6 +102,29 @@ def build_wheel(out_dir: Path) -> Path:
     return wheels[-1]
 
 
+def chc_source_tarball(out_dir: Path) -> tuple[Path, str]:
+    """chc/ (the C++ data plane's sources) as a reproducible .tar.gz for the chc role, and its sha256:
+    same sources, same bytes (sorted members, zero times and owners), so a second provisioning run
+    copies and builds nothing."""
+    import gzip
+    import hashlib
+    import io
+    import tarfile
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(p for p in CHC_SOURCE.rglob("*") if p.is_file()):
+            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(CHC_SOURCE)))
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            with open(path, "rb") as f:
+                tar.addfile(info, f)
+    data = gzip.compress(raw.getvalue(), mtime=0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / "chc-src.tar.gz"
+    out.write_bytes(data)
+    return out, hashlib.sha256(data).hexdigest()
+
+
 class _Progress:
     """ansible-runner events -> one rich progress line per task, with per-host outcome counts."""
 
@@ -154,6 +179,9 @@ def run_playbook(inventory: Inventory | Path | str, playbook: str = "site", chec
     if wheel is not None:
         extra |= {"nfvlab_wheel_dir": str(wheel.parent), "nfvlab_version": wheel.name.split("-")[1]}
     with tempfile.TemporaryDirectory(prefix="nfvlab-ansible-") as pdd:
+        if playbook in ("site", "chc"):  # the chc role builds the data plane on the NF hosts
+            tar, sha = chc_source_tarball(Path(pdd) / "chc")
+            extra |= {"nfvlab_chc_tar": str(tar), "nfvlab_chc_sha256": sha, "nfvlab_chc_functions": str(CHC_FUNCTIONS)}
         inv_path = Path(pdd) / "inventory" / "hosts.yml"
         inv_path.parent.mkdir()
         inv_path.write_text(yaml.safe_dump(ansible_inventory(inv), sort_keys=False))

@@ -54,6 +54,14 @@ def test_site_playbook_provisions_then_changes_nothing(emulated_nodes, tmp_path)
     pong = subprocess.run(["redis-cli", "-h", "198.18.64.13", "-p", "6379", "ping"], capture_output=True, text=True,
                           timeout=10)
     assert pong.stdout.strip() == "PONG"
+    # ... with CHC's Functions library loaded, and the data plane built from source on the NF host
+    libs = subprocess.run(["redis-cli", "-h", "198.18.64.13", "-p", "6379", "--raw", "FUNCTION", "LIST"],
+                          capture_output=True, text=True, timeout=10).stdout.split()
+    assert "chc" in libs and "chc_incr" in libs
+    scopes = subprocess.run([str(work / "n1" / "chc" / "build" / "chc-nf"), "--nf", "nat", "--scopes"],
+                            capture_output=True, text=True, timeout=10)
+    assert scopes.returncode == 0 and "5tuple" in scopes.stdout
+    assert not (work / "n2" / "chc" / "build").exists()  # the generator is no NF host
 
 
 def test_kernel_play_syntax_and_check_mode(emulated_nodes):
