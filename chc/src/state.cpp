@@ -49,6 +49,7 @@ std::string State::key(uint16_t obj, const std::string& subkey) const {
 }
 
 std::string State::fold(uint16_t obj) {
+  ++updates_;
   if (!pkt_ || model_ == Model::Traditional) return "";
   pkt_->fold_update(instance_, obj);
   return std::to_string(instance_) + ":" + std::to_string(obj) + ":" + std::to_string(seq_[obj]++);

@@ -5,6 +5,7 @@
 //          [--control PATH] [--samples FILE] [--vertex-instances N] [--tap IP:PORT[,..] [--tap-scope S]]
 //          [--root IP:PORT [--last]] [--recover] [--opennf IP:PORT]
 //          [--pause-us N --pause-every-ms M [--pause-phase-ms P]]
+//          [--straggle-us LOW-HIGH [--seed S]] [--clone-id N] [--dedup]
 // --tap: an off-path vertex (e.g. the Trojan detector at the NAT) gets a copy of every packet this
 // instance receives, as it arrived (before the NF rewrites it), through its own splitter; the copy
 // carries the same header (clock, XOR vector) so R2-R6 can treat it like any other packet.
@@ -19,6 +20,13 @@
 // instance stops taking packets for N µs every M ms (first pause P ms, default M, after the first
 // packet); packets queue in its socket meanwhile. The summary counts the pauses that delayed traffic
 // (a packet arrived after them), not those of the idle tail before the harness stops the instance.
+// R5 (§3.4.3): --straggle-us makes this instance a straggler (a random LOW-HIGH µs busy delay per
+// packet); --clone-id N makes it a clone of a straggler (same vertex and instance id, started with
+// --recover): it processes the root's replay (flagged REPLAYED) first and buffers replicated packets
+// until the root's end-of-replay marker (REPLAYED|LAST, no frame), then processes those. --dedup: a
+// packet whose clock this instance already processed is dropped (duplicate-output suppression at the
+// downstream queue); without it duplicates are processed, and both ways they are counted
+// (duplicates_in, and duplicate_updates: the state updates issued while processing them).
 // Per-packet processing time (ns, measured around the NF's process() including its store waits) is
 // written to --samples, one line per packet (with --sample-times: "start_ns duration_ns", CLOCK_MONOTONIC,
 // for timelines such as the recovery of Fig 3.19); a JSON summary goes to stdout on exit (SIGTERM/SIGINT
@@ -29,6 +37,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <deque>
+#include <random>
+#include <unordered_set>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -63,7 +74,8 @@ int main(int argc, char** argv) try {
   chc::Args args(argc, argv, {"nf", "model", "listen", "next", "scope", "store", "cluster", "vertex", "instance",
                               "config", "control", "samples", "retransmit-ms", "vertex-instances", "tap", "tap-scope", "scopes",
                               "root", "last", "recover", "opennf", "pause-us", "pause-every-ms",
-                              "pause-phase-ms", "sample-times"});
+                              "pause-phase-ms", "sample-times", "straggle-us", "seed", "clone-id",
+                              "dedup"});
   const chc::Model model = chc::parse_model(args.get("model", "T"));
   const uint16_t vertex = static_cast<uint16_t>(args.num("vertex", 1));
   const uint16_t instance = static_cast<uint16_t>(args.num("instance", 1));
@@ -78,6 +90,19 @@ int main(int argc, char** argv) try {
   if (pause_ns && !pause_every_ns) throw std::invalid_argument("--pause-us needs --pause-every-ms");
   const uint64_t pause_phase_ns =
       static_cast<uint64_t>(args.num("pause-phase-ms", static_cast<long long>(pause_every_ns / 1000000ull))) * 1000000ull;
+  uint64_t straggle_lo_ns = 0, straggle_hi_ns = 0;
+  if (args.has("straggle-us")) {
+    auto range = chc::split(args.need("straggle-us"), '-');
+    if (range.size() != 2 || std::stoll(range[0]) < 0 || std::stoll(range[0]) > std::stoll(range[1]))
+      throw std::invalid_argument("--straggle-us must be LOW-HIGH (µs, LOW <= HIGH), got " + args.need("straggle-us"));
+    straggle_lo_ns = static_cast<uint64_t>(std::stoll(range[0])) * 1000ull;
+    straggle_hi_ns = static_cast<uint64_t>(std::stoll(range[1])) * 1000ull;
+  }
+  std::mt19937_64 straggle_rng(static_cast<uint64_t>(args.num("seed", 1)));
+  const uint16_t clone_id = static_cast<uint16_t>(args.num("clone-id", 0));
+  if (clone_id && !args.has("recover"))
+    throw std::invalid_argument("--clone-id needs --recover: a clone starts from the straggler's state in the store");
+  const bool dedup = args.has("dedup");
   chc::Tunnel tunnel(chc::Endpoint::parse(args.need("listen")));
   chc::Splitter splitter;
   if (args.has("next")) splitter.set_rule(args.get("scope", "5tuple"), parse_endpoints(args.get("next", "")));
@@ -139,6 +164,10 @@ int main(int argc, char** argv) try {
     std::vector<uint64_t> sample_starts;  // --sample-times
     const bool sample_times = args.has("sample-times");
     std::vector<chc::Datagram> in(chc::kBatch), out(chc::kBatch), taps(tap.empty() ? 0 : chc::kBatch), dels(chc::kBatch);
+    bool replaying = clone_id != 0;           // a clone: the root's replay comes first (R5)
+    std::deque<chc::Datagram> buffered;       // replicated packets that arrived during the replay
+    std::unordered_set<uint64_t> seen;        // clocks processed here (duplicate detection)
+    uint64_t duplicates_in = 0, duplicate_updates = 0, markers = 0, buffered_total = 0;
     auto handle = [&](const std::string& line) -> std::string {
       std::istringstream cmd(line);
       std::string op;
@@ -147,7 +176,9 @@ int main(int argc, char** argv) try {
         std::ostringstream s;
         s << "ok received=" << c.received << " forwarded=" << c.forwarded << " dropped=" << c.dropped
           << " malformed=" << c.malformed << " tapped=" << tapped << " unacked=" << (store ? store->unacked() : 0)
-          << " deletes=" << deletes_sent << " split=";
+          << " deletes=" << deletes_sent << " duplicates_in=" << duplicates_in
+          << " duplicate_updates=" << duplicate_updates << " replaying=" << (replaying ? 1 : 0)
+          << " buffered=" << buffered_total << " split=";
         for (auto n : splitter.counts()) s << n << ";";
         s << " tapsplit=";
         for (auto n : tap.counts()) s << n << ";";
@@ -202,47 +233,89 @@ int main(int argc, char** argv) try {
         if (!next_pause) next_pause = last_rx + pause_phase_ns;
       }
       std::size_t nout = 0, ntap = 0, ndel = 0;
+      auto send_pending = [&] {
+        if (ndel) deletes_sent += tunnel.send_batch(dels, ndel);  // before the output (§3.4.4)
+        if (nout) c.forwarded += tunnel.send_batch(out, nout);
+        if (ntap) tapped += tunnel.send_batch(taps, ntap);
+        nout = ntap = ndel = 0;
+      };
+      auto process_datagram = [&](chc::Datagram& dg, const chc::Header& hdr, const chc::Frame& parsed) {
+        if (nout == out.size() || ndel == dels.size() || (!tap.empty() && ntap == taps.size())) send_pending();
+        chc::Frame fr = parsed;
+        chc::Header h = hdr;
+        chc::PacketCtx pkt{h, fr};
+        const bool duplicate = !seen.insert(h.clock).second;
+        if (duplicate) {
+          ++duplicates_in;
+          if (dedup) return;  // suppressed at this downstream queue
+        }
+        if (!tap.empty()) {  // the off-path copy, as received
+          chc::Datagram& d = taps[ntap++];
+          chc::Header th = h;
+          th.origin_instance = instance;
+          d.set(th, dg.frame(), fr.len);
+          d.peer = tap.address(tap.pick(fr.tuple));
+        }
+        const uint64_t updates_before = state.updates();
+        uint64_t t0 = now_ns();
+        state.begin_packet(&pkt.header);
+        nf->process(pkt, state);
+        state.end_packet();
+        if (straggle_hi_ns) {  // the straggler's extra work, inside its per-packet time
+          const uint64_t delay = std::uniform_int_distribution<uint64_t>(straggle_lo_ns, straggle_hi_ns)(straggle_rng);
+          while (now_ns() - t0 < delay) {
+          }
+        }
+        samples.push_back(static_cast<uint32_t>(std::min<uint64_t>(now_ns() - t0, UINT32_MAX)));
+        if (sample_times) sample_starts.push_back(t0);
+        if (duplicate) duplicate_updates += state.updates() - updates_before;
+        if (deletes && (pkt.drop || splitter.empty() || last)) {  // this packet is done: ask the root to delete it
+          chc::Header del = pkt.header;
+          del.flags = static_cast<uint8_t>(del.flags | chc::kFlagDelete);
+          del.origin_instance = instance;
+          dels[ndel].set(del, dg.frame(), 0);
+          dels[ndel++].peer = root_addr;
+        }
+        if (pkt.drop || splitter.empty()) {
+          ++c.dropped;
+          return;
+        }
+        pkt.header.origin_instance = instance;
+        pkt.header.clone_id = 0;  // the clone processed it: downstream sees an ordinary packet (§3.4.3)
+        chc::Datagram& d = out[nout++];
+        d.set(pkt.header, dg.frame(), fr.len);
+        d.peer = splitter.address(splitter.pick(fr.tuple));
+      };
       for (std::size_t i = 0; i < n; ++i) {
         ++c.received;
         auto hdr = chc::decode(in[i].bytes, in[i].len);
+        if (hdr && hdr->frame_len == 0 && (hdr->flags & chc::kFlagReplayed) && (hdr->flags & chc::kFlagLast)) {
+          ++markers;  // the root's end of replay: the buffered replicated packets are next
+          if (replaying) {
+            replaying = false;
+            while (!buffered.empty()) {
+              chc::Datagram& b = buffered.front();
+              auto bh = chc::decode(b.bytes, b.len);
+              auto bf = chc::Frame::parse(b.frame(), bh->frame_len);
+              if (bf) process_datagram(b, *bh, *bf);
+              buffered.pop_front();
+            }
+          }
+          continue;
+        }
         auto frame = hdr ? chc::Frame::parse(in[i].frame(), hdr->frame_len) : std::nullopt;
         if (!frame) {
           ++c.malformed;
           continue;
         }
-        chc::PacketCtx pkt{*hdr, *frame};
-        if (!tap.empty()) {  // the off-path copy, as received
-          chc::Datagram& d = taps[ntap++];
-          chc::Header th = *hdr;
-          th.origin_instance = instance;
-          d.set(th, in[i].frame(), frame->len);
-          d.peer = tap.address(tap.pick(frame->tuple));
-        }
-        uint64_t t0 = now_ns();
-        state.begin_packet(&pkt.header);
-        nf->process(pkt, state);
-        state.end_packet();
-        samples.push_back(static_cast<uint32_t>(std::min<uint64_t>(now_ns() - t0, UINT32_MAX)));
-        if (sample_times) sample_starts.push_back(t0);
-        if (deletes && (pkt.drop || splitter.empty() || last)) {  // this packet is done: ask the root to delete it
-          chc::Header del = pkt.header;
-          del.flags = static_cast<uint8_t>(del.flags | chc::kFlagDelete);
-          del.origin_instance = instance;
-          dels[ndel].set(del, in[i].frame(), 0);
-          dels[ndel++].peer = root_addr;
-        }
-        if (pkt.drop || splitter.empty()) {
-          ++c.dropped;
+        if (replaying && !(hdr->flags & chc::kFlagReplayed)) {  // replicated, ahead of the replay's end
+          buffered.push_back(in[i]);
+          ++buffered_total;
           continue;
         }
-        pkt.header.origin_instance = instance;
-        chc::Datagram& d = out[nout++];
-        d.set(pkt.header, in[i].frame(), frame->len);
-        d.peer = splitter.address(splitter.pick(frame->tuple));
+        process_datagram(in[i], *hdr, *frame);
       }
-      if (ndel) deletes_sent += tunnel.send_batch(dels, ndel);  // before the output (§3.4.4)
-      if (nout) c.forwarded += tunnel.send_batch(out, nout);
-      if (ntap) tapped += tunnel.send_batch(taps, ntap);
+      send_pending();
       if (control && control->has_pending()) control->run_pending(handle);
       // Deliver store replies/ACKs and control input; block only when no datagram is waiting.
       // (NONBLOCK alone would keep looping while the tunnel fd stays readable: ONCE ends it.)
@@ -263,14 +336,17 @@ int main(int argc, char** argv) try {
     std::printf(
         "{\"model\":\"%s\",\"received\":%llu,\"forwarded\":%llu,\"dropped\":%llu,\"malformed\":%llu,"
         "\"tapped\":%llu,\"store_ops\":%llu,\"retransmissions\":%llu,\"pauses\":%llu,\"replica_events\":%llu,"
-        "\"replica_applied\":%llu,\"replica_wait_us\":%.1f,\"report\":\"%s\"}\n",
+        "\"replica_applied\":%llu,\"replica_wait_us\":%.1f,\"duplicates_in\":%llu,\"duplicate_updates\":%llu,"
+        "\"replay_markers\":%llu,\"buffered\":%llu,\"report\":\"%s\"}\n",
         chc::model_name(model).c_str(), (unsigned long long)c.received, (unsigned long long)c.forwarded,
         (unsigned long long)c.dropped, (unsigned long long)c.malformed, (unsigned long long)tapped,
         (unsigned long long)(store ? store->stats().ops_sent : 0),
         (unsigned long long)(store ? store->stats().retransmissions : 0), (unsigned long long)pauses,
         (unsigned long long)(replica ? replica->stats().executed : 0),
         (unsigned long long)(replica ? replica->stats().applied : 0),
-        replica ? static_cast<double>(replica->stats().wait_ns) / 1e3 : 0.0, rep.c_str());
+        replica ? static_cast<double>(replica->stats().wait_ns) / 1e3 : 0.0, (unsigned long long)duplicates_in,
+        (unsigned long long)duplicate_updates, (unsigned long long)markers, (unsigned long long)buffered_total,
+        rep.c_str());
     event_free(rx);
     if (replica_rx) event_free(replica_rx);
     event_free(sigterm);

@@ -20,7 +20,10 @@
 // last write was in flight). --recover: the failover root reads the stored counter L and period N and
 // continues at counter L + N; --input-from K: its input starts at packet K of the trace (the packets
 // the framework buffered while no root ran; the harness knows K, see faults.py kill-root).
-// Control socket: stats | go | pause-at N | hold I | replay I | stop (docs/chc.md). --paused: admit
+// Control socket: stats | go | pause-at N | hold I | replay I | clone I HOST:PORT ID | stop (docs/chc.md).
+// "clone" (R5, §3.4.3): replays every logged packet of downstream I to the clone at HOST:PORT (flagged
+// REPLAYED, clone id ID), then sends it the end-of-replay marker (REPLAYED|LAST, no frame), and from
+// then on replicates every new packet for I to it (counted as "replicated", not as "sent"). --paused: admit
 // nothing until "go"; "pause-at N": stop admitting once packet N is admitted, until "go" (so a
 // harness injects a fault exactly there, whatever its own scheduling delay). Prints a JSON summary.
 #include <event2/event.h>
@@ -241,23 +244,35 @@ int main(int argc, char** argv) try {
     std::size_t nout = 0;
     const bool times = args.has("times-out");
     std::vector<uint64_t> sent_at;  // by packet counter - 1: first send
+    // Straggler clones: downstream index -> the clone's address (every new packet goes there too).
+    std::map<std::size_t, sockaddr_in> clones;
+    std::vector<chc::Datagram> copies(chc::kBatch);
+    std::size_t ncopies = 0;
+    uint64_t replicated = 0;
+    auto flush_copies = [&] {
+      if (ncopies) replicated += tunnel.send_batch(copies, ncopies);
+      ncopies = 0;
+    };
     auto flush = [&] {
       if (times) {
         uint64_t now = now_ns();
         for (std::size_t k = 0; k < nout; ++k) {
           uint64_t c = out[k].header().counter();
+          if (c == 0) continue;  // a clone's end-of-replay marker carries no packet
           if (sent_at.size() < c) sent_at.resize(c, 0);
           if (!sent_at[c - 1]) sent_at[c - 1] = now;
         }
       }
       if (nout) t.sent += tunnel.send_batch(out, nout);
       nout = 0;
+      flush_copies();
     };
 
     // Replays every logged packet that went to downstream `i`, in clock order, flagged REPLAYED
     // (R6 NF failover: the replacement instance listens where the failed one did).
-    auto replay = [&](std::size_t i) {
+    auto replay = [&](std::size_t i, const sockaddr_in* to = nullptr, uint16_t clone_id = 0) {
       flush();
+      const uint64_t sent_before = t.sent;  // replays to a clone are not new input
       std::vector<uint64_t> clocks;
       for (const auto& [clock, e] : log)
         if (e.downstream == i) clocks.push_back(clock);
@@ -278,13 +293,25 @@ int main(int argc, char** argv) try {
           chc::Header h;
           h.clock = clocks[k + j];
           h.flags = chc::kFlagReplayed;
+          h.clone_id = clone_id;
           out[nout].set(h, got[j].data(), got[j].size());
-          out[nout++].peer = splitter.address(i);
+          out[nout++].peer = to ? *to : splitter.address(i);
           ++t.replayed;
         }
         flush();
       }
-      held.erase(i);
+      if (to) {  // the clone's end-of-replay marker; then the straggler's traffic is replicated to it
+        chc::Header m;
+        m.flags = chc::kFlagReplayed | chc::kFlagLast;
+        m.clone_id = clone_id;
+        out[nout].set(m, out[nout].frame(), 0);
+        out[nout++].peer = *to;
+        flush();
+        t.sent = sent_before;
+        clones[i] = *to;
+      } else {
+        held.erase(i);
+      }
       return clocks.size();
     };
 
@@ -320,6 +347,22 @@ int main(int argc, char** argv) try {
           return "ok";
         }
         return "ok replayed=" + std::to_string(replay(i));
+      }
+      if (op == "clone") {
+        std::size_t i = down.size();
+        std::string addr;
+        unsigned id = 0;
+        cmd >> i >> addr >> id;
+        if (i >= down.size()) return "err no downstream " + std::to_string(i);
+        if (id == 0 || id > 0xffff) return "err clone id must be 1..65535";
+        if (in_store) return "err clone replays from the local log only";
+        sockaddr_in to{};
+        try {
+          to = chc::Endpoint::parse(addr).sockaddr();
+        } catch (const std::exception& e) {
+          return std::string("err ") + e.what();
+        }
+        return "ok replayed=" + std::to_string(replay(i, &to, static_cast<uint16_t>(id)));
       }
       if (op == "stop") {
         running = false;
@@ -386,6 +429,12 @@ int main(int argc, char** argv) try {
           if (log.size() > ring) log.erase(log.begin());
         }
         t.frame_bytes += f.size();
+        auto clone = clones.find(to);
+        if (clone != clones.end()) {  // R5: the straggler's clone gets every packet too
+          copies[ncopies].set(h, f.data(), f.size());
+          copies[ncopies++].peer = clone->second;
+          if (ncopies == copies.size()) flush_copies();
+        }
         if (!held.count(to)) ++nout;  // held: logged only, replayed when the instance is back
         if (rate > 0) flush();        // paced: one datagram per send
       }
@@ -440,7 +489,8 @@ int main(int argc, char** argv) try {
         "\"last_clock\":%llu,\"admitted\":%llu,\"input_from\":%lld,\"input_end\":%zu,\"start_counter\":%llu,"
         "\"resumed_from\":%llu,\"clock_read_us\":%.1f,\"recovery_us\":%.1f,\"persist_every\":%llu,\"persisted\":%llu,\"clock_waits\":%llu,"
         "\"delete_requests\":%llu,\"deleted\":%llu,\"commits\":%llu,\"stray_deletes\":%llu,"
-        "\"stray_commits\":%llu,\"replayed\":%llu,\"stalls\":%llu,\"max_logged\":%llu,\"log\":\"%s\"}\n",
+        "\"stray_commits\":%llu,\"replayed\":%llu,\"replicated\":%llu,\"stalls\":%llu,\"max_logged\":%llu,"
+        "\"log\":\"%s\"}\n",
         (unsigned long long)t.sent, (unsigned long long)t.unparsed, log.size(), secs,
         input_done_ns ? static_cast<double>(input_done_ns - t0) / 1e9 : secs, cpu_secs,
         static_cast<double>(lease_wait_ns) / 1e9, t.sent / secs,
@@ -449,7 +499,8 @@ int main(int argc, char** argv) try {
         (unsigned long long)resumed_from, read_ns / 1e3, recovery_ns / 1e3, (unsigned long long)persist_every, (unsigned long long)persisted,
         (unsigned long long)clock_waits, (unsigned long long)t.delete_requests, (unsigned long long)t.deleted,
         (unsigned long long)t.commits, (unsigned long long)t.stray_deletes, (unsigned long long)t.stray_commits,
-        (unsigned long long)t.replayed, (unsigned long long)t.stalls, (unsigned long long)t.max_logged,
+        (unsigned long long)t.replayed, (unsigned long long)replicated, (unsigned long long)t.stalls,
+        (unsigned long long)t.max_logged,
         log_mode.c_str());
     event_free(rx);
     event_free(sigterm);

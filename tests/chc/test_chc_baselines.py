@@ -21,6 +21,17 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespace
 
 
 @pytest.fixture(scope="module")
+def deployment(tmp_path_factory, chc_bin):
+    """This module's own deployment (the session's has room for 36 containers, shared by every test)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (namespaces, cgroups)")
+    from nfvlab.chc.deploy import LocalDeployment
+
+    with LocalDeployment(tmp_path_factory.mktemp("bldep")) as dep:
+        yield dep, dep.start_store(1)
+
+
+@pytest.fixture(scope="module")
 def trace(tmp_path_factory):
     path = tmp_path_factory.mktemp("baselines") / "t.pcap"
     return traces.generate(traces.TraceSpec(connections=30, packets_per_connection=8, hosts=6, seed=3), path)
@@ -79,7 +90,7 @@ def test_chc_shares_the_same_objects_through_the_store(deployment, bin_dir, trac
 def test_ftmb_pause_holds_packets_for_its_duration(deployment, bin_dir, trace):
     dep, _ = deployment
     chain = compile_chain(dag.load_chain(exp_availability.CHAIN).with_model("T"))
-    res = dagrun.run_chain(dep, bin_dir, chain, trace.path, rate_pps=2000, tag="ftmb",
+    res = dagrun.run_chain(dep, bin_dir, chain, trace.path, rate_pps=2000, tag="bl",
                            nf_args={"nat": ("--pause-us", "5000", "--pause-every-ms", "20")})
     pauses = int(next(iter(res.instances.values())).summary["pauses"])
     duration_ms = trace.packets / 2000 * 1000
@@ -127,10 +138,47 @@ def test_failover_replacement_time_stamps_its_packets(deployment, bin_dir, trace
 
     dep, store = deployment
     res = faults.run(dep, bin_dir, store, trace.path, "nat", "EO+C+NA", config=NAT_CONFIG, rate_pps=2000,
-                     fault=faults.Fault("kill-nf", at_packet=trace.packets // 2), tag="rec", samples=True)
+                     fault=faults.Fault("kill-nf", at_packet=trace.packets // 2), tag="bl", samples=True)
     assert set(res.samples) == {"nat1-r"}  # the SIGKILLed instance wrote none
     starts = [t for t, _ in res.samples["nat1-r"]]
     up = next(e["mono_ns"] for e in res.events if e["event"] == "replacement up")
     killed = next(e["mono_ns"] for e in res.events if e["event"] == "killed")
     assert starts == sorted(starts) and starts[0] > killed and starts[0] >= up - 50_000_000
     assert len({c for c, _ in res.outputs}) == trace.packets
+
+
+@pytest.fixture(scope="module")
+def straggler_setup(deployment, bin_dir, tmp_path_factory):
+    from nfvlab.chc import exp_straggler
+    from nfvlab.chc.trace_setup import TraceDeployment
+
+    dep, store = deployment
+    path = tmp_path_factory.mktemp("r5") / "t.pcap"
+    spec = traces.TraceSpec(connections=40, packets_per_connection=8, scanners=1, hosts=8, seed=4)
+    info = traces.generate(spec, path)
+    driver = object.__new__(exp_straggler.Driver)  # the sanitizer build, not the experiments' optimised one
+    driver.bin_dir, driver.build_dir = bin_dir, tmp_path_factory.mktemp("r5build")
+    return driver, TraceDeployment(dep, store.addresses, info)
+
+
+@needs_root
+@pytest.mark.parametrize("suppression", ["on", "off"])
+def test_straggler_clone_duplicates_are_suppressed_or_counted(straggler_setup, tmp_path, suppression):
+    from nfvlab.chc import exp_straggler
+
+    driver, s = straggler_setup
+    p = exp_straggler.Params(trace=exp_straggler.TraceParams(connections=40, packets_per_connection=8, scanners=1,
+                                                             seed=4),
+                             straggler=exp_straggler.StragglerParams(rate_pps=3000, suppression=suppression))
+    row = driver.measure(s, p, tmp_path / "raw")
+    # the clone got the replay's end marker and every later packet of the straggler
+    assert row["clone_packets"] >= row["replicated"] > 0.5 * row["packets"]
+    assert row["dup_packets"] >= row["replicated"] - 5  # both emitted them: duplicates at the portscan
+    assert row["delivered_frac"] == 1.0
+    if suppression == "on":
+        assert row["dup_updates"] == 0 and row["sink_duplicates"] == 0
+        assert row["portscan_state_equal"] == row["decisions_equal"] == row["nat_counters_equal"] == 1
+        assert row["store_repeats"] > 0  # the clone's NAT updates were answered from the clock log
+    else:
+        assert row["sink_duplicates"] == row["dup_packets"] and row["nat_counters_equal"] == 0
+        assert row["dup_updates"] > 0  # duplicate SYNs log their connection attempt again

@@ -45,6 +45,7 @@ class State {
   // instance's flushes), so replayed packets see the store's clock-logged results.
   State(Model model, StoreClient* store, uint16_t instance, int vertex_instances = 1, bool recovering = false);
   uint16_t instance() const { return instance_; }
+  uint64_t updates() const { return updates_; }  // state updates issued so far (R5's duplicate count)
   Model model() const { return model_; }
   void declare(const ObjectDecl& d);
   void begin_packet(Header* h) {
@@ -117,6 +118,7 @@ class State {
   ReplicaClient* replica_ = nullptr;
   std::vector<ReplicaOp> replica_pending_;  // this packet's shared updates not sent yet
   std::map<uint16_t, uint16_t> seq_;  // updates per object of the current packet
+  uint64_t updates_ = 0;
   std::map<uint16_t, ObjectDecl> decls_;
   std::map<uint16_t, bool> exclusive_;
   std::unordered_map<std::string, std::string> flow_local_;  // T and the per-flow cache

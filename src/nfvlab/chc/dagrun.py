@@ -51,9 +51,17 @@ class ChainRunResult:
 class RunningChain:
     """What a manager loop (e.g. nfvlab.chc.partition) sees while the root replays."""
 
-    def __init__(self, dag: PhysicalDAG, sockets: dict[str, Path], addresses: dict[str, str], root):
+    def __init__(self, dag: PhysicalDAG, sockets: dict[str, Path], addresses: dict[str, str], root,
+                 argv: dict[str, list[str]] | None = None, root_sock: Path | None = None):
         self.dag, self.sockets, self.addresses, self._root = dag, sockets, addresses, root
+        self.argv = argv or {}  # each instance's chc-nf command line (a manager may start a clone from it)
+        self.root_sock = root_sock  # the root's control socket (root_control=True)
         self.log: list[dict] = []
+
+    def root_stats(self) -> dict[str, str]:
+        if self.root_sock is None:
+            raise ChainError("the root has no control socket: run_chain(root_control=True)")
+        return control.parse_kv(control.ask(self.root_sock, "stats"))
 
     def stats(self, role: str) -> dict[str, str]:
         return control.parse_kv(control.ask(self.sockets[role], "stats"))
@@ -86,13 +94,15 @@ def run_chain(dep: LocalDeployment, bin_dir: Path, dag: PhysicalDAG, pcap: Path,
               store_addresses: list[str] | None = None, rate_pps: int = 0, tag: str = "dag",
               timeout_s: float = 120.0, manager: Callable[[RunningChain], None] | None = None,
               idle_ms: int = 1500, root_args: tuple[str, ...] = (),
-              nf_args: dict[str, tuple[str, ...]] | None = None) -> ChainRunResult:
+              nf_args: dict[str, tuple[str, ...]] | None = None, root_control: bool = False) -> ChainRunResult:
     """One run of `pcap` through `dag`. Containers "<tag>-<role>" are created on first use and reused
     by later runs with the same tag (the same DAG shape). `manager`, if given, runs while the root
     replays (it may re-split over the control sockets). `root_args`: more chc-root options (the
     correctness metadata of issue 12: --deletes, --log, --xor-check, --persist-clock, with --store
     added); with --deletes the last on-path vertex's instances send the root their delete requests.
-    `nf_args`: more chc-nf options per vertex name (the baselines of §3.6.3: --pause-us, --opennf)."""
+    `nf_args`: more chc-nf options per vertex name (the baselines of §3.6.3: --pause-us, --opennf).
+    `root_control`: the root gets a control socket (RunningChain.root_sock), e.g. for a manager that
+    clones a straggler (R5)."""
     needs_store = any(i.model != "T" for i in dag.instances)
     if needs_store and not store_addresses:
         raise ChainError(f"chain {dag.name}: models other than T need store addresses")
@@ -110,7 +120,7 @@ def run_chain(dep: LocalDeployment, bin_dir: Path, dag: PhysicalDAG, pcap: Path,
     sink = dep.start(boxes[SINK], f"{run_dir.name}-sink", [
         str(bin_dir / "chc-sink"), "--listen", addresses[SINK], "--pcap-out", str(out_pcap),
         "--times-out", str(run_dir / "sink-times.txt"), "--idle-ms", str(idle_ms)])
-    procs, sockets = {}, {}
+    procs, sockets, argvs = {}, {}, {}
     # Unix socket paths hold at most 107 bytes: a checkout deep in the file system must not matter
     sock_dir = Path(tempfile.mkdtemp(prefix=f"nfvlab-chc{dep.tag}-"))
     try:
@@ -134,18 +144,22 @@ def run_chain(dep: LocalDeployment, bin_dir: Path, dag: PhysicalDAG, pcap: Path,
             if "--deletes" in root_args and inst.vertex == dag.path[-1]:
                 argv += ["--root", addresses[ROOT], "--last"]
             procs[inst.role] = dep.start(boxes[inst.role], f"{run_dir.name}-{inst.role}", argv)
+            argvs[inst.role] = argv
             sockets[inst.role] = sock
             if inst.index == 1:  # instance 1 seeds the vertex's shared objects before the others start
                 _ready(sock, procs[inst.role])
         for role, sock in sockets.items():
             _ready(sock, procs[role])
         root_split = dag.splitter(ROOT)
+        root_sock = sock_dir / "root.sock" if root_control else None
         root = dep.start(boxes[ROOT], f"{run_dir.name}-root", [
             str(bin_dir / "chc-root"), "--pcap", str(pcap), "--next", _endpoints(addresses, root_split),
             "--scope", root_split.scope, "--rate-pps", str(rate_pps), "--times-out", str(run_dir / "root-times.txt"),
-            "--bind", addresses[ROOT], *root_args,
+            "--bind", addresses[ROOT], *root_args, *(["--control", str(root_sock)] if root_sock else []),
             *(["--store", ",".join(store_addresses or [])] if root_args and store_addresses else [])])
-        running = RunningChain(dag, sockets, addresses, root)
+        if root_sock is not None:
+            _ready(root_sock, root)
+        running = RunningChain(dag, sockets, addresses, root, argvs, root_sock)
         if manager is not None:
             manager(running)
         if root.wait(timeout_s) != 0:
