@@ -20,10 +20,12 @@
 // last write was in flight). --recover: the failover root reads the stored counter L and period N and
 // continues at counter L + N; --input-from K: its input starts at packet K of the trace (the packets
 // the framework buffered while no root ran; the harness knows K, see faults.py kill-root).
-// Control socket: stats | go | pause-at N | hold I | replay I | clone I HOST:PORT ID | stop (docs/chc.md).
+// Control socket: stats | go | pause-at N | hold I | replay I | clone I HOST:PORT ID |
+// clone-at N I HOST:PORT ID | stop (docs/chc.md).
 // "clone" (R5, §3.4.3): replays every logged packet of downstream I to the clone at HOST:PORT (flagged
 // REPLAYED, clone id ID), then sends it the end-of-replay marker (REPLAYED|LAST, no frame), and from
-// then on replicates every new packet for I to it (counted as "replicated", not as "sent"). --paused: admit
+// then on replicates every new packet for I to it (counted as "replicated", not as "sent"); "clone-at"
+// does the same once packet N is admitted (exactly there, while packets are in flight). --paused: admit
 // nothing until "go"; "pause-at N": stop admitting once packet N is admitted, until "go" (so a
 // harness injects a fault exactly there, whatever its own scheduling delay). Prints a JSON summary.
 #include <event2/event.h>
@@ -40,6 +42,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -246,6 +249,14 @@ int main(int argc, char** argv) try {
     std::vector<uint64_t> sent_at;  // by packet counter - 1: first send
     // Straggler clones: downstream index -> the clone's address (every new packet goes there too).
     std::map<std::size_t, sockaddr_in> clones;
+    struct PendingClone {
+      uint64_t at;
+      std::size_t downstream;
+      sockaddr_in to;
+      uint16_t id;
+    };
+    std::optional<PendingClone> pending_clone;
+    uint64_t clone_replayed = 0;
     std::vector<chc::Datagram> copies(chc::kBatch);
     std::size_t ncopies = 0;
     uint64_t replicated = 0;
@@ -326,7 +337,8 @@ int main(int argc, char** argv) try {
         s << "ok sent=" << t.sent << " logged=" << log.size() << " deleted=" << t.deleted
           << " delete_requests=" << t.delete_requests << " commits=" << t.commits << " replayed=" << t.replayed
           << " stalls=" << t.stalls << " paused=" << (paused ? 1 : 0) << " counter=" << counter
-          << " persisted=" << persisted << " input=" << next << " input_done=" << (next >= total ? 1 : 0);
+          << " persisted=" << persisted << " input=" << next << " input_done=" << (next >= total ? 1 : 0)
+          << " clone_replayed=" << clone_replayed << " replicated=" << replicated;
         return s.str();
       }
       if (op == "go") {
@@ -348,7 +360,9 @@ int main(int argc, char** argv) try {
         }
         return "ok replayed=" + std::to_string(replay(i));
       }
-      if (op == "clone") {
+      if (op == "clone" || op == "clone-at") {
+        uint64_t at = 0;
+        if (op == "clone-at") cmd >> at;
         std::size_t i = down.size();
         std::string addr;
         unsigned id = 0;
@@ -361,6 +375,10 @@ int main(int argc, char** argv) try {
           to = chc::Endpoint::parse(addr).sockaddr();
         } catch (const std::exception& e) {
           return std::string("err ") + e.what();
+        }
+        if (op == "clone-at") {
+          pending_clone = PendingClone{at, i, to, static_cast<uint16_t>(id)};
+          return "ok";
         }
         return "ok replayed=" + std::to_string(replay(i, &to, static_cast<uint16_t>(id)));
       }
@@ -377,6 +395,11 @@ int main(int argc, char** argv) try {
       // Admit input: as fast as allowed, paced by --rate-pps, while the log has room.
       bool stalled = false;
       while (!paused && next < total && nout < out.size()) {
+        if (pending_clone && admitted >= pending_clone->at) {  // clone-at: exactly here
+          PendingClone due_clone = *pending_clone;
+          pending_clone.reset();
+          clone_replayed = replay(due_clone.downstream, &due_clone.to, due_clone.id);
+        }
         if (pause_at && admitted >= pause_at) {
           paused = true;
           paused_since = now_ns();
@@ -489,7 +512,8 @@ int main(int argc, char** argv) try {
         "\"last_clock\":%llu,\"admitted\":%llu,\"input_from\":%lld,\"input_end\":%zu,\"start_counter\":%llu,"
         "\"resumed_from\":%llu,\"clock_read_us\":%.1f,\"recovery_us\":%.1f,\"persist_every\":%llu,\"persisted\":%llu,\"clock_waits\":%llu,"
         "\"delete_requests\":%llu,\"deleted\":%llu,\"commits\":%llu,\"stray_deletes\":%llu,"
-        "\"stray_commits\":%llu,\"replayed\":%llu,\"replicated\":%llu,\"stalls\":%llu,\"max_logged\":%llu,"
+        "\"stray_commits\":%llu,\"replayed\":%llu,\"replicated\":%llu,\"clone_replayed\":%llu,\"stalls\":%llu,"
+        "\"max_logged\":%llu,"
         "\"log\":\"%s\"}\n",
         (unsigned long long)t.sent, (unsigned long long)t.unparsed, log.size(), secs,
         input_done_ns ? static_cast<double>(input_done_ns - t0) / 1e9 : secs, cpu_secs,
@@ -499,7 +523,8 @@ int main(int argc, char** argv) try {
         (unsigned long long)resumed_from, read_ns / 1e3, recovery_ns / 1e3, (unsigned long long)persist_every, (unsigned long long)persisted,
         (unsigned long long)clock_waits, (unsigned long long)t.delete_requests, (unsigned long long)t.deleted,
         (unsigned long long)t.commits, (unsigned long long)t.stray_deletes, (unsigned long long)t.stray_commits,
-        (unsigned long long)t.replayed, (unsigned long long)replicated, (unsigned long long)t.stalls,
+        (unsigned long long)t.replayed, (unsigned long long)replicated, (unsigned long long)clone_replayed,
+        (unsigned long long)t.stalls,
         (unsigned long long)t.max_logged,
         log_mode.c_str());
     event_free(rx);

@@ -119,14 +119,10 @@ class Driver(ChcDriver):
                 control.wait_ready(sock)
             except control.ControlError as e:
                 raise ChainError(f"the clone did not start: {proc.stderr()[-800:]}") from e
+            # The root clones exactly at that packet (clone-at), while packets are in flight.
+            want = max(1, int(r.clone_at * s.packets))
+            control.ask(running.root_sock, f"clone-at {want} 0 {address} {CLONE_ID}")
             control.ask(running.root_sock, "go")
-            want, deadline = int(r.clone_at * s.packets), time.monotonic() + 120
-            while int(running.root_stats()["sent"]) < want:
-                if not running.root_running() or time.monotonic() > deadline:
-                    raise ChainError(f"the root did not reach packet {want} before the clone was due")
-                time.sleep(0.001)
-            reply = control.parse_kv(control.ask(running.root_sock, f"clone 0 {address} {CLONE_ID}"))
-            clone["replayed"] = int(reply.get("replayed", 0))
 
         chain = compile_chain(dag.load_chain(CHAIN))
         try:
@@ -136,6 +132,7 @@ class Driver(ChcDriver):
                                               *(("--paused",) if straggle else ())),
                                    manager=manager if straggle else None)
             if clone:  # the clone is ours to stop: after the chain drained, its report, then its summary
+                clone["replayed"] = int(res.root.get("clone_replayed", 0))
                 clone["report"] = _space_kv(control.ask(clone["sock"], "report"))
                 control.ask(clone["sock"], "stop")
                 if clone["proc"].wait(30) != 0:
