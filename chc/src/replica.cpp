@@ -1,3 +1,4 @@
+#include "chc/monotonic.h"
 #include "chc/replica.h"
 
 #include <errno.h>
@@ -11,14 +12,6 @@
 #include <system_error>
 
 namespace chc {
-namespace {
-uint64_t now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-}  // namespace
-
 std::string encode_ops(const std::vector<ReplicaOp>& ops) {
   std::string out;
   for (const auto& o : ops) {

@@ -1,3 +1,4 @@
+#include "chc/monotonic.h"
 #include "chc/store.h"
 
 #include <hiredis/async.h>
@@ -35,12 +36,6 @@ int key_slot(const std::string& key) {
 }
 
 namespace {
-uint64_t now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 Reply copy_reply(const redisReply* r) {
   Reply out;
   if (r == nullptr) {

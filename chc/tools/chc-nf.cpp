@@ -5,7 +5,7 @@
 //          [--control PATH] [--samples FILE] [--vertex-instances N] [--tap IP:PORT[,..] [--tap-scope S]]
 //          [--root IP:PORT [--last]] [--recover] [--opennf IP:PORT]
 //          [--pause-us N --pause-every-ms M [--pause-phase-ms P]]
-//          [--straggle-us LOW-HIGH [--seed S]] [--clone-id N] [--dedup]
+//          [--straggle-us LOW-HIGH [--seed S]] [--clone-id N] [--dedup | --count-duplicates]
 // --tap: an off-path vertex (e.g. the Trojan detector at the NAT) gets a copy of every packet this
 // instance receives, as it arrived (before the NF rewrites it), through its own splitter; the copy
 // carries the same header (clock, XOR vector) so R2-R6 can treat it like any other packet.
@@ -25,8 +25,10 @@
 // --recover): it processes the root's replay (flagged REPLAYED) first and buffers replicated packets
 // until the root's end-of-replay marker (REPLAYED|LAST, no frame), then processes those. --dedup: a
 // packet whose clock this instance already processed is dropped (duplicate-output suppression at the
-// downstream queue); without it duplicates are processed, and both ways they are counted
-// (duplicates_in, and duplicate_updates: the state updates issued while processing them).
+// downstream queue); --count-duplicates processes them; either way they are counted (duplicates_in,
+// and duplicate_updates: the state updates issued while processing them). Both keep a set of every
+// clock processed (a trace's worth; a long-lived queue would prune it with the root's deletes), so an
+// instance started with neither keeps none.
 // Per-packet processing time (ns, measured around the NF's process() including its store waits) is
 // written to --samples, one line per packet (with --sample-times: "start_ns duration_ns", CLOCK_MONOTONIC,
 // for timelines such as the recovery of Fig 3.19); a JSON summary goes to stdout on exit (SIGTERM/SIGINT
@@ -45,6 +47,7 @@
 #include <memory>
 #include <sstream>
 
+#include "chc/monotonic.h"
 #include "chc/cli.h"
 #include "chc/control.h"
 #include "chc/nf.h"
@@ -52,13 +55,9 @@
 #include "chc/store.h"
 #include "chc/tunnel.h"
 
-namespace {
-uint64_t now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
+using chc::now_ns;
 
+namespace {
 struct Counters {
   uint64_t received = 0, malformed = 0, dropped = 0, forwarded = 0;
 };
@@ -75,7 +74,7 @@ int main(int argc, char** argv) try {
                               "config", "control", "samples", "retransmit-ms", "vertex-instances", "tap", "tap-scope", "scopes",
                               "root", "last", "recover", "opennf", "pause-us", "pause-every-ms",
                               "pause-phase-ms", "sample-times", "straggle-us", "seed", "clone-id",
-                              "dedup"});
+                              "dedup", "count-duplicates"});
   const chc::Model model = chc::parse_model(args.get("model", "T"));
   const uint16_t vertex = static_cast<uint16_t>(args.num("vertex", 1));
   const uint16_t instance = static_cast<uint16_t>(args.num("instance", 1));
@@ -103,6 +102,7 @@ int main(int argc, char** argv) try {
   if (clone_id && !args.has("recover"))
     throw std::invalid_argument("--clone-id needs --recover: a clone starts from the straggler's state in the store");
   const bool dedup = args.has("dedup");
+  const bool track_clocks = dedup || args.has("count-duplicates");
   chc::Tunnel tunnel(chc::Endpoint::parse(args.need("listen")));
   chc::Splitter splitter;
   if (args.has("next")) splitter.set_rule(args.get("scope", "5tuple"), parse_endpoints(args.get("next", "")));
@@ -244,7 +244,7 @@ int main(int argc, char** argv) try {
         chc::Frame fr = parsed;
         chc::Header h = hdr;
         chc::PacketCtx pkt{h, fr};
-        const bool duplicate = !seen.insert(h.clock).second;
+        const bool duplicate = track_clocks && !seen.insert(h.clock).second;
         if (duplicate) {
           ++duplicates_in;
           if (dedup) return;  // suppressed at this downstream queue

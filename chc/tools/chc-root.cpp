@@ -48,6 +48,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "chc/monotonic.h"
 #include "chc/cli.h"
 #include "chc/control.h"
 #include "chc/packet.h"
@@ -55,13 +56,9 @@
 #include "chc/store.h"
 #include "chc/tunnel.h"
 
-namespace {
-uint64_t now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
+using chc::now_ns;
 
+namespace {
 // The packet log: clock -> (downstream index, frame). In store mode the frame lives in the store and
 // the entry keeps only where the packet went (the root's own metadata, needed to replay it).
 struct LogEntry {

@@ -19,18 +19,16 @@
 #include <memory>
 #include <unordered_set>
 
+#include "chc/monotonic.h"
 #include "chc/cli.h"
 #include "chc/tunnel.h"
+
+using chc::now_ns;
 
 namespace {
 volatile sig_atomic_t stop_requested = 0;
 void on_stop(int) { stop_requested = 1; }
 
-uint64_t now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 }  // namespace
 
 int main(int argc, char** argv) try {

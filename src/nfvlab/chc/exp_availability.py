@@ -80,9 +80,7 @@ class Driver(ChcDriver):
     @contextlib.contextmanager
     def setup(self, p: Params) -> Iterator[Setup]:
         work = self.work_dir("availability", topology_key(p))
-        t = p.trace
-        spec = traces.TraceSpec(connections=t.connections, packets_per_connection=t.packets_per_connection,
-                                median_size=t.median_size, hosts=max(4, t.connections // 5), seed=t.seed)
+        spec = traces.spec_from_params(p.trace)
         with trace_deployment(work, spec) as s:
             t_max, chc_max = (self._run(s, f, 0, pause_us=0, pause_every_ms=1) for f in ("ftmb", "chc"))
             yield Setup(s, float(t_max.sink["pps"]), float(chc_max.sink["pps"]))

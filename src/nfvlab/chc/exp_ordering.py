@@ -79,10 +79,7 @@ class Driver(ChcDriver):
     @contextlib.contextmanager
     def setup(self, p: Params) -> Iterator[TraceDeployment]:
         work = self.work_dir("ordering", topology_key(p))
-        t = p.trace
-        spec = traces.TraceSpec(connections=t.connections, packets_per_connection=t.packets_per_connection,
-                                trojans=t.trojans, reordered_trojans=t.reordered, trojan_burst=True,
-                                hosts=max(4, t.connections // 5), seed=t.seed)
+        spec = traces.spec_from_params(p.trace, reordered_trojans=p.trace.reordered, trojan_burst=True)
         with trace_deployment(work, spec) as s:
             yield s
 

@@ -102,9 +102,7 @@ class Driver(ChcDriver):
         if os.geteuid() != 0:
             raise RuntimeError("chc-nf-recovery needs root (namespaces, cgroups)")
         work = self.work_dir("recovery", topology_key(p))
-        t = p.trace
-        spec = traces.TraceSpec(connections=t.connections, packets_per_connection=t.packets_per_connection,
-                                median_size=t.median_size, hosts=max(4, t.connections // 5), seed=t.seed)
+        spec = traces.spec_from_params(p.trace)
         info = traces.generate(spec, work / "trace.pcap")
         with LocalDeployment(work / "deployment") as dep:
             yield Setup(dep, dep.start_store(1), info)

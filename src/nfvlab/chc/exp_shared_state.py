@@ -75,9 +75,7 @@ class Driver(ChcDriver):
     @contextlib.contextmanager
     def setup(self, p: Params) -> Iterator[TraceDeployment]:
         work = self.work_dir("shared", topology_key(p))
-        t = p.trace
-        spec = traces.TraceSpec(connections=t.connections, packets_per_connection=t.packets_per_connection,
-                                median_size=t.median_size, hosts=max(4, t.connections // 5), seed=t.seed)
+        spec = traces.spec_from_params(p.trace)
         with trace_deployment(work, spec) as s:
             yield s
 

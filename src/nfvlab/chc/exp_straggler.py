@@ -82,10 +82,7 @@ class Driver(ChcDriver):
     @contextlib.contextmanager
     def setup(self, p: Params) -> Iterator[TraceDeployment]:
         work = self.work_dir("straggler", topology_key(p))
-        t = p.trace
-        spec = traces.TraceSpec(connections=t.connections, packets_per_connection=t.packets_per_connection,
-                                median_size=t.median_size, scanners=t.scanners, hosts=max(4, t.connections // 5),
-                                seed=t.seed)
+        spec = traces.spec_from_params(p.trace)
         with trace_deployment(work, spec) as s:
             yield s
 
@@ -98,8 +95,7 @@ class Driver(ChcDriver):
         nf_args: dict[str, tuple[str, ...]] = {}
         if straggle:
             nf_args["nat"] = ("--straggle-us", r.straggle_us, "--seed", str(p.trace.seed))
-        if dedup:
-            nf_args["portscan"] = ("--dedup",)
+        nf_args["portscan"] = ("--dedup",) if dedup else ("--count-duplicates",)
         clone: dict[str, Any] = {}
         clone_dir = Path(tempfile.mkdtemp(prefix="nfvlab-chc-clone-"))  # short: sun_path holds 107 bytes
 

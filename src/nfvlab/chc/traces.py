@@ -13,8 +13,9 @@ import ipaddress
 import math
 import random
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import dpkt
 
@@ -163,6 +164,15 @@ class _Builder:
             else:  # an FTP control session that downloads one file of that type
                 t = self.connection(t, host, ftp, 21, [f"RETR file.{step}\r\n".encode(), b"150 Opening\r\n"])
             t += self.rng.uniform(1e-3, 5e-3)
+
+
+def spec_from_params(params: Any, **extra: Any) -> TraceSpec:
+    """An experiment's trace parameters (a pydantic model whose fields are named as TraceSpec's; others
+    are ignored) as a TraceSpec, with `extra` on top; hosts default to one per five connections (>= 4)."""
+    names = {f.name for f in fields(TraceSpec)}
+    values = {k: v for k, v in params.model_dump().items() if k in names}
+    values.setdefault("hosts", max(4, values.get("connections", TraceSpec.connections) // 5))
+    return TraceSpec(**{**values, **extra})
 
 
 def generate(spec: TraceSpec, path: Path) -> TraceInfo:
