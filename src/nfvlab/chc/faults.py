@@ -34,6 +34,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -339,10 +340,15 @@ def _fail_over_root(dep, root, root_c, root_argv: list[str], root_sock: Path, so
         control.wait_ready(sock, alive=new.running)
         note("failover root up", pid=new.pid, counter=int(_stats(sock)["counter"]))
     except (OSError, control.ControlError) as e:
-        # Late in the trace the new root may send the rest and exit before the harness sees it up.
-        if new.running() or new.wait(5) not in (0, 3):
+        # Late in the trace the new root may send the rest and exit before the harness sees it up
+        # (it may still be tearing down after its summary: wait for the exit before judging it).
+        try:
+            rc = new.wait(5)
+        except subprocess.TimeoutExpired:
+            rc = None
+        if rc not in (0, 3):
             new.stop()
-            raise ChainError(f"failover root did not start: {new.stderr()[-800:]}") from e
+            raise ChainError(f"failover root did not start (exit {rc}): {new.stderr()[-800:]}") from e
         note("failover root done before the harness saw it up", pid=new.pid)
     return new, sock, last_counter
 
