@@ -78,13 +78,25 @@ def home_item(spec: Spec, items: dict[str, PaperItem]) -> str:
         found = normalise(fig, items)
         if found:
             return found
+    if spec.paper.figures:  # a figure no reference file names: its own section, not the spec's § (shared)
+        return figure_id(str(spec.paper.figures[0]))
     return f"§{spec.paper.section}" if spec.paper.section else spec.name
+
+
+def figure_id(name: str) -> str:
+    """A spec's paper figure ("3.17", "Table 3.18", "fig3.19") as an id shaped like the reference
+    files' ("fig3.17", "table3.18")."""
+    m = re.fullmatch(r"(table|fig(?:ure)?)\s*(\d[\d.]*)", name.strip(), re.IGNORECASE)
+    if m:
+        return ("table" if m.group(1).lower() == "table" else "fig") + m.group(2)
+    return f"fig{name.strip()}" if re.fullmatch(r"\d[\d.]*", name.strip()) else name.strip()
 
 
 def ensure_item(items: dict[str, PaperItem], fig_id: str, spec: Spec) -> PaperItem:
     """The item for an id no reference file names (a spec's own section)."""
     if fig_id not in items:
-        items[fig_id] = PaperItem(fig_id, fig_id, first_sentence(spec.description), spec.paper.section or "", "")
+        title = first_sentence(spec.description)
+        items[fig_id] = PaperItem(fig_id, _label(fig_id), title, spec.paper.section or "", "")
     return items[fig_id]
 
 
