@@ -208,6 +208,8 @@ static __always_inline void budget_add(__u32 slot, __s64 ns, __u64 now)
 }
 
 /* one packet's (or share's) cost: charge the owner, credit the interrupted container.
+ * Atomic adds: a hardirq/softirq program can nest inside a process-context one on the same CPU,
+ * and a plain += there loses the inner update (seen as charged_ns > rx_cost_ns + tx_cost_ns).
  * Global (non-inlined) functions are verified once, which keeps loading fast. */
 #define F_RX 1
 #define F_OVH 2
@@ -227,17 +229,17 @@ __noinline int account(__u32 owner, __u32 ctx, __u64 cost, __u32 flags)
 	if (!st)
 		return 0;
 	if (rx)
-		st->rx_cost_ns += cost;
+		__sync_fetch_and_add(&st->rx_cost_ns, cost);
 	else
-		st->tx_cost_ns += cost;
+		__sync_fetch_and_add(&st->tx_cost_ns, cost);
 	if (ovh)
-		st->ovh_ns += cost;
+		__sync_fetch_and_add(&st->ovh_ns, cost);
 	if (owner != UNOWNED) {
 		if (ctx == owner) {
-			st->own_ns += cost;
+			__sync_fetch_and_add(&st->own_ns, cost);
 			return 0;
 		}
-		st->charged_ns += cost;
+		__sync_fetch_and_add(&st->charged_ns, cost);
 		cfg = bpf_map_lookup_elem(&iron_cfg, &zero);
 		if (cfg && !cfg->naive)
 			budget_add(owner, cost, bpf_ktime_get_ns());
@@ -247,7 +249,7 @@ __noinline int account(__u32 owner, __u32 ctx, __u64 cost, __u32 flags)
 		struct ct_stats *cst = bpf_map_lookup_elem(&ct_stats, &ctx);
 
 		if (cst)
-			cst->gained_ns += cost;
+			__sync_fetch_and_add(&cst->gained_ns, cost);
 	}
 	return 0;
 }
