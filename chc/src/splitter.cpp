@@ -41,10 +41,31 @@ void Splitter::set_rule(const std::string& scope, const std::vector<Endpoint>& d
   downstream_.clear();
   for (const auto& e : downstream) downstream_.push_back(e.sockaddr());
   counts_.assign(downstream_.size(), 0);
+  base_n_ = downstream_.size();
+  moves_.clear();
+}
+
+std::size_t Splitter::add_downstream(const Endpoint& e) {
+  downstream_.push_back(e.sockaddr());
+  counts_.push_back(0);
+  return downstream_.size() - 1;
+}
+
+void Splitter::add_move(const Move& m) {
+  if (m.scope != scope_ || m.base_n != base_n_ || m.from_index >= base_n_ || m.to_index >= downstream_.size())
+    throw std::invalid_argument("move does not fit this splitter (scope " + scope_ + ", " + std::to_string(base_n_) +
+                                " base instances, " + std::to_string(downstream_.size()) + " in all): " + m.encode());
+  moves_.push_back(m);
 }
 
 std::size_t Splitter::pick(const FiveTuple& t) {
-  std::size_t i = downstream_.size() == 1 ? 0 : scope_hash(scope_, t) % downstream_.size();
+  std::size_t i = 0;
+  if (base_n_ > 1 || !moves_.empty()) {
+    const uint64_t h = scope_hash(scope_, t);
+    i = h % base_n_;
+    for (const Move& m : moves_)
+      if (m.covers_hash(h)) i = m.to_index;
+  }
   ++counts_[i];
   return i;
 }

@@ -45,7 +45,7 @@ std::string State::key(uint16_t obj, const std::string& subkey) const {
   const ObjectDecl& d = decl(obj);
   std::string name = subkey.empty() ? d.name : d.name + ":" + subkey;
   if (!store_) return name;
-  return d.scope == Scope::PerFlow ? store_->flow_key(name) : store_->shared_key(name);
+  return d.scope == Scope::PerFlow ? store_->flow_key(name, flow_owner_) : store_->shared_key(name);
 }
 
 std::string State::fold(uint16_t obj) {
@@ -155,14 +155,15 @@ std::optional<std::string> State::flow_get(uint16_t obj, const std::string& subk
   if (model_ == Model::Traditional || caching()) {
     auto it = flow_local_.find(k);
     if (it != flow_local_.end()) return it->second;
-    if (recovering_ && model_ != Model::Traditional) {  // the failed instance's flows are in the store
+    // The failed instance's flows (R6), or the old instance's of a moved flow (R2), are in the store.
+    if ((recovering_ || flow_owner_) && model_ != Model::Traditional) {
       Reply r = store_->command_sync(k, {"GET", k});
       if (r.is_error()) throw std::runtime_error("store GET " + k + ": " + r.str);
       if (r.is_nil()) return std::nullopt;
       return flow_local_[k] = r.str;
     }
     // A miss at the owner means the flow is new here: its key carries this instance's id, so no
-    // other instance can have written it (flows moved in are issue 12's R2 handover).
+    // other instance can have written it (flows moved in have flow_owner_ set).
     return std::nullopt;
   }
   Reply r = store_->command_sync(k, {"GET", k});

@@ -139,8 +139,8 @@ std::string StoreClient::shared_key(const std::string& obj) const {
   return "chc:{v" + std::to_string(vertex_) + ":" + obj + "}";
 }
 
-std::string StoreClient::flow_key(const std::string& obj) const {
-  return "chc:{v" + std::to_string(vertex_) + ":i" + std::to_string(instance_) + ":" + obj + "}";
+std::string StoreClient::flow_key(const std::string& obj, uint16_t owner) const {
+  return "chc:{v" + std::to_string(vertex_) + ":i" + std::to_string(owner ? owner : instance_) + ":" + obj + "}";
 }
 
 std::size_t StoreClient::node_of(const std::string& key) const { return slot_owner_[key_slot(key)]; }
@@ -274,6 +274,7 @@ std::string StoreClient::tracked_get(const std::string& key) {
   auto it = tracked_.find(key);
   if (it != tracked_.end()) return it->second;
   Reply r = command_sync(key, {"GET", key});
+  cached_keys_.insert(key);
   return tracked_[key] = r.str;
 }
 
@@ -288,6 +289,10 @@ void StoreClient::handle_invalidation(const Reply& msg) {
   for (const Reply& k : keys.elements) {
     ++stats_.invalidations;
     tracked_.erase(k.str);
+    if (!cached_keys_.count(k.str)) {  // not a cached value: just tell (every GET here is tracked)
+      if (on_invalidate) on_invalidate(k.str);
+      continue;
+    }
     // The callback refreshes the cached value (§3.3.3); the new GET also re-arms tracking for it.
     command(k.str, {"GET", k.str}, [this, key = k.str](const Reply& r) {
       if (!r.is_error()) tracked_[key] = r.str;

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "chc/header.h"
+#include "chc/move.h"
+#include "chc/splitter.h"
 #include "chc/packet.h"
 #include "chc/replica.h"
 #include "chc/state.h"
@@ -146,6 +148,51 @@ int main() {
   CHECK(st.counter_read(3) == 7);
   CHECK(st.apply_replicated({1, "pop", ""}) == std::optional<std::string>("10001"));
   CHECK(!st.apply_replicated({1, "pop", ""}));  // empty list: no port
+
+  // R2 moves: the flow hash (nfvlab.chc.flowhash computes the same value), the text form, the splitter
+  chc::FiveTuple ft{chc::ip_parse("198.18.32.10"), chc::ip_parse("198.18.40.1"), 12345, 80, chc::kProtoTcp};
+  chc::FiveTuple rev{ft.dst_ip, ft.src_ip, ft.dst_port, ft.src_port, chc::kProtoTcp};
+  CHECK(chc::scope_hash("5tuple", ft) == 0xc7fe2d2b16636046ULL && chc::scope_hash("5tuple", rev) == 0xc7fe2d2b16636046ULL);
+  chc::Move mv = chc::Move::parse("move 7 5tuple 1 0 1 3 2048");
+  CHECK(mv.id == 7 && mv.from_instance == 3 && mv.hi == 2048 && chc::Move::parse(mv.encode()).encode() == mv.encode());
+  CHECK(mv.handover_key(2) == "chc:{v2:move:7}");
+  for (const char* bad : {"move 1 5tuple 1 0 0 1 10", "move 1 5tuple 1 0 1 0 10", "move 1 5tuple 1 0 1 1 5000",
+                          "move 1 bogus 1 0 1 1 10", "move 1 5tuple", "moved 1 5tuple 1 0 1 1 10"}) {
+    bool threw = false;
+    try {
+      chc::Move::parse(bad);
+    } catch (const std::invalid_argument&) {
+      threw = true;
+    }
+    CHECK(threw);
+  }
+  CHECK(!chc::marker_move(reinterpret_cast<const uint8_t*>("hello"), 5));
+  chc::Splitter sp;
+  sp.set_rule("5tuple", {chc::Endpoint::parse("198.18.0.1:1")});
+  CHECK(sp.add_downstream(chc::Endpoint::parse("198.18.0.2:1")) == 1 && sp.base_count() == 1 && sp.size() == 2);
+  std::size_t moved = 0, kept = 0, wrong = 0;
+  for (uint16_t port = 1000; port < 3000; ++port) {
+    chc::FiveTuple t = ft;
+    t.src_port = port;
+    CHECK(sp.pick(t) == 0);  // before the move: everything at the base instance
+  }
+  chc::Move half = chc::Move::parse("move 1 5tuple 1 0 1 1 2048");
+  sp.add_move(half);
+  for (uint16_t port = 1000; port < 3000; ++port) {
+    chc::FiveTuple t = ft;
+    t.src_port = port;
+    std::size_t i = sp.pick(t);
+    (i == 1 ? moved : kept)++;
+    if ((i == 1) != half.covers(t)) ++wrong;
+  }
+  CHECK(wrong == 0 && moved > 800 && kept > 800);  // about half the flows move, exactly those it covers
+  bool misfit = false;
+  try {
+    sp.add_move(chc::Move::parse("move 2 5tuple 2 0 1 1 10"));  // this splitter has one base instance
+  } catch (const std::invalid_argument&) {
+    misfit = true;
+  }
+  CHECK(misfit);
 
   if (failures) return 1;
   std::printf("test_dataplane: all checks passed\n");

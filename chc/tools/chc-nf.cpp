@@ -6,6 +6,7 @@
 //          [--root IP:PORT [--last]] [--recover] [--opennf IP:PORT]
 //          [--pause-us N --pause-every-ms M [--pause-phase-ms P]]
 //          [--straggle-us LOW-HIGH [--seed S]] [--clone-id N] [--dedup | --count-duplicates]
+//          [--move-naive]
 // --tap: an off-path vertex (e.g. the Trojan detector at the NAT) gets a copy of every packet this
 // instance receives, as it arrived (before the NF rewrites it), through its own splitter; the copy
 // carries the same header (clock, XOR vector) so R2-R6 can treat it like any other packet.
@@ -29,6 +30,13 @@
 // and duplicate_updates: the state updates issued while processing them). Both keep a set of every
 // clock processed (a trace's worth; a long-lived queue would prune it with the root's deletes), so an
 // instance started with neither keeps none.
+// R2 (§3.4.1, Fig 3.7; chc/move.h): a "last" marker from the upstream splitter tells this (old)
+// instance that the move's flows go elsewhere from now on: it sends what it has processed, flushes
+// its outstanding store ops and writes the move's handover key. A "first" marker tells the new
+// instance: it reads the handover key with store callbacks on (CLIENT TRACKING), buffers the moved
+// flows' packets until the store notifies it of the old instance's write (the invalidation of that
+// key), then processes them with the old instance's per-flow keys, read from the store on a miss.
+// --move-naive (a control): the new instance does not wait for the handover.
 // Per-packet processing time (ns, measured around the NF's process() including its store waits) is
 // written to --samples, one line per packet (with --sample-times: "start_ns duration_ns", CLOCK_MONOTONIC,
 // for timelines such as the recovery of Fig 3.19); a JSON summary goes to stdout on exit (SIGTERM/SIGINT
@@ -50,6 +58,7 @@
 #include "chc/monotonic.h"
 #include "chc/cli.h"
 #include "chc/control.h"
+#include "chc/move.h"
 #include "chc/nf.h"
 #include "chc/splitter.h"
 #include "chc/store.h"
@@ -74,7 +83,7 @@ int main(int argc, char** argv) try {
                               "config", "control", "samples", "retransmit-ms", "vertex-instances", "tap", "tap-scope", "scopes",
                               "root", "last", "recover", "opennf", "pause-us", "pause-every-ms",
                               "pause-phase-ms", "sample-times", "straggle-us", "seed", "clone-id",
-                              "dedup", "count-duplicates"});
+                              "dedup", "count-duplicates", "move-naive"});
   const chc::Model model = chc::parse_model(args.get("model", "T"));
   const uint16_t vertex = static_cast<uint16_t>(args.num("vertex", 1));
   const uint16_t instance = static_cast<uint16_t>(args.num("instance", 1));
@@ -167,6 +176,25 @@ int main(int argc, char** argv) try {
     bool replaying = clone_id != 0;           // a clone: the root's replay comes first (R5)
     std::deque<chc::Datagram> buffered;       // replicated packets that arrived during the replay
     std::unordered_set<uint64_t> seen;        // clocks processed here (duplicate detection)
+    // R2 moves: released here (this is the old instance) and coming in (the new one).
+    struct Incoming {
+      chc::Move move;
+      std::string key;
+      bool notified = false, done = false;
+      std::deque<chc::Datagram> held;
+      uint64_t first_ns = 0, handover_ns = 0;
+    };
+    std::vector<Incoming> incoming;
+    const bool move_naive = args.has("move-naive");
+    uint64_t moves_out = 0, moved_buffered = 0, moved_packets = 0, move_marker_ns = 0, move_release_ns = 0,
+             late_moved = 0;
+    std::vector<chc::Move> released;
+    std::unordered_set<uint64_t> moved_flows;  // scope hashes of the moved flows processed here
+    if (store)
+      store->on_invalidate = [&incoming](const std::string& key) {
+        for (auto& m : incoming)
+          if (!m.done && m.key == key) m.notified = true;
+      };
     uint64_t duplicates_in = 0, duplicate_updates = 0, markers = 0, buffered_total = 0;
     auto handle = [&](const std::string& line) -> std::string {
       std::istringstream cmd(line);
@@ -178,7 +206,9 @@ int main(int argc, char** argv) try {
           << " malformed=" << c.malformed << " tapped=" << tapped << " unacked=" << (store ? store->unacked() : 0)
           << " deletes=" << deletes_sent << " duplicates_in=" << duplicates_in
           << " duplicate_updates=" << duplicate_updates << " replaying=" << (replaying ? 1 : 0)
-          << " buffered=" << buffered_total << " split=";
+          << " buffered=" << buffered_total << " moves_out=" << moves_out << " moves_in=" << incoming.size()
+          << " moves_done=" << std::count_if(incoming.begin(), incoming.end(), [](const Incoming& m) { return m.done; })
+          << " moved_buffered=" << moved_buffered << " moved_packets=" << moved_packets << " split=";
         for (auto n : splitter.counts()) s << n << ";";
         s << " tapsplit=";
         for (auto n : tap.counts()) s << n << ";";
@@ -239,6 +269,11 @@ int main(int argc, char** argv) try {
         if (ntap) tapped += tunnel.send_batch(taps, ntap);
         nout = ntap = ndel = 0;
       };
+      auto moved_in = [&](const chc::FiveTuple& t) -> Incoming* {
+        for (auto& m : incoming)
+          if (m.move.covers(t)) return &m;
+        return nullptr;
+      };
       auto process_datagram = [&](chc::Datagram& dg, const chc::Header& hdr, const chc::Frame& parsed) {
         if (nout == out.size() || ndel == dels.size() || (!tap.empty() && ntap == taps.size())) send_pending();
         chc::Frame fr = parsed;
@@ -258,7 +293,14 @@ int main(int argc, char** argv) try {
         }
         const uint64_t updates_before = state.updates();
         uint64_t t0 = now_ns();
-        state.begin_packet(&pkt.header);
+        uint16_t owner = 0;
+        if (!incoming.empty())
+          if (Incoming* m = moved_in(fr.tuple)) {
+            owner = m->move.from_instance;
+            ++moved_packets;
+            moved_flows.insert(chc::scope_hash(m->move.scope, fr.tuple));
+          }
+        state.begin_packet(&pkt.header, owner);
         nf->process(pkt, state);
         state.end_packet();
         if (straggle_hi_ns) {  // the straggler's extra work, inside its per-packet time
@@ -286,6 +328,18 @@ int main(int argc, char** argv) try {
         d.set(pkt.header, dg.frame(), fr.len);
         d.peer = splitter.address(splitter.pick(fr.tuple));
       };
+      for (auto& m : incoming) {  // the store notified the handover: the held packets go first, in order
+        if (m.done || !m.notified) continue;
+        m.done = true;
+        m.handover_ns = now_ns();
+        store->command(m.key, {"SET", m.key, "owner " + std::to_string(instance)}, nullptr);  // associates its id
+        for (; !m.held.empty(); m.held.pop_front()) {
+          chc::Datagram& b = m.held.front();
+          auto bh = chc::decode(b.bytes, b.len);
+          auto bf = chc::Frame::parse(b.frame(), bh->frame_len);
+          process_datagram(b, *bh, *bf);
+        }
+      }
       for (std::size_t i = 0; i < n; ++i) {
         ++c.received;
         auto hdr = chc::decode(in[i].bytes, in[i].len);
@@ -303,6 +357,34 @@ int main(int argc, char** argv) try {
           }
           continue;
         }
+        if (hdr && hdr->frame_len && (hdr->flags & (chc::kFlagLast | chc::kFlagFirst)) &&
+            !(hdr->flags & chc::kFlagReplayed)) {
+          auto mv = chc::marker_move(in[i].frame(), hdr->frame_len);
+          if (mv) {
+            if (!store) throw std::runtime_error("a move needs externalized state (not model T)");
+            if (hdr->flags & chc::kFlagLast) {  // the old instance: release the moved flows' state
+              move_marker_ns = now_ns();
+              send_pending();  // what it processed leaves before the new instance can start
+              state.drain();   // the flush: every outstanding op of the moved flows is in the store
+              const std::string key = mv->handover_key(vertex);
+              chc::Reply r = store->command_sync(key, {"SET", key, "released " + std::to_string(instance)});
+              if (r.is_error()) throw std::runtime_error("handover of move " + std::to_string(mv->id) + ": " + r.str);
+              move_release_ns = now_ns();
+              released.push_back(*mv);
+              ++moves_out;
+            } else {  // the new instance: wait for the handover, with a store callback
+              Incoming m;
+              m.move = *mv;
+              m.key = mv->handover_key(vertex);
+              m.first_ns = now_ns();
+              store->enable_tracking();
+              chc::Reply r = store->command_sync(m.key, {"GET", m.key});  // tracked: the write notifies us
+              m.notified = move_naive || (!r.is_nil() && r.str.rfind("released", 0) == 0);
+              incoming.push_back(std::move(m));
+            }
+            continue;
+          }
+        }
         auto frame = hdr ? chc::Frame::parse(in[i].frame(), hdr->frame_len) : std::nullopt;
         if (!frame) {
           ++c.malformed;
@@ -311,6 +393,14 @@ int main(int argc, char** argv) try {
         if (replaying && !(hdr->flags & chc::kFlagReplayed)) {  // replicated, ahead of the replay's end
           buffered.push_back(in[i]);
           ++buffered_total;
+          continue;
+        }
+        if (!released.empty() && std::any_of(released.begin(), released.end(),
+                                             [&](const chc::Move& m) { return m.covers(frame->tuple); }))
+          ++late_moved;  // a moved flow's packet behind the "last" marker: must not happen
+        if (Incoming* m = moved_in(frame->tuple); m && !m->done) {
+          m->held.push_back(in[i]);
+          ++moved_buffered;
           continue;
         }
         process_datagram(in[i], *hdr, *frame);
@@ -337,7 +427,9 @@ int main(int argc, char** argv) try {
         "{\"model\":\"%s\",\"received\":%llu,\"forwarded\":%llu,\"dropped\":%llu,\"malformed\":%llu,"
         "\"tapped\":%llu,\"store_ops\":%llu,\"retransmissions\":%llu,\"pauses\":%llu,\"replica_events\":%llu,"
         "\"replica_applied\":%llu,\"replica_wait_us\":%.1f,\"duplicates_in\":%llu,\"duplicate_updates\":%llu,"
-        "\"replay_markers\":%llu,\"buffered\":%llu,\"report\":\"%s\"}\n",
+        "\"replay_markers\":%llu,\"buffered\":%llu,\"moves_out\":%llu,\"moves_in\":%zu,\"moved_buffered\":%llu,"
+        "\"moved_packets\":%llu,\"moved_flows\":%zu,\"late_moved\":%llu,\"move_marker_ns\":%llu,"
+        "\"move_release_ns\":%llu,\"move_first_ns\":%llu,\"move_handover_ns\":%llu,\"report\":\"%s\"}\n",
         chc::model_name(model).c_str(), (unsigned long long)c.received, (unsigned long long)c.forwarded,
         (unsigned long long)c.dropped, (unsigned long long)c.malformed, (unsigned long long)tapped,
         (unsigned long long)(store ? store->stats().ops_sent : 0),
@@ -346,7 +438,11 @@ int main(int argc, char** argv) try {
         (unsigned long long)(replica ? replica->stats().applied : 0),
         replica ? static_cast<double>(replica->stats().wait_ns) / 1e3 : 0.0, (unsigned long long)duplicates_in,
         (unsigned long long)duplicate_updates, (unsigned long long)markers, (unsigned long long)buffered_total,
-        rep.c_str());
+        (unsigned long long)moves_out, incoming.size(), (unsigned long long)moved_buffered,
+        (unsigned long long)moved_packets, moved_flows.size(), (unsigned long long)late_moved,
+        (unsigned long long)move_marker_ns, (unsigned long long)move_release_ns,
+        (unsigned long long)(incoming.empty() ? 0 : incoming.back().first_ns),
+        (unsigned long long)(incoming.empty() ? 0 : incoming.back().handover_ns), rep.c_str());
     event_free(rx);
     if (replica_rx) event_free(replica_rx);
     event_free(sigterm);

@@ -21,7 +21,10 @@
 // continues at counter L + N; --input-from K: its input starts at packet K of the trace (the packets
 // the framework buffered while no root ran; the harness knows K, see faults.py kill-root).
 // Control socket: stats | go | pause-at N | hold I | replay I | clone I HOST:PORT ID |
-// clone-at N I HOST:PORT ID | stop (docs/chc.md).
+// clone-at N I HOST:PORT ID | add HOST:PORT | move ID FROM TO FROM_INSTANCE HI | stop (docs/chc.md).
+// "add" (R2 scale-up) appends a downstream instance the hash rule sends nothing to; "move" sends the
+// flows of downstream FROM in buckets [0, HI) of 4096 to TO from now on (chc/move.h), after a "last"
+// marker to FROM and a "first" marker to TO (flags LAST / FIRST, the move as payload, clock 0).
 // "clone" (R5, §3.4.3): replays every logged packet of downstream I to the clone at HOST:PORT (flagged
 // REPLAYED, clone id ID), then sends it the end-of-replay marker (REPLAYED|LAST, no frame), and from
 // then on replicates every new packet for I to it (counted as "replicated", not as "sent"); "clone-at"
@@ -51,6 +54,7 @@
 #include "chc/monotonic.h"
 #include "chc/cli.h"
 #include "chc/control.h"
+#include "chc/move.h"
 #include "chc/packet.h"
 #include "chc/splitter.h"
 #include "chc/store.h"
@@ -378,6 +382,44 @@ int main(int argc, char** argv) try {
           return "ok";
         }
         return "ok replayed=" + std::to_string(replay(i, &to, static_cast<uint16_t>(id)));
+      }
+      if (op == "add") {
+        std::string addr;
+        cmd >> addr;
+        try {
+          down.push_back(chc::Endpoint::parse(addr));
+        } catch (const std::exception& e) {
+          return std::string("err ") + e.what();
+        }
+        return "ok index=" + std::to_string(splitter.add_downstream(down.back()));
+      }
+      if (op == "move") {
+        chc::Move m;
+        unsigned from_instance = 0;
+        if (!(cmd >> m.id >> m.from_index >> m.to_index >> from_instance >> m.hi))
+          return "err usage: move ID FROM TO FROM_INSTANCE HI";
+        std::ostringstream text;
+        text << "move " << m.id << " " << splitter.scope() << " " << splitter.base_count() << " " << m.from_index << " "
+             << m.to_index << " " << from_instance << " " << m.hi;
+        try {
+          m = chc::Move::parse(text.str());
+          splitter.add_move(m);
+        } catch (const std::exception& e) {
+          return std::string("err ") + e.what();
+        }
+        flush();  // everything admitted before the move reaches FROM ahead of its "last" marker
+        const uint64_t at = now_ns();
+        const std::string payload = m.encode();
+        const uint64_t sent_before = t.sent;
+        for (auto [to, flag] : {std::pair{m.from_index, chc::kFlagLast}, std::pair{m.to_index, chc::kFlagFirst}}) {
+          chc::Header h;
+          h.flags = flag;
+          out[nout].set(h, reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
+          out[nout++].peer = splitter.address(to);
+        }
+        flush();
+        t.sent = sent_before;  // markers are not input
+        return "ok t_ns=" + std::to_string(at) + " admitted=" + std::to_string(admitted);
       }
       if (op == "stop") {
         running = false;

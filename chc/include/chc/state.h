@@ -48,8 +48,12 @@ class State {
   uint64_t updates() const { return updates_; }  // state updates issued so far (R5's duplicate count)
   Model model() const { return model_; }
   void declare(const ObjectDecl& d);
-  void begin_packet(Header* h) {
+  // flow_owner: the instance whose per-flow keys hold this packet's flow state -- 0 (this instance)
+  // except for a flow moved in from another instance (R2, chc/move.h), whose state stays under the
+  // old instance's keys and is read from the store on a cache miss.
+  void begin_packet(Header* h, uint16_t flow_owner = 0) {
     pkt_ = h;
+    flow_owner_ = flow_owner == instance_ ? 0 : flow_owner;
     seq_.clear();
   }
   // The packet is processed: under the OpenNF baseline its remaining shared updates go out as one
@@ -115,6 +119,7 @@ class State {
   int vertex_instances_;
   bool recovering_;
   Header* pkt_ = nullptr;
+  uint16_t flow_owner_ = 0;
   ReplicaClient* replica_ = nullptr;
   std::vector<ReplicaOp> replica_pending_;  // this packet's shared updates not sent yet
   std::map<uint16_t, uint16_t> seq_;  // updates per object of the current packet

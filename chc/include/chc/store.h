@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 struct redisAsyncContext;
@@ -59,7 +60,8 @@ class StoreClient {
   StoreClient& operator=(const StoreClient&) = delete;
 
   std::string shared_key(const std::string& obj) const;
-  std::string flow_key(const std::string& obj) const;
+  // owner: the instance whose per-flow keys hold the object (0: this one; a moved flow's: the old one)
+  std::string flow_key(const std::string& obj, uint16_t owner = 0) const;
   uint16_t instance() const { return instance_; }
   std::size_t node_of(const std::string& key) const;
 
@@ -95,7 +97,8 @@ class StoreClient {
   void enable_tracking();                               // blocking; once per client
   std::string tracked_get(const std::string& key);      // cached GET ("" if absent)
   bool tracked_cached(const std::string& key) const { return tracked_.count(key) != 0; }
-  // Called for every key the store invalidated (after the cache refreshed it), e.g. for tests/stats.
+  // Called for every key the store invalidated: a cached one after the cache refreshed it, any other
+  // key read on a tracking connection at once (R2's handover notification, chc/move.h).
   std::function<void(const std::string&)> on_invalidate;
 
   event_base* base() const { return base_; }
@@ -133,6 +136,7 @@ class StoreClient {
   StoreStats stats_;
   bool tracking_ = false;
   std::unordered_map<std::string, std::string> tracked_;
+  std::unordered_set<std::string> cached_keys_;  // keys tracked_get cached (refreshed on invalidation)
 };
 
 }  // namespace chc

@@ -52,9 +52,11 @@ class RunningChain:
     """What a manager loop (e.g. nfvlab.chc.partition) sees while the root replays."""
 
     def __init__(self, dag: PhysicalDAG, sockets: dict[str, Path], addresses: dict[str, str], root,
-                 argv: dict[str, list[str]] | None = None, root_sock: Path | None = None):
+                 argv: dict[str, list[str]] | None = None, root_sock: Path | None = None,
+                 procs: dict | None = None):
         self.dag, self.sockets, self.addresses, self._root = dag, sockets, addresses, root
         self.argv = argv or {}  # each instance's chc-nf command line (a manager may start a clone from it)
+        self.procs = procs or {}  # each instance's process, by role (a manager may stall one by its pid)
         self.root_sock = root_sock  # the root's control socket (root_control=True)
         self.log: list[dict] = []
 
@@ -159,7 +161,7 @@ def run_chain(dep: LocalDeployment, bin_dir: Path, dag: PhysicalDAG, pcap: Path,
             *(["--store", ",".join(store_addresses or [])] if root_args and store_addresses else [])])
         if root_sock is not None:
             _ready(root_sock, root)
-        running = RunningChain(dag, sockets, addresses, root, argvs, root_sock)
+        running = RunningChain(dag, sockets, addresses, root, argvs, root_sock, procs)
         if manager is not None:
             manager(running)
         if root.wait(timeout_s) != 0:

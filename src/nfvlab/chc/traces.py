@@ -42,6 +42,9 @@ class TraceSpec:
     trojan_burst: bool = False
     hosts: int = 20
     seed: int = 1
+    # connections start uniformly over this many seconds of trace time (None: 10 ms per connection,
+    # so few overlap); shorter means more connections open at once (R2 moves flows mid-connection)
+    duration_s: float | None = None
 
 
 @dataclass
@@ -177,7 +180,7 @@ def spec_from_params(params: Any, **extra: Any) -> TraceSpec:
 
 def generate(spec: TraceSpec, path: Path) -> TraceInfo:
     b = _Builder(spec)
-    duration = max(1.0, spec.connections * 0.01)
+    duration = spec.duration_s if spec.duration_s is not None else max(1.0, spec.connections * 0.01)
     info = TraceInfo(path, 0, spec.connections)
     normal = list(b.hosts)
     for _ in range(spec.connections):

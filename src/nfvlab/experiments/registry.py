@@ -30,6 +30,7 @@ _KINDS: dict[str, str] = {
     "chc-shared-state": "nfvlab.chc.exp_shared_state:KIND",
     "chc-nf-recovery": "nfvlab.chc.exp_recovery:KIND",
     "chc-straggler": "nfvlab.chc.exp_straggler:KIND",
+    "chc-move": "nfvlab.chc.exp_move:KIND",
     "chc-correctness": "nfvlab.chc.exp_correctness:KIND",
     "statealyzr-transfer": "nfvlab.statealyzr.transfer_experiment:KIND",
 }
