@@ -100,7 +100,7 @@ clean-testbed: install
 
 # --- CHC (chc/: C++17 data plane; src/nfvlab/chc: control plane; docs/chc.md) ---------------------
 .PHONY: chc chc-asan exp-chc-perf exp-chc-chain exp-chc-correctness exp-chc-ordering exp-chc-availability \
-	exp-chc-shared-state exp-chc-nf-recovery exp-chc-straggler
+	exp-chc-shared-state exp-chc-nf-recovery exp-chc-straggler exp-chc-move
 chc: install
 	@nice -n 10 $(MAKE) -s -C chc -j2 BUILD=$(CURDIR)/build/chc
 
@@ -121,10 +121,11 @@ exp-chc-chain: install chc
 # negative controls (docs/chc.md "Correctness"), R4 chain-wide ordering (Trojan detector behind
 # scrubbers of different speed), R1 state availability against FTMB-style checkpointing (Fig 3.17) and R3
 # strongly consistent shared state against an OpenNF-style controller (Fig 3.16), the R6 NF recovery
-# timeline (Fig 3.19) and R5 duplicate suppression with a straggler clone (Table 3.18). `make
-# exp-chc-ordering`, `exp-chc-availability`, `exp-chc-shared-state`, `exp-chc-nf-recovery` and
-# `exp-chc-straggler` run one of them.
-CHC_CORRECTNESS := chc-correctness chc-ordering chc-availability chc-shared-state chc-nf-recovery chc-straggler
+# timeline (Fig 3.19), R5 duplicate suppression with a straggler clone (Table 3.18) and the R2 move of a
+# running NAT's flows to a new instance. `make exp-chc-ordering`, `exp-chc-availability`,
+# `exp-chc-shared-state`, `exp-chc-nf-recovery`, `exp-chc-straggler` and `exp-chc-move` run one of them.
+CHC_CORRECTNESS := chc-correctness chc-ordering chc-availability chc-shared-state chc-nf-recovery chc-straggler \
+	chc-move
 exp-chc-correctness: install chc
 	$(call run-specs,$(CHC_CORRECTNESS))
 
@@ -142,6 +143,9 @@ exp-chc-nf-recovery: install chc
 
 exp-chc-straggler: install chc
 	$(call run-specs,chc-straggler)
+
+exp-chc-move: install chc
+	$(call run-specs,chc-move)
 
 # Kernel recipes (kernels/<name>/recipe.yaml): build .debs + bzImage, cached by recipe hash (docs/kernel.md).
 # `make kernel-iron` builds the patched Iron kernel; `make kernel-boot-iron` boots it in qemu and checks uname -r.

@@ -76,4 +76,22 @@ std::string format_reply(const Reply& r) {
   return "?";
 }
 
+std::string hex(const std::string& bytes) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(digits[c >> 4]);
+    out.push_back(digits[c & 15]);
+  }
+  return out;
+}
+
+std::string unhex(const std::string& text) {
+  if (text.size() % 2) throw std::invalid_argument("odd-length hex: " + text);
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); i += 2) out.push_back(static_cast<char>(std::stoi(text.substr(i, 2), nullptr, 16)));
+  return out;
+}
+
 }  // namespace chc

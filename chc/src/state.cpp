@@ -175,6 +175,7 @@ std::optional<std::string> State::flow_get(uint16_t obj, const std::string& subk
 void State::flow_put(uint16_t obj, const std::string& subkey, const std::string& value) {
   std::string k = key(obj, subkey);
   if (model_ == Model::Traditional || caching()) flow_local_[k] = value;
+  if (track_flows_) flow_hash_.emplace(k, flow_hash_now_);
   if (model_ == Model::Traditional) return;
   update("chc_set", k, {value}, fold(obj));  // the flush of the cached object (waits for the ACK unless NA)
 }
@@ -291,6 +292,23 @@ std::optional<std::string> State::apply_replicated(const ReplicaOp& op) {
     return v;
   }
   throw std::invalid_argument("unknown replica op " + op.op);
+}
+
+std::vector<State::FlowEntry> State::export_flows(const std::function<bool(uint64_t)>& covered) const {
+  std::vector<FlowEntry> out;
+  for (const auto& [k, h] : flow_hash_) {
+    if (!covered(h)) continue;
+    auto it = flow_local_.find(k);
+    if (it != flow_local_.end()) out.push_back({k, it->second, h});
+  }
+  return out;
+}
+
+void State::import_flows(const std::vector<FlowEntry>& entries) {
+  for (const auto& e : entries) {
+    flow_local_[e.key] = e.value;
+    if (track_flows_) flow_hash_[e.key] = e.hash;
+  }
 }
 
 void State::drain() {

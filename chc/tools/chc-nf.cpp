@@ -6,7 +6,7 @@
 //          [--root IP:PORT [--last]] [--recover] [--opennf IP:PORT]
 //          [--pause-us N --pause-every-ms M [--pause-phase-ms P]]
 //          [--straggle-us LOW-HIGH [--seed S]] [--clone-id N] [--dedup | --count-duplicates]
-//          [--move-naive]
+//          [--move-naive] [--movable]
 // --tap: an off-path vertex (e.g. the Trojan detector at the NAT) gets a copy of every packet this
 // instance receives, as it arrived (before the NF rewrites it), through its own splitter; the copy
 // carries the same header (clock, XOR vector) so R2-R6 can treat it like any other packet.
@@ -37,6 +37,10 @@
 // flows' packets until the store notifies it of the old instance's write (the invalidation of that
 // key), then processes them with the old instance's per-flow keys, read from the store on a miss.
 // --move-naive (a control): the new instance does not wait for the handover.
+// --movable (model T): the OpenNF-style loss-free move, the R2 baseline, driven by the controller
+// over the control socket: "export MOVE" returns the moved flows' per-flow entries and from then on
+// holds their packets (OpenNF's events); "import STATE" installs entries at the new instance;
+// "release HOST:PORT" sends the held packets there and forwards any later ones of those flows.
 // Per-packet processing time (ns, measured around the NF's process() including its store waits) is
 // written to --samples, one line per packet (with --sample-times: "start_ns duration_ns", CLOCK_MONOTONIC,
 // for timelines such as the recovery of Fig 3.19); a JSON summary goes to stdout on exit (SIGTERM/SIGINT
@@ -83,7 +87,7 @@ int main(int argc, char** argv) try {
                               "config", "control", "samples", "retransmit-ms", "vertex-instances", "tap", "tap-scope", "scopes",
                               "root", "last", "recover", "opennf", "pause-us", "pause-every-ms",
                               "pause-phase-ms", "sample-times", "straggle-us", "seed", "clone-id",
-                              "dedup", "count-duplicates", "move-naive"});
+                              "dedup", "count-duplicates", "move-naive", "movable"});
   const chc::Model model = chc::parse_model(args.get("model", "T"));
   const uint16_t vertex = static_cast<uint16_t>(args.num("vertex", 1));
   const uint16_t instance = static_cast<uint16_t>(args.num("instance", 1));
@@ -190,6 +194,13 @@ int main(int argc, char** argv) try {
              late_moved = 0;
     std::vector<chc::Move> released;
     std::unordered_set<uint64_t> moved_flows;  // scope hashes of the moved flows processed here
+    // The OpenNF-style baseline (--movable): flows exported from here, their held packets (events).
+    const bool movable = args.has("movable");
+    if (movable) state.track_flows();
+    std::vector<chc::Move> exported;
+    std::deque<chc::Datagram> events;
+    std::optional<sockaddr_in> events_to;  // after "release": where the exported flows' packets go
+    uint64_t events_held = 0, events_forwarded = 0;
     if (store)
       store->on_invalidate = [&incoming](const std::string& key) {
         for (auto& m : incoming)
@@ -208,7 +219,8 @@ int main(int argc, char** argv) try {
           << " duplicate_updates=" << duplicate_updates << " replaying=" << (replaying ? 1 : 0)
           << " buffered=" << buffered_total << " moves_out=" << moves_out << " moves_in=" << incoming.size()
           << " moves_done=" << std::count_if(incoming.begin(), incoming.end(), [](const Incoming& m) { return m.done; })
-          << " moved_buffered=" << moved_buffered << " moved_packets=" << moved_packets << " split=";
+          << " moved_buffered=" << moved_buffered << " moved_packets=" << moved_packets
+          << " events_held=" << events_held << " events_forwarded=" << events_forwarded << " split=";
         for (auto n : splitter.counts()) s << n << ";";
         s << " tapsplit=";
         for (auto n : tap.counts()) s << n << ";";
@@ -236,6 +248,48 @@ int main(int argc, char** argv) try {
         cmd >> obj >> mode;
         state.set_exclusive(static_cast<uint16_t>(obj), mode == "on");
         return "ok";
+      }
+      if (op == "export" || op == "import" || op == "release") {
+        if (!movable) return "err " + op + " needs --movable";
+        const uint64_t t = now_ns();
+        std::string rest;
+        std::getline(cmd >> std::ws, rest);
+        try {
+          if (op == "export") {  // export move ID SCOPE BASE_N FROM TO FROM_INSTANCE HI
+            chc::Move mv = chc::Move::parse(rest);
+            auto entries = state.export_flows([&mv](uint64_t h) { return mv.covers_hash(h); });
+            exported.push_back(mv);
+            std::string reply = "ok t_ns=" + std::to_string(t) + " entries=" + std::to_string(entries.size()) + " state=";
+            for (const auto& e : entries)
+              reply += chc::hex(e.key) + "/" + chc::hex(e.value) + "/" + std::to_string(e.hash) + ",";
+            return reply;
+          }
+          if (op == "import") {
+            std::vector<chc::State::FlowEntry> entries;
+            for (const auto& item : chc::split(rest, ',')) {
+              if (item.empty()) continue;
+              auto f = chc::split(item, '/');
+              if (f.size() != 3) return "err bad state entry " + item;
+              entries.push_back({chc::unhex(f[0]), chc::unhex(f[1]), std::stoull(f[2])});
+            }
+            state.import_flows(entries);
+            return "ok t_ns=" + std::to_string(now_ns()) + " entries=" + std::to_string(entries.size());
+          }
+          events_to = chc::Endpoint::parse(rest).sockaddr();  // release
+          std::vector<chc::Datagram> batch(chc::kBatch);
+          const std::size_t held = events.size();
+          while (!events.empty()) {
+            std::size_t k = 0;
+            for (; k < batch.size() && !events.empty(); ++k, events.pop_front()) {
+              batch[k] = events.front();
+              batch[k].peer = *events_to;
+            }
+            events_forwarded += tunnel.send_batch(batch, k);
+          }
+          return "ok t_ns=" + std::to_string(now_ns()) + " released=" + std::to_string(held);
+        } catch (const std::exception& e) {
+          return std::string("err ") + e.what();
+        }
       }
       if (op == "report") {
         std::string r = nf->report(state);
@@ -294,6 +348,7 @@ int main(int argc, char** argv) try {
         const uint64_t updates_before = state.updates();
         uint64_t t0 = now_ns();
         uint16_t owner = 0;
+        if (movable) state.set_flow_hash(chc::scope_hash("5tuple", fr.tuple));
         if (!incoming.empty())
           if (Incoming* m = moved_in(fr.tuple)) {
             owner = m->move.from_instance;
@@ -395,6 +450,19 @@ int main(int argc, char** argv) try {
           ++buffered_total;
           continue;
         }
+        if (!exported.empty() && std::any_of(exported.begin(), exported.end(),
+                                             [&](const chc::Move& m) { return m.covers(frame->tuple); })) {
+          if (events_to) {  // moved already: on to the new instance
+            if (nout == out.size()) send_pending();
+            out[nout] = in[i];
+            out[nout++].peer = *events_to;
+            ++events_forwarded;
+          } else {  // OpenNF's event: held until the controller releases it
+            events.push_back(in[i]);
+            ++events_held;
+          }
+          continue;
+        }
         if (!released.empty() && std::any_of(released.begin(), released.end(),
                                              [&](const chc::Move& m) { return m.covers(frame->tuple); }))
           ++late_moved;  // a moved flow's packet behind the "last" marker: must not happen
@@ -429,7 +497,8 @@ int main(int argc, char** argv) try {
         "\"replica_applied\":%llu,\"replica_wait_us\":%.1f,\"duplicates_in\":%llu,\"duplicate_updates\":%llu,"
         "\"replay_markers\":%llu,\"buffered\":%llu,\"moves_out\":%llu,\"moves_in\":%zu,\"moved_buffered\":%llu,"
         "\"moved_packets\":%llu,\"moved_flows\":%zu,\"late_moved\":%llu,\"move_marker_ns\":%llu,"
-        "\"move_release_ns\":%llu,\"move_first_ns\":%llu,\"move_handover_ns\":%llu,\"report\":\"%s\"}\n",
+        "\"move_release_ns\":%llu,\"move_first_ns\":%llu,\"move_handover_ns\":%llu,\"events_held\":%llu,"
+        "\"events_forwarded\":%llu,\"report\":\"%s\"}\n",
         chc::model_name(model).c_str(), (unsigned long long)c.received, (unsigned long long)c.forwarded,
         (unsigned long long)c.dropped, (unsigned long long)c.malformed, (unsigned long long)tapped,
         (unsigned long long)(store ? store->stats().ops_sent : 0),
@@ -442,7 +511,8 @@ int main(int argc, char** argv) try {
         (unsigned long long)moved_packets, moved_flows.size(), (unsigned long long)late_moved,
         (unsigned long long)move_marker_ns, (unsigned long long)move_release_ns,
         (unsigned long long)(incoming.empty() ? 0 : incoming.back().first_ns),
-        (unsigned long long)(incoming.empty() ? 0 : incoming.back().handover_ns), rep.c_str());
+        (unsigned long long)(incoming.empty() ? 0 : incoming.back().handover_ns), (unsigned long long)events_held,
+        (unsigned long long)events_forwarded, rep.c_str());
     event_free(rx);
     if (replica_rx) event_free(replica_rx);
     event_free(sigterm);

@@ -21,10 +21,11 @@
 // continues at counter L + N; --input-from K: its input starts at packet K of the trace (the packets
 // the framework buffered while no root ran; the harness knows K, see faults.py kill-root).
 // Control socket: stats | go | pause-at N | hold I | replay I | clone I HOST:PORT ID |
-// clone-at N I HOST:PORT ID | add HOST:PORT | move ID FROM TO FROM_INSTANCE HI | stop (docs/chc.md).
+// clone-at N I HOST:PORT ID | add HOST:PORT | move ID FROM TO FROM_INSTANCE HI [nomark] | stop (docs/chc.md).
 // "add" (R2 scale-up) appends a downstream instance the hash rule sends nothing to; "move" sends the
 // flows of downstream FROM in buckets [0, HI) of 4096 to TO from now on (chc/move.h), after a "last"
-// marker to FROM and a "first" marker to TO (flags LAST / FIRST, the move as payload, clock 0).
+// marker to FROM and a "first" marker to TO (flags LAST / FIRST, the move as payload, clock 0);
+// "nomark" changes the rule only (the OpenNF-style baseline: its controller moved the state already).
 // "clone" (R5, §3.4.3): replays every logged packet of downstream I to the clone at HOST:PORT (flagged
 // REPLAYED, clone id ID), then sends it the end-of-replay marker (REPLAYED|LAST, no frame), and from
 // then on replicates every new packet for I to it (counted as "replicated", not as "sent"); "clone-at"
@@ -397,7 +398,9 @@ int main(int argc, char** argv) try {
         chc::Move m;
         unsigned from_instance = 0;
         if (!(cmd >> m.id >> m.from_index >> m.to_index >> from_instance >> m.hi))
-          return "err usage: move ID FROM TO FROM_INSTANCE HI";
+          return "err usage: move ID FROM TO FROM_INSTANCE HI [nomark]";
+        std::string mark;
+        cmd >> mark;  // "nomark": only the rule changes (the OpenNF-style baseline's switch update)
         std::ostringstream text;
         text << "move " << m.id << " " << splitter.scope() << " " << splitter.base_count() << " " << m.from_index << " "
              << m.to_index << " " << from_instance << " " << m.hi;
@@ -412,6 +415,7 @@ int main(int argc, char** argv) try {
         const std::string payload = m.encode();
         const uint64_t sent_before = t.sent;
         for (auto [to, flag] : {std::pair{m.from_index, chc::kFlagLast}, std::pair{m.to_index, chc::kFlagFirst}}) {
+          if (mark == "nomark") break;
           chc::Header h;
           h.flags = flag;
           out[nout].set(h, reinterpret_cast<const uint8_t*>(payload.data()), payload.size());

@@ -54,18 +54,18 @@ def move_setup(tmp_path_factory, chc_bin, bin_dir):
 
 
 @needs_root
-@pytest.mark.parametrize("model", ["EO", "EO+C+NA"])
-def test_move_hands_flows_over_without_loss_or_reordering(move_setup, tmp_path, model):
+@pytest.mark.parametrize("scheme", ["chc-EO", "chc-EO+C+NA"])
+def test_move_hands_flows_over_without_loss_or_reordering(move_setup, tmp_path, scheme):
     from nfvlab.chc import exp_move
 
     driver, s, trace = move_setup
-    p = exp_move.Params(trace=trace, move=exp_move.MoveParams(model=model, rate_pps=3000, old_stall_ms=20))
+    p = exp_move.Params(trace=trace, move=exp_move.MoveParams(scheme=scheme, rate_pps=3000, old_stall_ms=20))
     row = driver.measure(s, p, tmp_path / "raw")
     # the new instance got exactly the flows the move covers (the Python hash agrees with the C++ one)
     assert row["moved_flows"] == row["moved_active_flows"] > 10 and row["moved_state_flows"] > 10
     # the old instance was stopped at the move: moved packets reached the new one before the handover
     assert row["moved_buffered"] > 0 and row["late_moved"] == 0
-    assert row["state_equal"] == row["flow_order_kept"] == 1
+    assert row["state_equal"] == row["store_state_equal"] == row["translations_kept"] == row["flow_order_kept"] == 1
     assert row["delivered_frac"] == 1.0 and row["sink_duplicates"] == 0
     assert 0 < row["flush_ms"] <= row["move_ms"] < 20
 
@@ -77,11 +77,27 @@ def test_naive_move_reorders_a_flow(move_setup, tmp_path):
     from nfvlab.chc import exp_move
 
     driver, s, trace = move_setup
-    p = exp_move.Params(trace=trace, move=exp_move.MoveParams(model="EO", handover="off", rate_pps=3000,
-                                                              old_stall_ms=20))
+    p = exp_move.Params(trace=trace, move=exp_move.MoveParams(scheme="naive-EO", rate_pps=3000, old_stall_ms=20))
     row = driver.measure(s, p, tmp_path / "raw")
     assert row["moved_buffered"] == 0 and row["flow_order_kept"] == 0
     assert row["delivered_frac"] == 1.0
+
+
+@needs_root
+def test_opennf_move_exports_state_and_holds_packets(move_setup, tmp_path):
+    """The baseline: the old instance's per-flow entries of the moved flows go to the new instance
+    through the controller, and the packets that arrive meanwhile are held, then released to it."""
+    from nfvlab.chc import exp_move
+
+    driver, s, trace = move_setup
+    p = exp_move.Params(trace=trace, move=exp_move.MoveParams(scheme="opennf", rate_pps=3000, old_stall_ms=20))
+    row = driver.measure(s, p, tmp_path / "raw")
+    # two entries per translated connection (out and in), for the moved flows seen before the move
+    assert row["state_entries"] >= row["moved_state_flows"] > 10
+    assert row["moved_buffered"] > 0  # the stall's backlog became OpenNF events
+    assert row["state_equal"] == row["translations_kept"] == row["counters_equal"] == 1
+    assert row["delivered_frac"] == 1.0 and row["sink_duplicates"] == 0
+    assert 0 < row["flush_ms"] < row["move_ms"]
 
 
 def test_move_needs_externalized_state(bin_dir, tmp_path):

@@ -25,5 +25,7 @@ class Args {
 std::vector<std::string> split(const std::string& text, char sep);
 std::vector<StoreNode> parse_store_nodes(const std::string& list);  // "h:p,h:p"
 std::string format_reply(const Reply& r);  // i:5 s:text nil e:msg [a,b]
+std::string hex(const std::string& bytes);    // lower-case, two digits per byte
+std::string unhex(const std::string& text);   // throws std::invalid_argument
 
 }  // namespace chc

@@ -92,6 +92,18 @@ class State {
   void list_push(uint16_t obj, const std::string& value);
   void list_init(uint16_t obj, const std::vector<std::string>& values);  // setup, before traffic
 
+  // The OpenNF-style loss-free move (the R2 baseline, model T): per-flow entries remember the flow
+  // hash of the packet that wrote them (only while tracking is on: set_flow_hash before each packet),
+  // so the entries of the flows a move covers can be exported, and imported at the new instance.
+  struct FlowEntry {
+    std::string key, value;
+    uint64_t hash;
+  };
+  void track_flows() { track_flows_ = true; }
+  void set_flow_hash(uint64_t h) { flow_hash_now_ = h; }
+  std::vector<FlowEntry> export_flows(const std::function<bool(uint64_t)>& covered) const;
+  void import_flows(const std::vector<FlowEntry>& entries);
+
   // Exclusive caching of cross-flow objects (Table 3.5 col. 5), switched by the upstream split.
   void set_exclusive(uint16_t obj, bool exclusive);
   bool cached(uint16_t obj) const;
@@ -127,6 +139,9 @@ class State {
   std::map<uint16_t, ObjectDecl> decls_;
   std::map<uint16_t, bool> exclusive_;
   std::unordered_map<std::string, std::string> flow_local_;  // T and the per-flow cache
+  bool track_flows_ = false;
+  uint64_t flow_hash_now_ = 0;
+  std::unordered_map<std::string, uint64_t> flow_hash_;  // per-flow key -> its flow's hash (tracking on)
   std::map<uint16_t, long long> counters_local_;
   std::map<uint16_t, std::deque<std::string>> lists_local_;   // T and the exclusive cache
   std::map<uint16_t, std::map<std::string, std::string>> hashes_local_;
