@@ -66,6 +66,7 @@ class TraceParams(Strict):
     median_size: int = Field(368, ge=64, le=1514)
     duration_s: float = Field(0.1, gt=0, description=(
         "trace time the connections start over: short enough that many are open at the move"))
+    hosts: int = Field(200, ge=4, le=1000, description="internal hosts the connections come from")
     seed: int = 1
 
 

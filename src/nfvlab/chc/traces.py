@@ -89,6 +89,9 @@ class _Builder:
         self.rng = random.Random(spec.seed)
         self.packets: list[Packet] = []
         self.next_port = 20000
+        if 10 + spec.hosts > INTERNAL.num_addresses - 1:
+            raise ValueError(f"a trace has at most {INTERNAL.num_addresses - 11} internal hosts ({INTERNAL}), "
+                             f"got hosts={spec.hosts}")
         self.hosts = [INTERNAL[10 + i] for i in range(spec.hosts)]
 
     def port(self) -> int:
