@@ -173,7 +173,7 @@ class LocalDeployment:
             network.delete_netns(c.netns)
         for root in cgroups.harness_roots():
             with contextlib.suppress(cgroups.CgroupError):
-                cgroups.remove_tree(root / self.run)
+                cgroups.remove_run(root / self.run)  # and the shared nfvlab/ level once empty
         if self._bridge_up:
             network.delete_link(self.bridge)
             self._bridge_up = False

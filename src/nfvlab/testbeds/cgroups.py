@@ -312,6 +312,16 @@ def cpu_usage_s(paths: CgroupPaths) -> float:
     raise CgroupError(f"no usage_usec in {paths.cpu / 'cpu.stat'}")
 
 
+def remove_run(top: Path) -> list[str]:
+    """remove_tree(top), then the shared harness level above it (nfvlab/) unless another run still
+    has cgroups there: what a harness user created goes, nothing of anyone else's."""
+    removed = remove_tree(top)
+    with contextlib.suppress(OSError):
+        top.parent.rmdir()
+        removed.append(str(top.parent))
+    return removed
+
+
 def remove_tree(top: Path, timeout_s: float = 5.0) -> list[str]:
     """Kill every task in a cgroup tree (kill_tasks), then remove its directories bottom-up."""
     removed: list[str] = []

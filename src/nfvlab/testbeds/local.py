@@ -11,7 +11,6 @@ bridge port, with one class per container at 1/n of the core rate.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import ipaddress
 import math
@@ -363,6 +362,4 @@ class LocalTestbed:
         for ns in owned_netns(cfg):
             step(f"delete netns {ns}", network.delete_netns, ns)
         for top in tops:
-            step(f"remove cgroup {top}", cgroups.remove_tree, top)
-            with contextlib.suppress(OSError):
-                top.parent.rmdir()  # the shared nfvlab/ level, unless another user still has cgroups in it
+            step(f"remove cgroup {top}", cgroups.remove_run, top)
