@@ -43,9 +43,22 @@ class DeployError(RuntimeError):
     pass
 
 
+_TAGS_TAKEN: set[str] = set()
+
+
 def _tag() -> str:
-    n = os.getpid() % (36 * 36)
-    return _ALPHABET[n // 36] + _ALPHABET[n % 36]
+    """A tag no live deployment uses: the pid picks where to start (two processes rarely start at
+    the same place), then the first whose bridge does not exist and that this process has not handed
+    out -- one process can hold several deployments at once (a test session's and a module's)."""
+    start = os.getpid() % (36 * 36)
+    with IPRoute() as ip:
+        for k in range(36 * 36):
+            n = (start + k) % (36 * 36)
+            tag = _ALPHABET[n // 36] + _ALPHABET[n % 36]
+            if tag not in _TAGS_TAKEN and not ip.link_lookup(ifname=f"nfvlab-chc{tag}-br"):
+                _TAGS_TAKEN.add(tag)
+                return tag
+    raise DeployError("every deployment tag is in use (nfvlab clean removes leftovers)")
 
 
 def container_argv(c: Container, argv: list[str]) -> list[str]:
@@ -177,4 +190,5 @@ class LocalDeployment:
         if self._bridge_up:
             network.delete_link(self.bridge)
             self._bridge_up = False
+        _TAGS_TAKEN.discard(self.tag)
         self.containers.clear()
